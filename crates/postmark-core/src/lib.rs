@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod client;
+mod codes;
+mod define;
+mod error;
+pub mod hooks;
+
+pub use client::{
+    API_URL_ENV, ApiKind, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, TEST_TOKEN, Token,
+};
+pub use codes::ErrorCode;
+pub use error::{ApiErrorBody, Error, Operation, TransportFailure};
