@@ -1,1 +1,5 @@
-fn main(){}
+//! The workspace's one integration-test binary (`cargo test -p postmark-tests`).
+
+mod codegen;
+mod contract;
+mod errors;

@@ -154,8 +154,9 @@ impl<K: ApiKind> ClientBuilder<K> {
             return Err(Error::Config(format!("base URL {:?} must start with https:// or http://", self.base_url)));
         }
         let mut headers = HeaderMap::new();
-        let mut token = HeaderValue::from_str(self.token.expose())
-            .map_err(|_| Error::Config(format!("the {} token contains characters not allowed in a header", K::TOKEN_ENV)))?;
+        let mut token = HeaderValue::from_str(self.token.expose()).map_err(|_| {
+            Error::Config(format!("the {} token contains characters not allowed in a header", K::TOKEN_ENV))
+        })?;
         token.set_sensitive(true);
         headers.insert(K::TOKEN_HEADER, token);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
-use crate::hooks::{OPERATION_HEADER, METHOD_HEADER, SYNTHETIC_HEADER};
+use crate::hooks::{METHOD_HEADER, OPERATION_HEADER, SYNTHETIC_HEADER};
 
 /// Postmark's standard response body, `{"ErrorCode": 406, "Message": "..."}`.
 ///
@@ -216,7 +216,12 @@ impl From<progenitor_client::Error<ApiErrorBody>> for Error {
             }
             P::UnexpectedResponse(resp) => Error::UnexpectedResponse {
                 status: resp.status().as_u16(),
-                body: String::new(),
+                body: resp
+                    .headers()
+                    .get(SYNTHETIC_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
                 operation: operation_of(resp.headers()),
             },
             P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => Error::from(e),

@@ -6,7 +6,8 @@ use progenitor_client::OperationInfo;
 pub const OPERATION_HEADER: &str = "x-postmark-rs-operation";
 /// Response header holding the request's HTTP method, added by [`exec`].
 pub const METHOD_HEADER: &str = "x-postmark-rs-method";
-/// Response header marking an error body that [`exec`] rewrote because the original was not Postmark's JSON.
+/// Response header marking an error body that [`exec`] rewrote because the original was not Postmark's JSON; its
+/// value is the original text (printable ASCII, at most 512 characters).
 pub const SYNTHETIC_HEADER: &str = "x-postmark-rs-synthetic";
 
 /// Runs before every request: drops the `api-version` header progenitor adds (Postmark has no such header).
@@ -41,7 +42,15 @@ pub async fn exec(
         rebuilt
             .headers_mut()
             .insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
-        rebuilt.headers_mut().insert(SYNTHETIC_HEADER, reqwest::header::HeaderValue::from_static("1"));
+        // The text also travels in a header, because statuses the spec does not list reach the caller as
+        // `UnexpectedResponse`, whose body can no longer be read synchronously.
+        let text: String = String::from_utf8_lossy(&bytes[..bytes.len().min(512)])
+            .chars()
+            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { ' ' })
+            .collect();
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(text.trim()) {
+            rebuilt.headers_mut().insert(SYNTHETIC_HEADER, v);
+        }
         response = reqwest::Response::from(rebuilt);
     }
     let headers = response.headers_mut();

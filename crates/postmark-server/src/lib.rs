@@ -6,6 +6,10 @@
 #[allow(missing_docs, missing_debug_implementations, unused_imports, clippy::all, rust_2018_idioms)]
 mod generated;
 
+mod batch;
+pub mod webhooks;
+
+pub use batch::{BatchItemError, BatchResult, MAX_BATCH};
 pub use generated::{ByteStream, Client, ResponseValue, builder, types};
 pub use postmark_core::{ApiErrorBody, Error, ErrorCode, Operation, TEST_TOKEN, Token, TransportFailure};
 

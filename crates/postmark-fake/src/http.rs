@@ -1,0 +1,389 @@
+//! A fake of Postmark's HTTP API on 127.0.0.1.
+//!
+//! * `POST /email` and `POST /email/batch` behave like Postmark: the token is checked (401 / ErrorCode 10), each
+//!   accepted message is recorded and answered with a `MessageID`, recipients marked inactive are refused with 422 /
+//!   ErrorCode 406 (per item inside a batch's HTTP 200).
+//! * Any method and path can be given a canned answer ([`FakeApi::respond`]); the contract tests use this.
+//! * Faults ([`Fault`]) are queued and consumed one per request: an error status, a delay, or a dropped connection.
+//! * Every request is recorded ([`FakeApi::requests`]) with method, path, query pairs, headers and body.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Query pairs in order, percent-decoded.
+    pub query: Vec<(String, String)>,
+    /// Headers with lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// A failure the fake injects into the next request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and body (JSON when `body` parses as JSON, plain text otherwise).
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// Wait this long, then handle the request normally.
+    Delay(Duration),
+    /// Start a 200 answer and break the connection before the body completes.
+    Reset,
+}
+
+impl Fault {
+    /// An error status with Postmark's JSON error body.
+    pub fn api_error(status: u16, code: i64, message: &str) -> Fault {
+        Fault::Status { status, body: json!({"ErrorCode": code, "Message": message}).to_string() }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    server_token: Option<String>,
+    account_token: Option<String>,
+    requests: Vec<RecordedRequest>,
+    canned: HashMap<(String, String), (u16, String)>,
+    fallback: Option<(u16, String)>,
+    faults: VecDeque<Fault>,
+    inactive: HashMap<String, i64>,
+    emails: Vec<Value>,
+    sent: u64,
+}
+
+/// The running fake. Dropping it stops the server.
+#[derive(Debug)]
+pub struct FakeApi {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("requests", &self.requests.len()).finish_non_exhaustive()
+    }
+}
+
+impl FakeApi {
+    /// Starts the fake on an ephemeral port of 127.0.0.1.
+    pub async fn start() -> FakeApi {
+        Self::start_on("127.0.0.1:0".parse().expect("loopback address")).await
+    }
+
+    /// Starts the fake on a given loopback address (for restarting on the same port).
+    pub async fn start_on(addr: SocketAddr) -> FakeApi {
+        assert!(addr.ip().is_loopback(), "the fake only listens on loopback");
+        let listener = TcpListener::bind(addr).await.expect("bind fake API");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::default()));
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        FakeApi { addr, state, _stop: stop }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requires this `X-Postmark-Server-Token` on server endpoints (otherwise any token, or none, is accepted).
+    pub fn set_server_token(&self, token: &str) {
+        self.state().server_token = Some(token.to_string());
+    }
+
+    /// Requires this `X-Postmark-Account-Token` on account endpoints.
+    pub fn set_account_token(&self, token: &str) {
+        self.state().account_token = Some(token.to_string());
+    }
+
+    /// Answers `method path` (exact path, no query) with this status and JSON body from now on.
+    pub fn respond(&self, method: &str, path: &str, status: u16, body: &str) {
+        self.state().canned.insert((method.to_ascii_uppercase(), path.to_string()), (status, body.to_string()));
+    }
+
+    /// Answers every request that no other rule handles with this status and body.
+    pub fn respond_any(&self, status: u16, body: &str) {
+        self.state().fallback = Some((status, body.to_string()));
+    }
+
+    /// Queues a fault for the next request that has none queued before it.
+    pub fn push_fault(&self, fault: Fault) {
+        self.state().faults.push_back(fault);
+    }
+
+    /// Marks a recipient inactive: messages to it are refused with this ErrorCode (406 for a suppressed address).
+    pub fn reject_recipient(&self, address: &str, error_code: i64) {
+        self.state().inactive.insert(address.to_ascii_lowercase(), error_code);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state().requests.clone()
+    }
+
+    /// Every message accepted by `/email` or `/email/batch`, in order.
+    pub fn emails(&self) -> Vec<Value> {
+        self.state().emails.clone()
+    }
+
+    /// Forgets recorded requests and emails (tokens, canned answers and rejections stay).
+    pub fn clear(&self) {
+        let mut s = self.state();
+        s.requests.clear();
+        s.emails.clear();
+    }
+}
+
+fn json_response(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let ct = if serde_json::from_str::<Value>(&body).is_ok() { "application/json; charset=utf-8" } else { "text/html" };
+    (status, [(axum::http::header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+fn api_error(status: u16, code: i64, message: &str) -> Response {
+    json_response(status, json!({"ErrorCode": code, "Message": message}).to_string())
+}
+
+const ACCOUNT_PREFIXES: &[&str] = &["/servers", "/domains", "/senders", "/data-removals", "/templates/push"];
+
+async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.map(|b| b.to_vec()).unwrap_or_default();
+    let recorded = RecordedRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(url_pairs).unwrap_or_default(),
+        headers: headers_of(&parts.headers),
+        body,
+    };
+    let fault = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.requests.push(recorded.clone());
+        s.faults.pop_front()
+    };
+    match fault {
+        Some(Fault::Status { status, body }) => return json_response(status, body),
+        Some(Fault::Reset) => {
+            let stream = futures_once_error();
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from_stream(stream))
+                .unwrap_or_default();
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let is_account = ACCOUNT_PREFIXES.iter().any(|p| recorded.path.starts_with(p));
+    let (header, expected) = if is_account {
+        ("x-postmark-account-token", s.account_token.clone())
+    } else {
+        ("x-postmark-server-token", s.server_token.clone())
+    };
+    if let Some(expected) = expected {
+        if recorded.header(header) != Some(expected.as_str()) {
+            return api_error(401, 10, "Request does not contain a valid Server token.");
+        }
+    }
+    if let Some((status, body)) = s.canned.get(&(recorded.method.clone(), recorded.path.clone())) {
+        return json_response(*status, body.clone());
+    }
+    match (recorded.method.as_str(), recorded.path.as_str()) {
+        ("POST", "/email") => {
+            let Some(message) = recorded.json() else { return api_error(422, 402, "Received invalid JSON input.") };
+            let (status, answer) = accept_message(&mut s, message);
+            json_response(status, answer.to_string())
+        }
+        ("POST", "/email/batch") => {
+            let Some(Value::Array(messages)) = recorded.json() else {
+                return api_error(422, 402, "Received invalid JSON input.");
+            };
+            if messages.len() > 500 {
+                return api_error(422, 410, "Too many messages in the batch (at most 500).");
+            }
+            let answers: Vec<Value> = messages.into_iter().map(|m| accept_message(&mut s, m).1).collect();
+            json_response(200, Value::Array(answers).to_string())
+        }
+        _ => match &s.fallback {
+            Some((status, body)) => json_response(*status, body.clone()),
+            None => api_error(404, 404, "The endpoint does not exist in the fake."),
+        },
+    }
+}
+
+/// Validates one message like Postmark's send endpoint and records it when accepted.
+fn accept_message(s: &mut State, message: Value) -> (u16, Value) {
+    let recipients: Vec<String> = ["To", "Cc", "Bcc"]
+        .iter()
+        .filter_map(|k| message.get(*k).and_then(Value::as_str))
+        .flat_map(split_addresses)
+        .collect();
+    let from_ok = message.get("From").and_then(Value::as_str).is_some_and(|f| f.contains('@'));
+    let body_ok = ["TextBody", "HtmlBody"].iter().any(|k| message.get(*k).and_then(Value::as_str).is_some());
+    if !from_ok || recipients.is_empty() || !body_ok {
+        return (
+            422,
+            json!({"ErrorCode": 300, "Message": "Invalid email request: From, a recipient and a body are required."}),
+        );
+    }
+    if recipients.len() > 50 {
+        return (422, json!({"ErrorCode": 300, "Message": "Invalid email request: more than 50 recipients."}));
+    }
+    if let Some((addr, code)) = recipients.iter().find_map(|r| s.inactive.get(&r.to_ascii_lowercase()).map(|c| (r, *c)))
+    {
+        return (
+            422,
+            json!({"ErrorCode": code, "Message": format!("You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: {addr}.")}),
+        );
+    }
+    s.sent += 1;
+    let id = format!("{:08x}-f4c1-4a3e-9b1c-{:012x}", s.sent, s.sent);
+    let to = message.get("To").cloned().unwrap_or(Value::Null);
+    s.emails.push(message);
+    (
+        200,
+        json!({"To": to, "SubmittedAt": "2026-11-22T10:15:30.1234567-05:00", "MessageID": id, "ErrorCode": 0, "Message": "OK"}),
+    )
+}
+
+/// Addresses out of a comma-separated header value (`"A, B" <a@x>, c@y`), lower-cased angle contents or bare words.
+pub fn split_addresses(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in value.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            ',' if !quoted => {
+                out.push(std::mem::take(&mut current));
+            }
+            _ => current.push(c),
+        }
+    }
+    out.push(current);
+    out.into_iter()
+        .filter_map(|part| {
+            let part = part.trim();
+            if part.is_empty() {
+                return None;
+            }
+            let addr = match (part.rfind('<'), part.rfind('>')) {
+                (Some(a), Some(b)) if a < b => &part[a + 1..b],
+                _ => part,
+            };
+            Some(addr.trim().to_string())
+        })
+        .collect()
+}
+
+fn headers_of(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+fn url_pairs(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn futures_once_error() -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send {
+    struct Once(bool);
+    impl futures_core::Stream for Once {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            if self.0 {
+                return std::task::Poll::Ready(None);
+            }
+            self.0 = true;
+            std::task::Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "fault: reset"))))
+        }
+    }
+    Once(false)
+}
