@@ -5,7 +5,7 @@
 #[allow(unused_imports)]
 pub use progenitor_client::{ByteStream, ClientInfo, Error, ResponseValue};
 #[allow(unused_imports)]
-use progenitor_client::{ClientHooks, OperationInfo, RequestBuilderExt, encode_path};
+use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderExt};
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
@@ -13,7 +13,10 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateDataRemovalRequest {
         ///Email `RequestedBy` when the removal has finished.
-        #[serde(rename = "NotifyWhenCompleted", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "NotifyWhenCompleted",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub notify_when_completed: ::std::option::Option<bool>,
         ///Email address of the person making the request.
         #[serde(rename = "RequestedBy")]
@@ -31,18 +34,24 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateDomainRequest {
         /**Custom domain for open and click tracking links, a subdomain of
-        `Name`. Sent by the official SDKs; not yet in Postmark's API
-        reference.
-        */
-        #[serde(rename = "CustomTrackingDomain", skip_serializing_if = "::std::option::Option::is_none")]
+`Name`. Sent by the official SDKs; not yet in Postmark's API
+reference.
+*/
+        #[serde(
+            rename = "CustomTrackingDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub custom_tracking_domain: ::std::option::Option<::std::string::String>,
         ///The domain name, e.g. `example.com`.
         #[serde(rename = "Name")]
         pub name: ::std::string::String,
         /**Custom Return-Path domain: a subdomain of `Name` whose CNAME
-        points to `pm.mtasv.net`.
-        */
-        #[serde(rename = "ReturnPathDomain", skip_serializing_if = "::std::option::Option::is_none")]
+points to `pm.mtasv.net`.
+*/
+        #[serde(
+            rename = "ReturnPathDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain: ::std::option::Option<::std::string::String>,
     }
     impl CreateDomainRequest {
@@ -54,7 +63,10 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateSenderSignatureRequest {
         ///Note (at most 400 characters) added to the confirmation email to explain the request.
-        #[serde(rename = "ConfirmationPersonalNote", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ConfirmationPersonalNote",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub confirmation_personal_note: ::std::option::Option<::std::string::String>,
         ///The From address; must be at a private domain you control.
         #[serde(rename = "FromEmail")]
@@ -63,12 +75,18 @@ pub mod types {
         #[serde(rename = "Name")]
         pub name: ::std::string::String,
         ///Default Reply-To address for mail from this signature.
-        #[serde(rename = "ReplyToEmail", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReplyToEmail",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub reply_to_email: ::std::option::Option<::std::string::String>,
         /**Custom Return-Path domain: a subdomain of the From address's
-        domain whose CNAME points to `pm.mtasv.net`.
-        */
-        #[serde(rename = "ReturnPathDomain", skip_serializing_if = "::std::option::Option::is_none")]
+domain whose CNAME points to `pm.mtasv.net`.
+*/
+        #[serde(
+            rename = "ReturnPathDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain: ::std::option::Option<::std::string::String>,
     }
     impl CreateSenderSignatureRequest {
@@ -77,57 +95,105 @@ pub mod types {
         }
     }
     /**Settings of a new server. Only `Name` is required; omitted settings
-    take Postmark's defaults.
-    */
+take Postmark's defaults.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct CreateServerRequest {
         ///URL for bounce webhooks.
-        #[serde(rename = "BounceHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "BounceHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub bounce_hook_url: ::std::option::Option<::std::string::String>,
         ///URL for click webhooks.
-        #[serde(rename = "ClickHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ClickHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub click_hook_url: ::std::option::Option<::std::string::String>,
-        #[serde(rename = "Color", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Color",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub color: ::std::option::Option<ServerColor>,
         ///URL for delivery webhooks.
-        #[serde(rename = "DeliveryHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DeliveryHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub delivery_hook_url: ::std::option::Option<::std::string::String>,
-        #[serde(rename = "DeliveryType", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DeliveryType",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub delivery_type: ::std::option::Option<ServerDeliveryType>,
         ///Send SMTP API errors to the bounce webhook.
-        #[serde(rename = "EnableSmtpApiErrorHooks", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "EnableSmtpApiErrorHooks",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub enable_smtp_api_error_hooks: ::std::option::Option<bool>,
         ///Custom inbound domain (its MX must point to `inbound.postmarkapp.com`).
-        #[serde(rename = "InboundDomain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_domain: ::std::option::Option<::std::string::String>,
         ///URL for inbound-message webhooks.
-        #[serde(rename = "InboundHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_hook_url: ::std::option::Option<::std::string::String>,
         ///SpamAssassin score at or above which inbound mail is blocked; 0 disables filtering.
-        #[serde(rename = "InboundSpamThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundSpamThreshold",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_spam_threshold: ::std::option::Option<i64>,
         ///Include the full bounced message in bounce webhooks.
-        #[serde(rename = "IncludeBounceContentInHook", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "IncludeBounceContentInHook",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub include_bounce_content_in_hook: ::std::option::Option<bool>,
         ///Server name, unique within the account.
         #[serde(rename = "Name")]
         pub name: ::std::string::String,
         ///URL for open-tracking webhooks.
-        #[serde(rename = "OpenHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "OpenHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub open_hook_url: ::std::option::Option<::std::string::String>,
         ///Fire the open webhook only for the first open of a message.
-        #[serde(rename = "PostFirstOpenOnly", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "PostFirstOpenOnly",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub post_first_open_only: ::std::option::Option<bool>,
         ///Include the raw message source in inbound webhooks.
-        #[serde(rename = "RawEmailEnabled", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "RawEmailEnabled",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub raw_email_enabled: ::std::option::Option<bool>,
         ///Enable SMTP submission for the server.
-        #[serde(rename = "SmtpApiActivated", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SmtpApiActivated",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub smtp_api_activated: ::std::option::Option<bool>,
-        #[serde(rename = "TrackLinks", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TrackLinks",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub track_links: ::std::option::Option<TrackLinks>,
         ///Turn open tracking on by default for the server's messages.
-        #[serde(rename = "TrackOpens", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TrackOpens",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub track_opens: ::std::option::Option<bool>,
     }
     impl CreateServerRequest {
@@ -142,8 +208,8 @@ pub mod types {
         #[serde(rename = "ID")]
         pub id: i64,
         /**Progress of the request. Known values: `Pending` (being
-        processed) and `Done` (data erased).
-        */
+processed) and `Done` (data erased).
+*/
         #[serde(rename = "Status")]
         pub status: ::std::string::String,
     }
@@ -153,45 +219,80 @@ pub mod types {
         }
     }
     /**A domain with its verification state and the DNS records Postmark
-    expects for DKIM, the Return-Path and (if set) custom tracking.
-    */
+expects for DKIM, the Return-Path and (if set) custom tracking.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DomainDetails {
         ///Custom domain for tracking links, if set (reported by newer SDKs; not in the API reference).
-        #[serde(rename = "CustomTrackingDomain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "CustomTrackingDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub custom_tracking_domain: ::std::option::Option<::std::string::String>,
         ///Target the custom tracking domain's CNAME must point to (reported by newer SDKs).
-        #[serde(rename = "CustomTrackingDomainCNAMEValue", skip_serializing_if = "::std::option::Option::is_none")]
-        pub custom_tracking_domain_cname_value: ::std::option::Option<::std::string::String>,
+        #[serde(
+            rename = "CustomTrackingDomainCNAMEValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub custom_tracking_domain_cname_value: ::std::option::Option<
+            ::std::string::String,
+        >,
         ///Whether the custom tracking domain is verified (reported by newer SDKs).
-        #[serde(rename = "CustomTrackingVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "CustomTrackingVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub custom_tracking_verified: ::std::option::Option<bool>,
         ///Host of the active DKIM TXT record; empty until a key is verified.
-        #[serde(rename = "DKIMHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_host: ::std::option::Option<::std::string::String>,
         ///Host of the new DKIM TXT record waiting to be published and verified.
-        #[serde(rename = "DKIMPendingHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMPendingHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_pending_host: ::std::option::Option<::std::string::String>,
         ///Value of the new DKIM TXT record waiting to be published and verified.
-        #[serde(rename = "DKIMPendingTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMPendingTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_pending_text_value: ::std::option::Option<::std::string::String>,
         ///Host of the DKIM record replaced by the last rotation.
-        #[serde(rename = "DKIMRevokedHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMRevokedHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_revoked_host: ::std::option::Option<::std::string::String>,
         ///Value of the DKIM record replaced by the last rotation.
-        #[serde(rename = "DKIMRevokedTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMRevokedTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_revoked_text_value: ::std::option::Option<::std::string::String>,
         ///Value of the active DKIM TXT record; empty until a key is verified.
-        #[serde(rename = "DKIMTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_text_value: ::std::option::Option<::std::string::String>,
         /**State of the DKIM setup or rotation. Known values: `Pending`
-        (waiting for the DNS record), `Verified` (records current, nothing
-        pending).
-        */
-        #[serde(rename = "DKIMUpdateStatus", skip_serializing_if = "::std::option::Option::is_none")]
+(waiting for the DNS record), `Verified` (records current, nothing
+pending).
+*/
+        #[serde(
+            rename = "DKIMUpdateStatus",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_update_status: ::std::option::Option<::std::string::String>,
         ///Whether DKIM was ever verified for the domain (stays true if the record is later removed).
-        #[serde(rename = "DKIMVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_verified: ::std::option::Option<bool>,
         ///Domain ID.
         #[serde(rename = "ID")]
@@ -200,28 +301,52 @@ pub mod types {
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///Custom Return-Path domain; empty when none is set.
-        #[serde(rename = "ReturnPathDomain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain: ::std::option::Option<::std::string::String>,
         ///Target the Return-Path domain's CNAME must point to (`pm.mtasv.net`).
-        #[serde(rename = "ReturnPathDomainCNAMEValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomainCNAMEValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain_cname_value: ::std::option::Option<::std::string::String>,
         ///Whether the custom Return-Path domain is verified and in use.
-        #[serde(rename = "ReturnPathDomainVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomainVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain_verified: ::std::option::Option<bool>,
         ///Whether the revoked DKIM record may now be deleted from DNS.
-        #[serde(rename = "SafeToRemoveRevokedKeyFromDNS", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SafeToRemoveRevokedKeyFromDNS",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub safe_to_remove_revoked_key_from_dns: ::std::option::Option<bool>,
         ///Host of the (optional, deprecated) SPF TXT record.
-        #[serde(rename = "SPFHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_host: ::std::option::Option<::std::string::String>,
         ///Value of the (optional, deprecated) SPF TXT record.
-        #[serde(rename = "SPFTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_text_value: ::std::option::Option<::std::string::String>,
         ///Deprecated SPF check result; Postmark no longer requires SPF.
-        #[serde(rename = "SPFVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_verified: ::std::option::Option<bool>,
         ///Whether the DKIM key is shorter than 1024 bits and should be rotated.
-        #[serde(rename = "WeakDKIM", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "WeakDKIM",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub weak_dkim: ::std::option::Option<bool>,
     }
     impl DomainDetails {
@@ -233,28 +358,52 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DomainDkimRotation {
         ///Host of the active DKIM TXT record.
-        #[serde(rename = "DKIMHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_host: ::std::option::Option<::std::string::String>,
         ///Host of the new DKIM TXT record to publish.
-        #[serde(rename = "DKIMPendingHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMPendingHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_pending_host: ::std::option::Option<::std::string::String>,
         ///Value of the new DKIM TXT record to publish.
-        #[serde(rename = "DKIMPendingTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMPendingTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_pending_text_value: ::std::option::Option<::std::string::String>,
         ///Host of the DKIM record being replaced.
-        #[serde(rename = "DKIMRevokedHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMRevokedHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_revoked_host: ::std::option::Option<::std::string::String>,
         ///Value of the DKIM record being replaced.
-        #[serde(rename = "DKIMRevokedTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMRevokedTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_revoked_text_value: ::std::option::Option<::std::string::String>,
         ///Value of the active DKIM TXT record.
-        #[serde(rename = "DKIMTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_text_value: ::std::option::Option<::std::string::String>,
         ///State of the rotation. Known values `Pending`, `Verified`.
-        #[serde(rename = "DKIMUpdateStatus", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMUpdateStatus",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_update_status: ::std::option::Option<::std::string::String>,
         ///Whether DKIM was ever verified for the domain.
-        #[serde(rename = "DKIMVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_verified: ::std::option::Option<bool>,
         ///Domain ID.
         #[serde(rename = "ID")]
@@ -263,10 +412,16 @@ pub mod types {
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///Whether the revoked DKIM record may now be deleted from DNS.
-        #[serde(rename = "SafeToRemoveRevokedKeyFromDNS", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SafeToRemoveRevokedKeyFromDNS",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub safe_to_remove_revoked_key_from_dns: ::std::option::Option<bool>,
         ///Whether the active DKIM key is shorter than 1024 bits.
-        #[serde(rename = "WeakDKIM", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "WeakDKIM",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub weak_dkim: ::std::option::Option<bool>,
     }
     impl DomainDkimRotation {
@@ -293,13 +448,22 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct DomainSpfVerification {
         ///Host the SPF TXT record belongs to.
-        #[serde(rename = "SPFHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_host: ::std::option::Option<::std::string::String>,
         ///SPF TXT value Postmark looked for.
-        #[serde(rename = "SPFTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_text_value: ::std::option::Option<::std::string::String>,
         ///Whether the SPF record was found.
-        #[serde(rename = "SPFVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_verified: ::std::option::Option<bool>,
     }
     impl DomainSpfVerification {
@@ -311,10 +475,16 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct DomainSummary {
         ///Whether the custom tracking domain is verified (reported by newer SDKs; not in the API reference).
-        #[serde(rename = "CustomTrackingVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "CustomTrackingVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub custom_tracking_verified: ::std::option::Option<bool>,
         ///Whether DKIM was ever verified for the domain (stays true if the record is later removed).
-        #[serde(rename = "DKIMVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_verified: ::std::option::Option<bool>,
         ///Domain ID.
         #[serde(rename = "ID")]
@@ -323,13 +493,22 @@ pub mod types {
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///Whether the custom Return-Path domain is verified and in use.
-        #[serde(rename = "ReturnPathDomainVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomainVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain_verified: ::std::option::Option<bool>,
         ///Deprecated SPF check result; Postmark no longer requires SPF.
-        #[serde(rename = "SPFVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_verified: ::std::option::Option<bool>,
         ///Whether the DKIM key is shorter than 1024 bits and should be rotated.
-        #[serde(rename = "WeakDKIM", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "WeakDKIM",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub weak_dkim: ::std::option::Option<bool>,
     }
     impl DomainSummary {
@@ -341,14 +520,20 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct EditDomainRequest {
         /**New custom tracking domain for open and click links. Sent by the
-        official SDKs; not yet in Postmark's API reference.
-        */
-        #[serde(rename = "CustomTrackingDomain", skip_serializing_if = "::std::option::Option::is_none")]
+official SDKs; not yet in Postmark's API reference.
+*/
+        #[serde(
+            rename = "CustomTrackingDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub custom_tracking_domain: ::std::option::Option<::std::string::String>,
         /**New custom Return-Path domain: a subdomain of the domain whose
-        CNAME points to `pm.mtasv.net`.
-        */
-        #[serde(rename = "ReturnPathDomain", skip_serializing_if = "::std::option::Option::is_none")]
+CNAME points to `pm.mtasv.net`.
+*/
+        #[serde(
+            rename = "ReturnPathDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain: ::std::option::Option<::std::string::String>,
     }
     impl EditDomainRequest {
@@ -360,18 +545,27 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct EditSenderSignatureRequest {
         ///Note (at most 400 characters) added to the confirmation email.
-        #[serde(rename = "ConfirmationPersonalNote", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ConfirmationPersonalNote",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub confirmation_personal_note: ::std::option::Option<::std::string::String>,
         ///From name shown with the address.
         #[serde(rename = "Name")]
         pub name: ::std::string::String,
         ///Default Reply-To address for mail from this signature.
-        #[serde(rename = "ReplyToEmail", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReplyToEmail",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub reply_to_email: ::std::option::Option<::std::string::String>,
         /**Custom Return-Path domain: a subdomain of the From address's
-        domain whose CNAME points to `pm.mtasv.net`.
-        */
-        #[serde(rename = "ReturnPathDomain", skip_serializing_if = "::std::option::Option::is_none")]
+domain whose CNAME points to `pm.mtasv.net`.
+*/
+        #[serde(
+            rename = "ReturnPathDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain: ::std::option::Option<::std::string::String>,
     }
     impl EditSenderSignatureRequest {
@@ -380,55 +574,100 @@ pub mod types {
         }
     }
     /**Changes to a server's settings; omitted keys keep their current value.
-    The delivery type cannot be changed after creation.
-    */
+The delivery type cannot be changed after creation.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct EditServerRequest {
         ///URL for bounce webhooks.
-        #[serde(rename = "BounceHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "BounceHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub bounce_hook_url: ::std::option::Option<::std::string::String>,
         ///URL for click webhooks.
-        #[serde(rename = "ClickHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ClickHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub click_hook_url: ::std::option::Option<::std::string::String>,
-        #[serde(rename = "Color", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Color",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub color: ::std::option::Option<ServerColor>,
         ///URL for delivery webhooks.
-        #[serde(rename = "DeliveryHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DeliveryHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub delivery_hook_url: ::std::option::Option<::std::string::String>,
         ///Send SMTP API errors to the bounce webhook.
-        #[serde(rename = "EnableSmtpApiErrorHooks", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "EnableSmtpApiErrorHooks",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub enable_smtp_api_error_hooks: ::std::option::Option<bool>,
         ///Custom inbound domain (its MX must point to `inbound.postmarkapp.com`).
-        #[serde(rename = "InboundDomain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_domain: ::std::option::Option<::std::string::String>,
         ///URL for inbound-message webhooks.
-        #[serde(rename = "InboundHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_hook_url: ::std::option::Option<::std::string::String>,
         ///SpamAssassin score at or above which inbound mail is blocked; 0 disables filtering.
-        #[serde(rename = "InboundSpamThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundSpamThreshold",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_spam_threshold: ::std::option::Option<i64>,
         ///Include the full bounced message in bounce webhooks.
-        #[serde(rename = "IncludeBounceContentInHook", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "IncludeBounceContentInHook",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub include_bounce_content_in_hook: ::std::option::Option<bool>,
         ///New server name, unique within the account.
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///URL for open-tracking webhooks.
-        #[serde(rename = "OpenHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "OpenHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub open_hook_url: ::std::option::Option<::std::string::String>,
         ///Fire the open webhook only for the first open of a message.
-        #[serde(rename = "PostFirstOpenOnly", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "PostFirstOpenOnly",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub post_first_open_only: ::std::option::Option<bool>,
         ///Include the raw message source in inbound webhooks.
-        #[serde(rename = "RawEmailEnabled", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "RawEmailEnabled",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub raw_email_enabled: ::std::option::Option<bool>,
         ///Enable or disable SMTP submission.
-        #[serde(rename = "SmtpApiActivated", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SmtpApiActivated",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub smtp_api_activated: ::std::option::Option<bool>,
-        #[serde(rename = "TrackLinks", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TrackLinks",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub track_links: ::std::option::Option<TrackLinks>,
         ///Turn default open tracking on or off.
-        #[serde(rename = "TrackOpens", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TrackOpens",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub track_opens: ::std::option::Option<bool>,
     }
     impl EditServerRequest {
@@ -470,45 +709,81 @@ pub mod types {
         }
     }
     /**A sender signature with its confirmation state and the DNS records of
-    its domain.
-    */
+its domain.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SenderSignatureDetails {
         ///Note included in the confirmation email, if any.
-        #[serde(rename = "ConfirmationPersonalNote", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ConfirmationPersonalNote",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub confirmation_personal_note: ::std::option::Option<::std::string::String>,
         ///Whether the address owner has confirmed the signature.
-        #[serde(rename = "Confirmed", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Confirmed",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub confirmed: ::std::option::Option<bool>,
         ///Host of the active DKIM TXT record; empty until a key is verified.
-        #[serde(rename = "DKIMHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_host: ::std::option::Option<::std::string::String>,
         ///Host of the new DKIM TXT record waiting to be published and verified.
-        #[serde(rename = "DKIMPendingHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMPendingHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_pending_host: ::std::option::Option<::std::string::String>,
         ///Value of the new DKIM TXT record waiting to be published and verified.
-        #[serde(rename = "DKIMPendingTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMPendingTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_pending_text_value: ::std::option::Option<::std::string::String>,
         ///Host of the DKIM record replaced by the last rotation.
-        #[serde(rename = "DKIMRevokedHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMRevokedHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_revoked_host: ::std::option::Option<::std::string::String>,
         ///Value of the DKIM record replaced by the last rotation.
-        #[serde(rename = "DKIMRevokedTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMRevokedTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_revoked_text_value: ::std::option::Option<::std::string::String>,
         ///Value of the active DKIM TXT record; empty until a key is verified.
-        #[serde(rename = "DKIMTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_text_value: ::std::option::Option<::std::string::String>,
         ///State of the DKIM setup or rotation. Known values `Pending`, `Verified`.
-        #[serde(rename = "DKIMUpdateStatus", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMUpdateStatus",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_update_status: ::std::option::Option<::std::string::String>,
         ///Whether DKIM was ever verified for the signature's domain.
-        #[serde(rename = "DKIMVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DKIMVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub dkim_verified: ::std::option::Option<bool>,
         ///Domain of the signature's address.
-        #[serde(rename = "Domain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Domain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub domain: ::std::option::Option<::std::string::String>,
         ///The From address.
-        #[serde(rename = "EmailAddress", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "EmailAddress",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub email_address: ::std::option::Option<::std::string::String>,
         ///Sender signature ID.
         #[serde(rename = "ID")]
@@ -517,31 +792,58 @@ pub mod types {
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///Default Reply-To address; empty when none is set.
-        #[serde(rename = "ReplyToEmailAddress", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReplyToEmailAddress",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub reply_to_email_address: ::std::option::Option<::std::string::String>,
         ///Custom Return-Path domain; empty when none is set.
-        #[serde(rename = "ReturnPathDomain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain: ::std::option::Option<::std::string::String>,
         ///Target the Return-Path domain's CNAME must point to (`pm.mtasv.net`).
-        #[serde(rename = "ReturnPathDomainCNAMEValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomainCNAMEValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain_cname_value: ::std::option::Option<::std::string::String>,
         ///Whether the custom Return-Path domain is verified and in use.
-        #[serde(rename = "ReturnPathDomainVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReturnPathDomainVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub return_path_domain_verified: ::std::option::Option<bool>,
         ///Whether the revoked DKIM record may now be deleted from DNS.
-        #[serde(rename = "SafeToRemoveRevokedKeyFromDNS", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SafeToRemoveRevokedKeyFromDNS",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub safe_to_remove_revoked_key_from_dns: ::std::option::Option<bool>,
         ///Host of the (optional, deprecated) SPF TXT record.
-        #[serde(rename = "SPFHost", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFHost",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_host: ::std::option::Option<::std::string::String>,
         ///Value of the (optional, deprecated) SPF TXT record.
-        #[serde(rename = "SPFTextValue", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFTextValue",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_text_value: ::std::option::Option<::std::string::String>,
         ///Deprecated SPF check result; Postmark no longer requires SPF.
-        #[serde(rename = "SPFVerified", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SPFVerified",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub spf_verified: ::std::option::Option<bool>,
         ///Whether the DKIM key is shorter than 1024 bits and should be rotated.
-        #[serde(rename = "WeakDKIM", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "WeakDKIM",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub weak_dkim: ::std::option::Option<bool>,
     }
     impl SenderSignatureDetails {
@@ -568,13 +870,22 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SenderSignatureSummary {
         ///Whether the address owner has confirmed the signature.
-        #[serde(rename = "Confirmed", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Confirmed",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub confirmed: ::std::option::Option<bool>,
         ///Domain of the signature's address.
-        #[serde(rename = "Domain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Domain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub domain: ::std::option::Option<::std::string::String>,
         ///The From address.
-        #[serde(rename = "EmailAddress", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "EmailAddress",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub email_address: ::std::option::Option<::std::string::String>,
         ///Sender signature ID.
         #[serde(rename = "ID")]
@@ -583,7 +894,10 @@ pub mod types {
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///Default Reply-To address; empty when none is set.
-        #[serde(rename = "ReplyToEmailAddress", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ReplyToEmailAddress",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub reply_to_email_address: ::std::option::Option<::std::string::String>,
     }
     impl SenderSignatureSummary {
@@ -592,83 +906,144 @@ pub mod types {
         }
     }
     /**A Postmark server (a container of message streams, templates and
-    settings), as returned by `GET /server`, `PUT /server` and the Account
-    API's `/servers` endpoints.
-    */
+settings), as returned by `GET /server`, `PUT /server` and the Account
+API's `/servers` endpoints.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct Server {
         ///The server's API tokens.
-        #[serde(rename = "ApiTokens", default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        #[serde(
+            rename = "ApiTokens",
+            default,
+            skip_serializing_if = "::std::vec::Vec::is_empty"
+        )]
         pub api_tokens: ::std::vec::Vec<::std::string::String>,
         ///URL that receives bounce webhooks; empty or null when unset.
-        #[serde(rename = "BounceHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "BounceHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub bounce_hook_url: ::std::option::Option<::std::string::String>,
         ///URL that receives click webhooks; empty or null when unset.
-        #[serde(rename = "ClickHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ClickHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub click_hook_url: ::std::option::Option<::std::string::String>,
         /**Colour label in the web app. Known values: `Purple`, `Blue`,
-        `Turquoise`, `Green`, `Red`, `Yellow`, `Grey`, `Orange` (Postmark
-        may send them in lower case).
-        */
-        #[serde(rename = "Color", skip_serializing_if = "::std::option::Option::is_none")]
+`Turquoise`, `Green`, `Red`, `Yellow`, `Grey`, `Orange` (Postmark
+may send them in lower case).
+*/
+        #[serde(
+            rename = "Color",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub color: ::std::option::Option<::std::string::String>,
         ///URL that receives delivery webhooks; empty or null when unset.
-        #[serde(rename = "DeliveryHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "DeliveryHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub delivery_hook_url: ::std::option::Option<::std::string::String>,
         /**Delivery mode, fixed at creation. Known values: `Live` (mail is
-        delivered) and `Sandbox` (mail is accepted but never delivered).
-        */
-        #[serde(rename = "DeliveryType", skip_serializing_if = "::std::option::Option::is_none")]
+delivered) and `Sandbox` (mail is accepted but never delivered).
+*/
+        #[serde(
+            rename = "DeliveryType",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub delivery_type: ::std::option::Option<::std::string::String>,
         ///Whether SMTP API errors (bounces of type `SMTPApiError`) are sent to the bounce webhook.
-        #[serde(rename = "EnableSmtpApiErrorHooks", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "EnableSmtpApiErrorHooks",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub enable_smtp_api_error_hooks: ::std::option::Option<bool>,
         ///Server ID.
         #[serde(rename = "ID")]
         pub id: i64,
         ///Address that receives inbound mail for this server.
-        #[serde(rename = "InboundAddress", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundAddress",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_address: ::std::option::Option<::std::string::String>,
         ///Custom domain whose MX points to Postmark for inbound mail; empty or null when unset.
-        #[serde(rename = "InboundDomain", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundDomain",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_domain: ::std::option::Option<::std::string::String>,
         ///Hash that forms the local part of the default inbound address.
-        #[serde(rename = "InboundHash", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundHash",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_hash: ::std::option::Option<::std::string::String>,
         ///URL that receives inbound-message webhooks; empty or null when unset.
-        #[serde(rename = "InboundHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_hook_url: ::std::option::Option<::std::string::String>,
         ///SpamAssassin score at or above which inbound mail is blocked; 0 disables filtering.
-        #[serde(rename = "InboundSpamThreshold", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "InboundSpamThreshold",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub inbound_spam_threshold: ::std::option::Option<i64>,
         ///Whether bounce webhooks carry the full bounced message content.
-        #[serde(rename = "IncludeBounceContentInHook", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "IncludeBounceContentInHook",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub include_bounce_content_in_hook: ::std::option::Option<bool>,
         ///Server name, unique within the account.
         #[serde(rename = "Name")]
         pub name: ::std::string::String,
         ///URL that receives open-tracking webhooks; empty or null when unset.
-        #[serde(rename = "OpenHookUrl", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "OpenHookUrl",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub open_hook_url: ::std::option::Option<::std::string::String>,
         ///Whether the open webhook fires only for the first open of a message.
-        #[serde(rename = "PostFirstOpenOnly", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "PostFirstOpenOnly",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub post_first_open_only: ::std::option::Option<bool>,
         ///Whether inbound webhooks include the raw message source.
-        #[serde(rename = "RawEmailEnabled", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "RawEmailEnabled",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub raw_email_enabled: ::std::option::Option<bool>,
         ///URL of the server's overview page in the web app.
-        #[serde(rename = "ServerLink", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "ServerLink",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub server_link: ::std::option::Option<::std::string::String>,
         ///Whether SMTP submission is enabled for the server.
-        #[serde(rename = "SmtpApiActivated", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "SmtpApiActivated",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub smtp_api_activated: ::std::option::Option<bool>,
         /**Default link-tracking mode. Known values: `None`, `HtmlAndText`,
-        `HtmlOnly`, `TextOnly`.
-        */
-        #[serde(rename = "TrackLinks", skip_serializing_if = "::std::option::Option::is_none")]
+`HtmlOnly`, `TextOnly`.
+*/
+        #[serde(
+            rename = "TrackLinks",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub track_links: ::std::option::Option<::std::string::String>,
         ///Whether open tracking is on by default for the server's messages.
-        #[serde(rename = "TrackOpens", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TrackOpens",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub track_opens: ::std::option::Option<bool>,
     }
     impl Server {
@@ -677,7 +1052,18 @@ pub mod types {
         }
     }
     ///Colour label of a server in the Postmark web app (request values).
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     pub enum ServerColor {
         Purple,
         Blue,
@@ -704,7 +1090,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ServerColor {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "Purple" => Ok(Self::Purple),
                 "Blue" => Ok(Self::Blue),
@@ -720,20 +1108,35 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ServerColor {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for ServerColor {
         type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
     /**Delivery mode chosen when a server is created (request values):
-    `Live` delivers mail; `Sandbox` accepts mail but never delivers it.
-    */
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+`Live` delivers mail; `Sandbox` accepts mail but never delivers it.
+*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     pub enum ServerDeliveryType {
         Live,
         Sandbox,
@@ -748,7 +1151,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ServerDeliveryType {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "Live" => Ok(Self::Live),
                 "Sandbox" => Ok(Self::Sandbox),
@@ -758,13 +1163,17 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ServerDeliveryType {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for ServerDeliveryType {
         type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -787,22 +1196,34 @@ pub mod types {
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct TemplatePushAction {
         /**Action for this template. Known values: `Create` (new on the
-        destination) and `Edit` (overwrites the destination's template with
-        the same alias).
-        */
-        #[serde(rename = "Action", skip_serializing_if = "::std::option::Option::is_none")]
+destination) and `Edit` (overwrites the destination's template with
+the same alias).
+*/
+        #[serde(
+            rename = "Action",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub action: ::std::option::Option<::std::string::String>,
         ///Template alias; null when the template has none.
-        #[serde(rename = "Alias", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "Alias",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub alias: ::std::option::Option<::std::string::String>,
         ///Template name.
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
         ///ID of the template.
-        #[serde(rename = "TemplateId", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TemplateId",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub template_id: ::std::option::Option<i64>,
         ///Kind of template. Known values `Standard`, `Layout`.
-        #[serde(rename = "TemplateType", skip_serializing_if = "::std::option::Option::is_none")]
+        #[serde(
+            rename = "TemplateType",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
         pub template_type: ::std::option::Option<::std::string::String>,
     }
     impl TemplatePushAction {
@@ -811,9 +1232,20 @@ pub mod types {
         }
     }
     /**Link-tracking mode (request values): `None` (off), `HtmlAndText`
-    (rewrite links in both bodies), `HtmlOnly`, or `TextOnly`.
-    */
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+(rewrite links in both bodies), `HtmlOnly`, or `TextOnly`.
+*/
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd
+    )]
     pub enum TrackLinks {
         None,
         HtmlAndText,
@@ -832,7 +1264,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for TrackLinks {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "None" => Ok(Self::None),
                 "HtmlAndText" => Ok(Self::HtmlAndText),
@@ -844,13 +1278,17 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for TrackLinks {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
     impl ::std::convert::TryFrom<::std::string::String> for TrackLinks {
         type Error = self::error::ConversionError;
-        fn try_from(value: ::std::string::String) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -858,9 +1296,18 @@ pub mod types {
     pub mod builder {
         #[derive(Clone, Debug)]
         pub struct CreateDataRemovalRequest {
-            notify_when_completed: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            requested_by: ::std::result::Result<::std::string::String, ::std::string::String>,
-            requested_for: ::std::result::Result<::std::string::String, ::std::string::String>,
+            notify_when_completed: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            requested_by: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            requested_for: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for CreateDataRemovalRequest {
             fn default() -> Self {
@@ -879,7 +1326,11 @@ pub mod types {
             {
                 self.notify_when_completed = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for notify_when_completed: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for notify_when_completed: {e}"
+                        )
+                    });
                 self
             }
             pub fn requested_by<T>(mut self, value: T) -> Self
@@ -887,8 +1338,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.requested_by =
-                    value.try_into().map_err(|e| format!("error converting supplied value for requested_by: {e}"));
+                self.requested_by = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for requested_by: {e}")
+                    });
                 self
             }
             pub fn requested_for<T>(mut self, value: T) -> Self
@@ -896,14 +1350,20 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.requested_for =
-                    value.try_into().map_err(|e| format!("error converting supplied value for requested_for: {e}"));
+                self.requested_for = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for requested_for: {e}")
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<CreateDataRemovalRequest> for super::CreateDataRemovalRequest {
+        impl ::std::convert::TryFrom<CreateDataRemovalRequest>
+        for super::CreateDataRemovalRequest {
             type Error = super::error::ConversionError;
-            fn try_from(value: CreateDataRemovalRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: CreateDataRemovalRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     notify_when_completed: value.notify_when_completed?,
                     requested_by: value.requested_by?,
@@ -911,7 +1371,8 @@ pub mod types {
                 })
             }
         }
-        impl ::std::convert::From<super::CreateDataRemovalRequest> for CreateDataRemovalRequest {
+        impl ::std::convert::From<super::CreateDataRemovalRequest>
+        for CreateDataRemovalRequest {
             fn from(value: super::CreateDataRemovalRequest) -> Self {
                 Self {
                     notify_when_completed: Ok(value.notify_when_completed),
@@ -922,11 +1383,15 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct CreateDomainRequest {
-            custom_tracking_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            custom_tracking_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
-            return_path_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            return_path_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for CreateDomainRequest {
             fn default() -> Self {
@@ -945,7 +1410,11 @@ pub mod types {
             {
                 self.custom_tracking_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for custom_tracking_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for custom_tracking_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -953,7 +1422,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn return_path_domain<T>(mut self, value: T) -> Self
@@ -963,13 +1436,20 @@ pub mod types {
             {
                 self.return_path_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain: {e}"
+                        )
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<CreateDomainRequest> for super::CreateDomainRequest {
+        impl ::std::convert::TryFrom<CreateDomainRequest>
+        for super::CreateDomainRequest {
             type Error = super::error::ConversionError;
-            fn try_from(value: CreateDomainRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: CreateDomainRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     custom_tracking_domain: value.custom_tracking_domain?,
                     name: value.name?,
@@ -988,13 +1468,23 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct CreateSenderSignatureRequest {
-            confirmation_personal_note:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            from_email: ::std::result::Result<::std::string::String, ::std::string::String>,
+            confirmation_personal_note: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            from_email: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
-            reply_to_email: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            reply_to_email: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for CreateSenderSignatureRequest {
             fn default() -> Self {
@@ -1015,7 +1505,11 @@ pub mod types {
             {
                 self.confirmation_personal_note = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for confirmation_personal_note: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for confirmation_personal_note: {e}"
+                        )
+                    });
                 self
             }
             pub fn from_email<T>(mut self, value: T) -> Self
@@ -1023,8 +1517,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.from_email =
-                    value.try_into().map_err(|e| format!("error converting supplied value for from_email: {e}"));
+                self.from_email = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for from_email: {e}")
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -1032,7 +1529,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn reply_to_email<T>(mut self, value: T) -> Self
@@ -1040,8 +1541,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.reply_to_email =
-                    value.try_into().map_err(|e| format!("error converting supplied value for reply_to_email: {e}"));
+                self.reply_to_email = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for reply_to_email: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain<T>(mut self, value: T) -> Self
@@ -1051,11 +1557,16 @@ pub mod types {
             {
                 self.return_path_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain: {e}"
+                        )
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<CreateSenderSignatureRequest> for super::CreateSenderSignatureRequest {
+        impl ::std::convert::TryFrom<CreateSenderSignatureRequest>
+        for super::CreateSenderSignatureRequest {
             type Error = super::error::ConversionError;
             fn try_from(
                 value: CreateSenderSignatureRequest,
@@ -1069,7 +1580,8 @@ pub mod types {
                 })
             }
         }
-        impl ::std::convert::From<super::CreateSenderSignatureRequest> for CreateSenderSignatureRequest {
+        impl ::std::convert::From<super::CreateSenderSignatureRequest>
+        for CreateSenderSignatureRequest {
             fn from(value: super::CreateSenderSignatureRequest) -> Self {
                 Self {
                     confirmation_personal_note: Ok(value.confirmation_personal_note),
@@ -1082,26 +1594,71 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct CreateServerRequest {
-            bounce_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            click_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            color: ::std::result::Result<::std::option::Option<super::ServerColor>, ::std::string::String>,
-            delivery_hook_url:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            delivery_type:
-                ::std::result::Result<::std::option::Option<super::ServerDeliveryType>, ::std::string::String>,
-            enable_smtp_api_error_hooks: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            inbound_domain: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_hook_url:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_spam_threshold: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
-            include_bounce_content_in_hook: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            bounce_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            click_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            color: ::std::result::Result<
+                ::std::option::Option<super::ServerColor>,
+                ::std::string::String,
+            >,
+            delivery_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            delivery_type: ::std::result::Result<
+                ::std::option::Option<super::ServerDeliveryType>,
+                ::std::string::String,
+            >,
+            enable_smtp_api_error_hooks: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            inbound_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_spam_threshold: ::std::result::Result<
+                ::std::option::Option<i64>,
+                ::std::string::String,
+            >,
+            include_bounce_content_in_hook: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
-            open_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            post_first_open_only: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            raw_email_enabled: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            smtp_api_activated: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            track_links: ::std::result::Result<::std::option::Option<super::TrackLinks>, ::std::string::String>,
-            track_opens: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            open_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            post_first_open_only: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            raw_email_enabled: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            smtp_api_activated: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            track_links: ::std::result::Result<
+                ::std::option::Option<super::TrackLinks>,
+                ::std::string::String,
+            >,
+            track_opens: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for CreateServerRequest {
             fn default() -> Self {
@@ -1132,8 +1689,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.bounce_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for bounce_hook_url: {e}"));
+                self.bounce_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for bounce_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn click_hook_url<T>(mut self, value: T) -> Self
@@ -1141,8 +1703,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.click_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for click_hook_url: {e}"));
+                self.click_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for click_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn color<T>(mut self, value: T) -> Self
@@ -1150,7 +1717,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<super::ServerColor>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.color = value.try_into().map_err(|e| format!("error converting supplied value for color: {e}"));
+                self.color = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for color: {e}")
+                    });
                 self
             }
             pub fn delivery_hook_url<T>(mut self, value: T) -> Self
@@ -1158,17 +1729,27 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.delivery_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for delivery_hook_url: {e}"));
+                self.delivery_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for delivery_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn delivery_type<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ServerDeliveryType>>,
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::ServerDeliveryType>,
+                >,
                 T::Error: ::std::fmt::Display,
             {
-                self.delivery_type =
-                    value.try_into().map_err(|e| format!("error converting supplied value for delivery_type: {e}"));
+                self.delivery_type = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for delivery_type: {e}")
+                    });
                 self
             }
             pub fn enable_smtp_api_error_hooks<T>(mut self, value: T) -> Self
@@ -1178,7 +1759,11 @@ pub mod types {
             {
                 self.enable_smtp_api_error_hooks = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for enable_smtp_api_error_hooks: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for enable_smtp_api_error_hooks: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_domain<T>(mut self, value: T) -> Self
@@ -1186,8 +1771,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_domain =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_domain: {e}"));
+                self.inbound_domain = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_hook_url<T>(mut self, value: T) -> Self
@@ -1195,8 +1785,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_hook_url: {e}"));
+                self.inbound_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_spam_threshold<T>(mut self, value: T) -> Self
@@ -1206,7 +1801,11 @@ pub mod types {
             {
                 self.inbound_spam_threshold = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for inbound_spam_threshold: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_spam_threshold: {e}"
+                        )
+                    });
                 self
             }
             pub fn include_bounce_content_in_hook<T>(mut self, value: T) -> Self
@@ -1216,7 +1815,11 @@ pub mod types {
             {
                 self.include_bounce_content_in_hook = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for include_bounce_content_in_hook: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for include_bounce_content_in_hook: {e}"
+                        )
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -1224,7 +1827,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn open_hook_url<T>(mut self, value: T) -> Self
@@ -1232,8 +1839,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.open_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for open_hook_url: {e}"));
+                self.open_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for open_hook_url: {e}")
+                    });
                 self
             }
             pub fn post_first_open_only<T>(mut self, value: T) -> Self
@@ -1243,7 +1853,11 @@ pub mod types {
             {
                 self.post_first_open_only = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for post_first_open_only: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for post_first_open_only: {e}"
+                        )
+                    });
                 self
             }
             pub fn raw_email_enabled<T>(mut self, value: T) -> Self
@@ -1251,8 +1865,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.raw_email_enabled =
-                    value.try_into().map_err(|e| format!("error converting supplied value for raw_email_enabled: {e}"));
+                self.raw_email_enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for raw_email_enabled: {e}"
+                        )
+                    });
                 self
             }
             pub fn smtp_api_activated<T>(mut self, value: T) -> Self
@@ -1262,7 +1881,11 @@ pub mod types {
             {
                 self.smtp_api_activated = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for smtp_api_activated: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for smtp_api_activated: {e}"
+                        )
+                    });
                 self
             }
             pub fn track_links<T>(mut self, value: T) -> Self
@@ -1270,8 +1893,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<super::TrackLinks>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.track_links =
-                    value.try_into().map_err(|e| format!("error converting supplied value for track_links: {e}"));
+                self.track_links = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for track_links: {e}")
+                    });
                 self
             }
             pub fn track_opens<T>(mut self, value: T) -> Self
@@ -1279,14 +1905,20 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.track_opens =
-                    value.try_into().map_err(|e| format!("error converting supplied value for track_opens: {e}"));
+                self.track_opens = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for track_opens: {e}")
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<CreateServerRequest> for super::CreateServerRequest {
+        impl ::std::convert::TryFrom<CreateServerRequest>
+        for super::CreateServerRequest {
             type Error = super::error::ConversionError;
-            fn try_from(value: CreateServerRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: CreateServerRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     bounce_hook_url: value.bounce_hook_url?,
                     click_hook_url: value.click_hook_url?,
@@ -1297,7 +1929,8 @@ pub mod types {
                     inbound_domain: value.inbound_domain?,
                     inbound_hook_url: value.inbound_hook_url?,
                     inbound_spam_threshold: value.inbound_spam_threshold?,
-                    include_bounce_content_in_hook: value.include_bounce_content_in_hook?,
+                    include_bounce_content_in_hook: value
+                        .include_bounce_content_in_hook?,
                     name: value.name?,
                     open_hook_url: value.open_hook_url?,
                     post_first_open_only: value.post_first_open_only?,
@@ -1320,7 +1953,9 @@ pub mod types {
                     inbound_domain: Ok(value.inbound_domain),
                     inbound_hook_url: Ok(value.inbound_hook_url),
                     inbound_spam_threshold: Ok(value.inbound_spam_threshold),
-                    include_bounce_content_in_hook: Ok(value.include_bounce_content_in_hook),
+                    include_bounce_content_in_hook: Ok(
+                        value.include_bounce_content_in_hook,
+                    ),
                     name: Ok(value.name),
                     open_hook_url: Ok(value.open_hook_url),
                     post_first_open_only: Ok(value.post_first_open_only),
@@ -1350,7 +1985,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn status<T>(mut self, value: T) -> Self
@@ -1358,54 +1995,116 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.status = value.try_into().map_err(|e| format!("error converting supplied value for status: {e}"));
+                self.status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<DataRemovalStatus> for super::DataRemovalStatus {
             type Error = super::error::ConversionError;
-            fn try_from(value: DataRemovalStatus) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { id: value.id?, status: value.status? })
+            fn try_from(
+                value: DataRemovalStatus,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    id: value.id?,
+                    status: value.status?,
+                })
             }
         }
         impl ::std::convert::From<super::DataRemovalStatus> for DataRemovalStatus {
             fn from(value: super::DataRemovalStatus) -> Self {
-                Self { id: Ok(value.id), status: Ok(value.status) }
+                Self {
+                    id: Ok(value.id),
+                    status: Ok(value.status),
+                }
             }
         }
         #[derive(Clone, Debug)]
         pub struct DomainDetails {
-            custom_tracking_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            custom_tracking_domain_cname_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            custom_tracking_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            dkim_host: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_pending_host:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_pending_text_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_revoked_host:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_revoked_text_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_text_value: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_update_status:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            custom_tracking_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            custom_tracking_domain_cname_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            custom_tracking_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            dkim_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_pending_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_pending_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_revoked_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_revoked_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_update_status: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<i64, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain_cname_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            safe_to_remove_revoked_key_from_dns:
-                ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            spf_host: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            spf_text_value: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            spf_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            weak_dkim: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain_cname_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            safe_to_remove_revoked_key_from_dns: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            spf_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spf_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spf_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            weak_dkim: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for DomainDetails {
             fn default() -> Self {
@@ -1442,7 +2141,11 @@ pub mod types {
             {
                 self.custom_tracking_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for custom_tracking_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for custom_tracking_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn custom_tracking_domain_cname_value<T>(mut self, value: T) -> Self
@@ -1450,9 +2153,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.custom_tracking_domain_cname_value = value.try_into().map_err(|e| {
-                    format!("error converting supplied value for custom_tracking_domain_cname_value: {e}")
-                });
+                self.custom_tracking_domain_cname_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for custom_tracking_domain_cname_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn custom_tracking_verified<T>(mut self, value: T) -> Self
@@ -1462,7 +2169,11 @@ pub mod types {
             {
                 self.custom_tracking_verified = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for custom_tracking_verified: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for custom_tracking_verified: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_host<T>(mut self, value: T) -> Self
@@ -1470,8 +2181,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_host: {e}"));
+                self.dkim_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_host: {e}")
+                    });
                 self
             }
             pub fn dkim_pending_host<T>(mut self, value: T) -> Self
@@ -1479,8 +2193,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_pending_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_pending_host: {e}"));
+                self.dkim_pending_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_pending_host: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_pending_text_value<T>(mut self, value: T) -> Self
@@ -1490,7 +2209,11 @@ pub mod types {
             {
                 self.dkim_pending_text_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_pending_text_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_pending_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_revoked_host<T>(mut self, value: T) -> Self
@@ -1498,8 +2221,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_revoked_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_revoked_host: {e}"));
+                self.dkim_revoked_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_revoked_host: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_revoked_text_value<T>(mut self, value: T) -> Self
@@ -1509,7 +2237,11 @@ pub mod types {
             {
                 self.dkim_revoked_text_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_revoked_text_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_revoked_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_text_value<T>(mut self, value: T) -> Self
@@ -1517,8 +2249,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_text_value =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_text_value: {e}"));
+                self.dkim_text_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_update_status<T>(mut self, value: T) -> Self
@@ -1528,7 +2265,11 @@ pub mod types {
             {
                 self.dkim_update_status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_update_status: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_update_status: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_verified<T>(mut self, value: T) -> Self
@@ -1536,8 +2277,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_verified: {e}"));
+                self.dkim_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_verified: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -1545,7 +2289,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -1553,7 +2299,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn return_path_domain<T>(mut self, value: T) -> Self
@@ -1563,7 +2313,11 @@ pub mod types {
             {
                 self.return_path_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain_cname_value<T>(mut self, value: T) -> Self
@@ -1573,7 +2327,11 @@ pub mod types {
             {
                 self.return_path_domain_cname_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain_cname_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain_cname_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain_verified<T>(mut self, value: T) -> Self
@@ -1583,7 +2341,11 @@ pub mod types {
             {
                 self.return_path_domain_verified = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain_verified: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain_verified: {e}"
+                        )
+                    });
                 self
             }
             pub fn safe_to_remove_revoked_key_from_dns<T>(mut self, value: T) -> Self
@@ -1591,9 +2353,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.safe_to_remove_revoked_key_from_dns = value.try_into().map_err(|e| {
-                    format!("error converting supplied value for safe_to_remove_revoked_key_from_dns: {e}")
-                });
+                self.safe_to_remove_revoked_key_from_dns = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for safe_to_remove_revoked_key_from_dns: {e}"
+                        )
+                    });
                 self
             }
             pub fn spf_host<T>(mut self, value: T) -> Self
@@ -1601,8 +2367,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_host: {e}"));
+                self.spf_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_host: {e}")
+                    });
                 self
             }
             pub fn spf_text_value<T>(mut self, value: T) -> Self
@@ -1610,8 +2379,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_text_value =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_text_value: {e}"));
+                self.spf_text_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for spf_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn spf_verified<T>(mut self, value: T) -> Self
@@ -1619,8 +2393,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_verified: {e}"));
+                self.spf_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_verified: {e}")
+                    });
                 self
             }
             pub fn weak_dkim<T>(mut self, value: T) -> Self
@@ -1628,17 +2405,23 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.weak_dkim =
-                    value.try_into().map_err(|e| format!("error converting supplied value for weak_dkim: {e}"));
+                self.weak_dkim = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for weak_dkim: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<DomainDetails> for super::DomainDetails {
             type Error = super::error::ConversionError;
-            fn try_from(value: DomainDetails) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: DomainDetails,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     custom_tracking_domain: value.custom_tracking_domain?,
-                    custom_tracking_domain_cname_value: value.custom_tracking_domain_cname_value?,
+                    custom_tracking_domain_cname_value: value
+                        .custom_tracking_domain_cname_value?,
                     custom_tracking_verified: value.custom_tracking_verified?,
                     dkim_host: value.dkim_host?,
                     dkim_pending_host: value.dkim_pending_host?,
@@ -1651,9 +2434,11 @@ pub mod types {
                     id: value.id?,
                     name: value.name?,
                     return_path_domain: value.return_path_domain?,
-                    return_path_domain_cname_value: value.return_path_domain_cname_value?,
+                    return_path_domain_cname_value: value
+                        .return_path_domain_cname_value?,
                     return_path_domain_verified: value.return_path_domain_verified?,
-                    safe_to_remove_revoked_key_from_dns: value.safe_to_remove_revoked_key_from_dns?,
+                    safe_to_remove_revoked_key_from_dns: value
+                        .safe_to_remove_revoked_key_from_dns?,
                     spf_host: value.spf_host?,
                     spf_text_value: value.spf_text_value?,
                     spf_verified: value.spf_verified?,
@@ -1665,7 +2450,9 @@ pub mod types {
             fn from(value: super::DomainDetails) -> Self {
                 Self {
                     custom_tracking_domain: Ok(value.custom_tracking_domain),
-                    custom_tracking_domain_cname_value: Ok(value.custom_tracking_domain_cname_value),
+                    custom_tracking_domain_cname_value: Ok(
+                        value.custom_tracking_domain_cname_value,
+                    ),
                     custom_tracking_verified: Ok(value.custom_tracking_verified),
                     dkim_host: Ok(value.dkim_host),
                     dkim_pending_host: Ok(value.dkim_pending_host),
@@ -1678,9 +2465,13 @@ pub mod types {
                     id: Ok(value.id),
                     name: Ok(value.name),
                     return_path_domain: Ok(value.return_path_domain),
-                    return_path_domain_cname_value: Ok(value.return_path_domain_cname_value),
+                    return_path_domain_cname_value: Ok(
+                        value.return_path_domain_cname_value,
+                    ),
                     return_path_domain_verified: Ok(value.return_path_domain_verified),
-                    safe_to_remove_revoked_key_from_dns: Ok(value.safe_to_remove_revoked_key_from_dns),
+                    safe_to_remove_revoked_key_from_dns: Ok(
+                        value.safe_to_remove_revoked_key_from_dns,
+                    ),
                     spf_host: Ok(value.spf_host),
                     spf_text_value: Ok(value.spf_text_value),
                     spf_verified: Ok(value.spf_verified),
@@ -1690,24 +2481,51 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct DomainDkimRotation {
-            dkim_host: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_pending_host:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_pending_text_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_revoked_host:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_revoked_text_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_text_value: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_update_status:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            dkim_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_pending_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_pending_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_revoked_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_revoked_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_update_status: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<i64, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            safe_to_remove_revoked_key_from_dns:
-                ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            weak_dkim: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            safe_to_remove_revoked_key_from_dns: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            weak_dkim: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for DomainDkimRotation {
             fn default() -> Self {
@@ -1733,8 +2551,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_host: {e}"));
+                self.dkim_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_host: {e}")
+                    });
                 self
             }
             pub fn dkim_pending_host<T>(mut self, value: T) -> Self
@@ -1742,8 +2563,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_pending_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_pending_host: {e}"));
+                self.dkim_pending_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_pending_host: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_pending_text_value<T>(mut self, value: T) -> Self
@@ -1753,7 +2579,11 @@ pub mod types {
             {
                 self.dkim_pending_text_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_pending_text_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_pending_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_revoked_host<T>(mut self, value: T) -> Self
@@ -1761,8 +2591,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_revoked_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_revoked_host: {e}"));
+                self.dkim_revoked_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_revoked_host: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_revoked_text_value<T>(mut self, value: T) -> Self
@@ -1772,7 +2607,11 @@ pub mod types {
             {
                 self.dkim_revoked_text_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_revoked_text_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_revoked_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_text_value<T>(mut self, value: T) -> Self
@@ -1780,8 +2619,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_text_value =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_text_value: {e}"));
+                self.dkim_text_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_update_status<T>(mut self, value: T) -> Self
@@ -1791,7 +2635,11 @@ pub mod types {
             {
                 self.dkim_update_status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_update_status: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_update_status: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_verified<T>(mut self, value: T) -> Self
@@ -1799,8 +2647,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_verified: {e}"));
+                self.dkim_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_verified: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -1808,7 +2659,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -1816,7 +2669,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn safe_to_remove_revoked_key_from_dns<T>(mut self, value: T) -> Self
@@ -1824,9 +2681,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.safe_to_remove_revoked_key_from_dns = value.try_into().map_err(|e| {
-                    format!("error converting supplied value for safe_to_remove_revoked_key_from_dns: {e}")
-                });
+                self.safe_to_remove_revoked_key_from_dns = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for safe_to_remove_revoked_key_from_dns: {e}"
+                        )
+                    });
                 self
             }
             pub fn weak_dkim<T>(mut self, value: T) -> Self
@@ -1834,14 +2695,19 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.weak_dkim =
-                    value.try_into().map_err(|e| format!("error converting supplied value for weak_dkim: {e}"));
+                self.weak_dkim = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for weak_dkim: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<DomainDkimRotation> for super::DomainDkimRotation {
             type Error = super::error::ConversionError;
-            fn try_from(value: DomainDkimRotation) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: DomainDkimRotation,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     dkim_host: value.dkim_host?,
                     dkim_pending_host: value.dkim_pending_host?,
@@ -1853,7 +2719,8 @@ pub mod types {
                     dkim_verified: value.dkim_verified?,
                     id: value.id?,
                     name: value.name?,
-                    safe_to_remove_revoked_key_from_dns: value.safe_to_remove_revoked_key_from_dns?,
+                    safe_to_remove_revoked_key_from_dns: value
+                        .safe_to_remove_revoked_key_from_dns?,
                     weak_dkim: value.weak_dkim?,
                 })
             }
@@ -1871,14 +2738,19 @@ pub mod types {
                     dkim_verified: Ok(value.dkim_verified),
                     id: Ok(value.id),
                     name: Ok(value.name),
-                    safe_to_remove_revoked_key_from_dns: Ok(value.safe_to_remove_revoked_key_from_dns),
+                    safe_to_remove_revoked_key_from_dns: Ok(
+                        value.safe_to_remove_revoked_key_from_dns,
+                    ),
                     weak_dkim: Ok(value.weak_dkim),
                 }
             }
         }
         #[derive(Clone, Debug)]
         pub struct DomainListResponse {
-            domains: ::std::result::Result<::std::vec::Vec<super::DomainSummary>, ::std::string::String>,
+            domains: ::std::result::Result<
+                ::std::vec::Vec<super::DomainSummary>,
+                ::std::string::String,
+            >,
             total_count: ::std::result::Result<i64, ::std::string::String>,
         }
         impl ::std::default::Default for DomainListResponse {
@@ -1895,8 +2767,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::vec::Vec<super::DomainSummary>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.domains =
-                    value.try_into().map_err(|e| format!("error converting supplied value for domains: {e}"));
+                self.domains = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for domains: {e}")
+                    });
                 self
             }
             pub fn total_count<T>(mut self, value: T) -> Self
@@ -1904,27 +2779,47 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.total_count =
-                    value.try_into().map_err(|e| format!("error converting supplied value for total_count: {e}"));
+                self.total_count = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for total_count: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<DomainListResponse> for super::DomainListResponse {
             type Error = super::error::ConversionError;
-            fn try_from(value: DomainListResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { domains: value.domains?, total_count: value.total_count? })
+            fn try_from(
+                value: DomainListResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    domains: value.domains?,
+                    total_count: value.total_count?,
+                })
             }
         }
         impl ::std::convert::From<super::DomainListResponse> for DomainListResponse {
             fn from(value: super::DomainListResponse) -> Self {
-                Self { domains: Ok(value.domains), total_count: Ok(value.total_count) }
+                Self {
+                    domains: Ok(value.domains),
+                    total_count: Ok(value.total_count),
+                }
             }
         }
         #[derive(Clone, Debug)]
         pub struct DomainSpfVerification {
-            spf_host: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            spf_text_value: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            spf_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            spf_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spf_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spf_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for DomainSpfVerification {
             fn default() -> Self {
@@ -1941,8 +2836,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_host: {e}"));
+                self.spf_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_host: {e}")
+                    });
                 self
             }
             pub fn spf_text_value<T>(mut self, value: T) -> Self
@@ -1950,8 +2848,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_text_value =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_text_value: {e}"));
+                self.spf_text_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for spf_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn spf_verified<T>(mut self, value: T) -> Self
@@ -1959,14 +2862,20 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_verified: {e}"));
+                self.spf_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_verified: {e}")
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<DomainSpfVerification> for super::DomainSpfVerification {
+        impl ::std::convert::TryFrom<DomainSpfVerification>
+        for super::DomainSpfVerification {
             type Error = super::error::ConversionError;
-            fn try_from(value: DomainSpfVerification) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: DomainSpfVerification,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     spf_host: value.spf_host?,
                     spf_text_value: value.spf_text_value?,
@@ -1974,7 +2883,8 @@ pub mod types {
                 })
             }
         }
-        impl ::std::convert::From<super::DomainSpfVerification> for DomainSpfVerification {
+        impl ::std::convert::From<super::DomainSpfVerification>
+        for DomainSpfVerification {
             fn from(value: super::DomainSpfVerification) -> Self {
                 Self {
                     spf_host: Ok(value.spf_host),
@@ -1985,13 +2895,31 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct DomainSummary {
-            custom_tracking_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            dkim_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            custom_tracking_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            dkim_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<i64, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            spf_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            weak_dkim: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            spf_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            weak_dkim: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for DomainSummary {
             fn default() -> Self {
@@ -2014,7 +2942,11 @@ pub mod types {
             {
                 self.custom_tracking_verified = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for custom_tracking_verified: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for custom_tracking_verified: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_verified<T>(mut self, value: T) -> Self
@@ -2022,8 +2954,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_verified: {e}"));
+                self.dkim_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_verified: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -2031,7 +2966,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -2039,7 +2976,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn return_path_domain_verified<T>(mut self, value: T) -> Self
@@ -2049,7 +2990,11 @@ pub mod types {
             {
                 self.return_path_domain_verified = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain_verified: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain_verified: {e}"
+                        )
+                    });
                 self
             }
             pub fn spf_verified<T>(mut self, value: T) -> Self
@@ -2057,8 +3002,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_verified: {e}"));
+                self.spf_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_verified: {e}")
+                    });
                 self
             }
             pub fn weak_dkim<T>(mut self, value: T) -> Self
@@ -2066,14 +3014,19 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.weak_dkim =
-                    value.try_into().map_err(|e| format!("error converting supplied value for weak_dkim: {e}"));
+                self.weak_dkim = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for weak_dkim: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<DomainSummary> for super::DomainSummary {
             type Error = super::error::ConversionError;
-            fn try_from(value: DomainSummary) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: DomainSummary,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     custom_tracking_verified: value.custom_tracking_verified?,
                     dkim_verified: value.dkim_verified?,
@@ -2100,14 +3053,21 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct EditDomainRequest {
-            custom_tracking_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            custom_tracking_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for EditDomainRequest {
             fn default() -> Self {
-                Self { custom_tracking_domain: Ok(Default::default()), return_path_domain: Ok(Default::default()) }
+                Self {
+                    custom_tracking_domain: Ok(Default::default()),
+                    return_path_domain: Ok(Default::default()),
+                }
             }
         }
         impl EditDomainRequest {
@@ -2118,7 +3078,11 @@ pub mod types {
             {
                 self.custom_tracking_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for custom_tracking_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for custom_tracking_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain<T>(mut self, value: T) -> Self
@@ -2128,13 +3092,19 @@ pub mod types {
             {
                 self.return_path_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain: {e}"
+                        )
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<EditDomainRequest> for super::EditDomainRequest {
             type Error = super::error::ConversionError;
-            fn try_from(value: EditDomainRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: EditDomainRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     custom_tracking_domain: value.custom_tracking_domain?,
                     return_path_domain: value.return_path_domain?,
@@ -2151,12 +3121,19 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct EditSenderSignatureRequest {
-            confirmation_personal_note:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            confirmation_personal_note: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
-            reply_to_email: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            reply_to_email: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for EditSenderSignatureRequest {
             fn default() -> Self {
@@ -2176,7 +3153,11 @@ pub mod types {
             {
                 self.confirmation_personal_note = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for confirmation_personal_note: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for confirmation_personal_note: {e}"
+                        )
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -2184,7 +3165,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn reply_to_email<T>(mut self, value: T) -> Self
@@ -2192,8 +3177,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.reply_to_email =
-                    value.try_into().map_err(|e| format!("error converting supplied value for reply_to_email: {e}"));
+                self.reply_to_email = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for reply_to_email: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain<T>(mut self, value: T) -> Self
@@ -2203,11 +3193,16 @@ pub mod types {
             {
                 self.return_path_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain: {e}"
+                        )
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<EditSenderSignatureRequest> for super::EditSenderSignatureRequest {
+        impl ::std::convert::TryFrom<EditSenderSignatureRequest>
+        for super::EditSenderSignatureRequest {
             type Error = super::error::ConversionError;
             fn try_from(
                 value: EditSenderSignatureRequest,
@@ -2220,7 +3215,8 @@ pub mod types {
                 })
             }
         }
-        impl ::std::convert::From<super::EditSenderSignatureRequest> for EditSenderSignatureRequest {
+        impl ::std::convert::From<super::EditSenderSignatureRequest>
+        for EditSenderSignatureRequest {
             fn from(value: super::EditSenderSignatureRequest) -> Self {
                 Self {
                     confirmation_personal_note: Ok(value.confirmation_personal_note),
@@ -2232,24 +3228,70 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct EditServerRequest {
-            bounce_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            click_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            color: ::std::result::Result<::std::option::Option<super::ServerColor>, ::std::string::String>,
-            delivery_hook_url:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            enable_smtp_api_error_hooks: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            inbound_domain: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_hook_url:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_spam_threshold: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
-            include_bounce_content_in_hook: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            open_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            post_first_open_only: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            raw_email_enabled: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            smtp_api_activated: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            track_links: ::std::result::Result<::std::option::Option<super::TrackLinks>, ::std::string::String>,
-            track_opens: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            bounce_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            click_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            color: ::std::result::Result<
+                ::std::option::Option<super::ServerColor>,
+                ::std::string::String,
+            >,
+            delivery_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            enable_smtp_api_error_hooks: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            inbound_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_spam_threshold: ::std::result::Result<
+                ::std::option::Option<i64>,
+                ::std::string::String,
+            >,
+            include_bounce_content_in_hook: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            open_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            post_first_open_only: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            raw_email_enabled: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            smtp_api_activated: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            track_links: ::std::result::Result<
+                ::std::option::Option<super::TrackLinks>,
+                ::std::string::String,
+            >,
+            track_opens: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for EditServerRequest {
             fn default() -> Self {
@@ -2279,8 +3321,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.bounce_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for bounce_hook_url: {e}"));
+                self.bounce_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for bounce_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn click_hook_url<T>(mut self, value: T) -> Self
@@ -2288,8 +3335,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.click_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for click_hook_url: {e}"));
+                self.click_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for click_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn color<T>(mut self, value: T) -> Self
@@ -2297,7 +3349,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<super::ServerColor>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.color = value.try_into().map_err(|e| format!("error converting supplied value for color: {e}"));
+                self.color = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for color: {e}")
+                    });
                 self
             }
             pub fn delivery_hook_url<T>(mut self, value: T) -> Self
@@ -2305,8 +3361,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.delivery_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for delivery_hook_url: {e}"));
+                self.delivery_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for delivery_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn enable_smtp_api_error_hooks<T>(mut self, value: T) -> Self
@@ -2316,7 +3377,11 @@ pub mod types {
             {
                 self.enable_smtp_api_error_hooks = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for enable_smtp_api_error_hooks: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for enable_smtp_api_error_hooks: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_domain<T>(mut self, value: T) -> Self
@@ -2324,8 +3389,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_domain =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_domain: {e}"));
+                self.inbound_domain = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_hook_url<T>(mut self, value: T) -> Self
@@ -2333,8 +3403,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_hook_url: {e}"));
+                self.inbound_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_spam_threshold<T>(mut self, value: T) -> Self
@@ -2344,7 +3419,11 @@ pub mod types {
             {
                 self.inbound_spam_threshold = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for inbound_spam_threshold: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_spam_threshold: {e}"
+                        )
+                    });
                 self
             }
             pub fn include_bounce_content_in_hook<T>(mut self, value: T) -> Self
@@ -2354,7 +3433,11 @@ pub mod types {
             {
                 self.include_bounce_content_in_hook = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for include_bounce_content_in_hook: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for include_bounce_content_in_hook: {e}"
+                        )
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -2362,7 +3445,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn open_hook_url<T>(mut self, value: T) -> Self
@@ -2370,8 +3457,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.open_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for open_hook_url: {e}"));
+                self.open_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for open_hook_url: {e}")
+                    });
                 self
             }
             pub fn post_first_open_only<T>(mut self, value: T) -> Self
@@ -2381,7 +3471,11 @@ pub mod types {
             {
                 self.post_first_open_only = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for post_first_open_only: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for post_first_open_only: {e}"
+                        )
+                    });
                 self
             }
             pub fn raw_email_enabled<T>(mut self, value: T) -> Self
@@ -2389,8 +3483,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.raw_email_enabled =
-                    value.try_into().map_err(|e| format!("error converting supplied value for raw_email_enabled: {e}"));
+                self.raw_email_enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for raw_email_enabled: {e}"
+                        )
+                    });
                 self
             }
             pub fn smtp_api_activated<T>(mut self, value: T) -> Self
@@ -2400,7 +3499,11 @@ pub mod types {
             {
                 self.smtp_api_activated = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for smtp_api_activated: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for smtp_api_activated: {e}"
+                        )
+                    });
                 self
             }
             pub fn track_links<T>(mut self, value: T) -> Self
@@ -2408,8 +3511,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<super::TrackLinks>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.track_links =
-                    value.try_into().map_err(|e| format!("error converting supplied value for track_links: {e}"));
+                self.track_links = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for track_links: {e}")
+                    });
                 self
             }
             pub fn track_opens<T>(mut self, value: T) -> Self
@@ -2417,14 +3523,19 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.track_opens =
-                    value.try_into().map_err(|e| format!("error converting supplied value for track_opens: {e}"));
+                self.track_opens = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for track_opens: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<EditServerRequest> for super::EditServerRequest {
             type Error = super::error::ConversionError;
-            fn try_from(value: EditServerRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: EditServerRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     bounce_hook_url: value.bounce_hook_url?,
                     click_hook_url: value.click_hook_url?,
@@ -2434,7 +3545,8 @@ pub mod types {
                     inbound_domain: value.inbound_domain?,
                     inbound_hook_url: value.inbound_hook_url?,
                     inbound_spam_threshold: value.inbound_spam_threshold?,
-                    include_bounce_content_in_hook: value.include_bounce_content_in_hook?,
+                    include_bounce_content_in_hook: value
+                        .include_bounce_content_in_hook?,
                     name: value.name?,
                     open_hook_url: value.open_hook_url?,
                     post_first_open_only: value.post_first_open_only?,
@@ -2456,7 +3568,9 @@ pub mod types {
                     inbound_domain: Ok(value.inbound_domain),
                     inbound_hook_url: Ok(value.inbound_hook_url),
                     inbound_spam_threshold: Ok(value.inbound_spam_threshold),
-                    include_bounce_content_in_hook: Ok(value.include_bounce_content_in_hook),
+                    include_bounce_content_in_hook: Ok(
+                        value.include_bounce_content_in_hook,
+                    ),
                     name: Ok(value.name),
                     open_hook_url: Ok(value.open_hook_url),
                     post_first_open_only: Ok(value.post_first_open_only),
@@ -2476,9 +3590,15 @@ pub mod types {
         impl ::std::default::Default for PushTemplatesRequest {
             fn default() -> Self {
                 Self {
-                    destination_server_id: Err("no value supplied for destination_server_id".to_string()),
-                    perform_changes: Err("no value supplied for perform_changes".to_string()),
-                    source_server_id: Err("no value supplied for source_server_id".to_string()),
+                    destination_server_id: Err(
+                        "no value supplied for destination_server_id".to_string(),
+                    ),
+                    perform_changes: Err(
+                        "no value supplied for perform_changes".to_string(),
+                    ),
+                    source_server_id: Err(
+                        "no value supplied for source_server_id".to_string(),
+                    ),
                 }
             }
         }
@@ -2490,7 +3610,11 @@ pub mod types {
             {
                 self.destination_server_id = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for destination_server_id: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for destination_server_id: {e}"
+                        )
+                    });
                 self
             }
             pub fn perform_changes<T>(mut self, value: T) -> Self
@@ -2498,8 +3622,13 @@ pub mod types {
                 T: ::std::convert::TryInto<bool>,
                 T::Error: ::std::fmt::Display,
             {
-                self.perform_changes =
-                    value.try_into().map_err(|e| format!("error converting supplied value for perform_changes: {e}"));
+                self.perform_changes = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for perform_changes: {e}"
+                        )
+                    });
                 self
             }
             pub fn source_server_id<T>(mut self, value: T) -> Self
@@ -2507,14 +3636,22 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.source_server_id =
-                    value.try_into().map_err(|e| format!("error converting supplied value for source_server_id: {e}"));
+                self.source_server_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for source_server_id: {e}"
+                        )
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<PushTemplatesRequest> for super::PushTemplatesRequest {
+        impl ::std::convert::TryFrom<PushTemplatesRequest>
+        for super::PushTemplatesRequest {
             type Error = super::error::ConversionError;
-            fn try_from(value: PushTemplatesRequest) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: PushTemplatesRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     destination_server_id: value.destination_server_id?,
                     perform_changes: value.perform_changes?,
@@ -2533,7 +3670,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct PushTemplatesResponse {
-            templates: ::std::result::Result<::std::vec::Vec<super::TemplatePushAction>, ::std::string::String>,
+            templates: ::std::result::Result<
+                ::std::vec::Vec<super::TemplatePushAction>,
+                ::std::string::String,
+            >,
             total_count: ::std::result::Result<i64, ::std::string::String>,
         }
         impl ::std::default::Default for PushTemplatesResponse {
@@ -2550,8 +3690,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::vec::Vec<super::TemplatePushAction>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.templates =
-                    value.try_into().map_err(|e| format!("error converting supplied value for templates: {e}"));
+                self.templates = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for templates: {e}")
+                    });
                 self
             }
             pub fn total_count<T>(mut self, value: T) -> Self
@@ -2559,57 +3702,126 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.total_count =
-                    value.try_into().map_err(|e| format!("error converting supplied value for total_count: {e}"));
+                self.total_count = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for total_count: {e}")
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<PushTemplatesResponse> for super::PushTemplatesResponse {
+        impl ::std::convert::TryFrom<PushTemplatesResponse>
+        for super::PushTemplatesResponse {
             type Error = super::error::ConversionError;
-            fn try_from(value: PushTemplatesResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { templates: value.templates?, total_count: value.total_count? })
+            fn try_from(
+                value: PushTemplatesResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    templates: value.templates?,
+                    total_count: value.total_count?,
+                })
             }
         }
-        impl ::std::convert::From<super::PushTemplatesResponse> for PushTemplatesResponse {
+        impl ::std::convert::From<super::PushTemplatesResponse>
+        for PushTemplatesResponse {
             fn from(value: super::PushTemplatesResponse) -> Self {
-                Self { templates: Ok(value.templates), total_count: Ok(value.total_count) }
+                Self {
+                    templates: Ok(value.templates),
+                    total_count: Ok(value.total_count),
+                }
             }
         }
         #[derive(Clone, Debug)]
         pub struct SenderSignatureDetails {
-            confirmation_personal_note:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            confirmed: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            dkim_host: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_pending_host:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_pending_text_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_revoked_host:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_revoked_text_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_text_value: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_update_status:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            dkim_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            domain: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            email_address: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            confirmation_personal_note: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            confirmed: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            dkim_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_pending_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_pending_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_revoked_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_revoked_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_update_status: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            dkim_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            email_address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<i64, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            reply_to_email_address:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain_cname_value:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            return_path_domain_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            safe_to_remove_revoked_key_from_dns:
-                ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            spf_host: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            spf_text_value: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            spf_verified: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            weak_dkim: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            reply_to_email_address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain_cname_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            return_path_domain_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            safe_to_remove_revoked_key_from_dns: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            spf_host: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spf_text_value: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            spf_verified: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            weak_dkim: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for SenderSignatureDetails {
             fn default() -> Self {
@@ -2648,7 +3860,11 @@ pub mod types {
             {
                 self.confirmation_personal_note = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for confirmation_personal_note: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for confirmation_personal_note: {e}"
+                        )
+                    });
                 self
             }
             pub fn confirmed<T>(mut self, value: T) -> Self
@@ -2656,8 +3872,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.confirmed =
-                    value.try_into().map_err(|e| format!("error converting supplied value for confirmed: {e}"));
+                self.confirmed = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for confirmed: {e}")
+                    });
                 self
             }
             pub fn dkim_host<T>(mut self, value: T) -> Self
@@ -2665,8 +3884,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_host: {e}"));
+                self.dkim_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_host: {e}")
+                    });
                 self
             }
             pub fn dkim_pending_host<T>(mut self, value: T) -> Self
@@ -2674,8 +3896,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_pending_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_pending_host: {e}"));
+                self.dkim_pending_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_pending_host: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_pending_text_value<T>(mut self, value: T) -> Self
@@ -2685,7 +3912,11 @@ pub mod types {
             {
                 self.dkim_pending_text_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_pending_text_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_pending_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_revoked_host<T>(mut self, value: T) -> Self
@@ -2693,8 +3924,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_revoked_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_revoked_host: {e}"));
+                self.dkim_revoked_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_revoked_host: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_revoked_text_value<T>(mut self, value: T) -> Self
@@ -2704,7 +3940,11 @@ pub mod types {
             {
                 self.dkim_revoked_text_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_revoked_text_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_revoked_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_text_value<T>(mut self, value: T) -> Self
@@ -2712,8 +3952,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_text_value =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_text_value: {e}"));
+                self.dkim_text_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_update_status<T>(mut self, value: T) -> Self
@@ -2723,7 +3968,11 @@ pub mod types {
             {
                 self.dkim_update_status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for dkim_update_status: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for dkim_update_status: {e}"
+                        )
+                    });
                 self
             }
             pub fn dkim_verified<T>(mut self, value: T) -> Self
@@ -2731,8 +3980,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.dkim_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for dkim_verified: {e}"));
+                self.dkim_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for dkim_verified: {e}")
+                    });
                 self
             }
             pub fn domain<T>(mut self, value: T) -> Self
@@ -2740,7 +3992,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.domain = value.try_into().map_err(|e| format!("error converting supplied value for domain: {e}"));
+                self.domain = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for domain: {e}")
+                    });
                 self
             }
             pub fn email_address<T>(mut self, value: T) -> Self
@@ -2748,8 +4004,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.email_address =
-                    value.try_into().map_err(|e| format!("error converting supplied value for email_address: {e}"));
+                self.email_address = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for email_address: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -2757,7 +4016,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -2765,7 +4026,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn reply_to_email_address<T>(mut self, value: T) -> Self
@@ -2775,7 +4040,11 @@ pub mod types {
             {
                 self.reply_to_email_address = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for reply_to_email_address: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for reply_to_email_address: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain<T>(mut self, value: T) -> Self
@@ -2785,7 +4054,11 @@ pub mod types {
             {
                 self.return_path_domain = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain_cname_value<T>(mut self, value: T) -> Self
@@ -2795,7 +4068,11 @@ pub mod types {
             {
                 self.return_path_domain_cname_value = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain_cname_value: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain_cname_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn return_path_domain_verified<T>(mut self, value: T) -> Self
@@ -2805,7 +4082,11 @@ pub mod types {
             {
                 self.return_path_domain_verified = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for return_path_domain_verified: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for return_path_domain_verified: {e}"
+                        )
+                    });
                 self
             }
             pub fn safe_to_remove_revoked_key_from_dns<T>(mut self, value: T) -> Self
@@ -2813,9 +4094,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.safe_to_remove_revoked_key_from_dns = value.try_into().map_err(|e| {
-                    format!("error converting supplied value for safe_to_remove_revoked_key_from_dns: {e}")
-                });
+                self.safe_to_remove_revoked_key_from_dns = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for safe_to_remove_revoked_key_from_dns: {e}"
+                        )
+                    });
                 self
             }
             pub fn spf_host<T>(mut self, value: T) -> Self
@@ -2823,8 +4108,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_host =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_host: {e}"));
+                self.spf_host = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_host: {e}")
+                    });
                 self
             }
             pub fn spf_text_value<T>(mut self, value: T) -> Self
@@ -2832,8 +4120,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_text_value =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_text_value: {e}"));
+                self.spf_text_value = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for spf_text_value: {e}"
+                        )
+                    });
                 self
             }
             pub fn spf_verified<T>(mut self, value: T) -> Self
@@ -2841,8 +4134,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.spf_verified =
-                    value.try_into().map_err(|e| format!("error converting supplied value for spf_verified: {e}"));
+                self.spf_verified = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for spf_verified: {e}")
+                    });
                 self
             }
             pub fn weak_dkim<T>(mut self, value: T) -> Self
@@ -2850,14 +4146,20 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.weak_dkim =
-                    value.try_into().map_err(|e| format!("error converting supplied value for weak_dkim: {e}"));
+                self.weak_dkim = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for weak_dkim: {e}")
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<SenderSignatureDetails> for super::SenderSignatureDetails {
+        impl ::std::convert::TryFrom<SenderSignatureDetails>
+        for super::SenderSignatureDetails {
             type Error = super::error::ConversionError;
-            fn try_from(value: SenderSignatureDetails) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: SenderSignatureDetails,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     confirmation_personal_note: value.confirmation_personal_note?,
                     confirmed: value.confirmed?,
@@ -2875,9 +4177,11 @@ pub mod types {
                     name: value.name?,
                     reply_to_email_address: value.reply_to_email_address?,
                     return_path_domain: value.return_path_domain?,
-                    return_path_domain_cname_value: value.return_path_domain_cname_value?,
+                    return_path_domain_cname_value: value
+                        .return_path_domain_cname_value?,
                     return_path_domain_verified: value.return_path_domain_verified?,
-                    safe_to_remove_revoked_key_from_dns: value.safe_to_remove_revoked_key_from_dns?,
+                    safe_to_remove_revoked_key_from_dns: value
+                        .safe_to_remove_revoked_key_from_dns?,
                     spf_host: value.spf_host?,
                     spf_text_value: value.spf_text_value?,
                     spf_verified: value.spf_verified?,
@@ -2885,7 +4189,8 @@ pub mod types {
                 })
             }
         }
-        impl ::std::convert::From<super::SenderSignatureDetails> for SenderSignatureDetails {
+        impl ::std::convert::From<super::SenderSignatureDetails>
+        for SenderSignatureDetails {
             fn from(value: super::SenderSignatureDetails) -> Self {
                 Self {
                     confirmation_personal_note: Ok(value.confirmation_personal_note),
@@ -2904,9 +4209,13 @@ pub mod types {
                     name: Ok(value.name),
                     reply_to_email_address: Ok(value.reply_to_email_address),
                     return_path_domain: Ok(value.return_path_domain),
-                    return_path_domain_cname_value: Ok(value.return_path_domain_cname_value),
+                    return_path_domain_cname_value: Ok(
+                        value.return_path_domain_cname_value,
+                    ),
                     return_path_domain_verified: Ok(value.return_path_domain_verified),
-                    safe_to_remove_revoked_key_from_dns: Ok(value.safe_to_remove_revoked_key_from_dns),
+                    safe_to_remove_revoked_key_from_dns: Ok(
+                        value.safe_to_remove_revoked_key_from_dns,
+                    ),
                     spf_host: Ok(value.spf_host),
                     spf_text_value: Ok(value.spf_text_value),
                     spf_verified: Ok(value.spf_verified),
@@ -2916,14 +4225,18 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct SenderSignatureListResponse {
-            sender_signatures:
-                ::std::result::Result<::std::vec::Vec<super::SenderSignatureSummary>, ::std::string::String>,
+            sender_signatures: ::std::result::Result<
+                ::std::vec::Vec<super::SenderSignatureSummary>,
+                ::std::string::String,
+            >,
             total_count: ::std::result::Result<i64, ::std::string::String>,
         }
         impl ::std::default::Default for SenderSignatureListResponse {
             fn default() -> Self {
                 Self {
-                    sender_signatures: Err("no value supplied for sender_signatures".to_string()),
+                    sender_signatures: Err(
+                        "no value supplied for sender_signatures".to_string(),
+                    ),
                     total_count: Err("no value supplied for total_count".to_string()),
                 }
             }
@@ -2931,11 +4244,18 @@ pub mod types {
         impl SenderSignatureListResponse {
             pub fn sender_signatures<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::vec::Vec<super::SenderSignatureSummary>>,
+                T: ::std::convert::TryInto<
+                    ::std::vec::Vec<super::SenderSignatureSummary>,
+                >,
                 T::Error: ::std::fmt::Display,
             {
-                self.sender_signatures =
-                    value.try_into().map_err(|e| format!("error converting supplied value for sender_signatures: {e}"));
+                self.sender_signatures = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for sender_signatures: {e}"
+                        )
+                    });
                 self
             }
             pub fn total_count<T>(mut self, value: T) -> Self
@@ -2943,33 +4263,58 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.total_count =
-                    value.try_into().map_err(|e| format!("error converting supplied value for total_count: {e}"));
+                self.total_count = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for total_count: {e}")
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<SenderSignatureListResponse> for super::SenderSignatureListResponse {
+        impl ::std::convert::TryFrom<SenderSignatureListResponse>
+        for super::SenderSignatureListResponse {
             type Error = super::error::ConversionError;
             fn try_from(
                 value: SenderSignatureListResponse,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { sender_signatures: value.sender_signatures?, total_count: value.total_count? })
+                Ok(Self {
+                    sender_signatures: value.sender_signatures?,
+                    total_count: value.total_count?,
+                })
             }
         }
-        impl ::std::convert::From<super::SenderSignatureListResponse> for SenderSignatureListResponse {
+        impl ::std::convert::From<super::SenderSignatureListResponse>
+        for SenderSignatureListResponse {
             fn from(value: super::SenderSignatureListResponse) -> Self {
-                Self { sender_signatures: Ok(value.sender_signatures), total_count: Ok(value.total_count) }
+                Self {
+                    sender_signatures: Ok(value.sender_signatures),
+                    total_count: Ok(value.total_count),
+                }
             }
         }
         #[derive(Clone, Debug)]
         pub struct SenderSignatureSummary {
-            confirmed: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            domain: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            email_address: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            confirmed: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            email_address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<i64, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            reply_to_email_address:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            reply_to_email_address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for SenderSignatureSummary {
             fn default() -> Self {
@@ -2989,8 +4334,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.confirmed =
-                    value.try_into().map_err(|e| format!("error converting supplied value for confirmed: {e}"));
+                self.confirmed = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for confirmed: {e}")
+                    });
                 self
             }
             pub fn domain<T>(mut self, value: T) -> Self
@@ -2998,7 +4346,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.domain = value.try_into().map_err(|e| format!("error converting supplied value for domain: {e}"));
+                self.domain = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for domain: {e}")
+                    });
                 self
             }
             pub fn email_address<T>(mut self, value: T) -> Self
@@ -3006,8 +4358,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.email_address =
-                    value.try_into().map_err(|e| format!("error converting supplied value for email_address: {e}"));
+                self.email_address = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for email_address: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -3015,7 +4370,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -3023,7 +4380,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn reply_to_email_address<T>(mut self, value: T) -> Self
@@ -3033,13 +4394,20 @@ pub mod types {
             {
                 self.reply_to_email_address = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for reply_to_email_address: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for reply_to_email_address: {e}"
+                        )
+                    });
                 self
             }
         }
-        impl ::std::convert::TryFrom<SenderSignatureSummary> for super::SenderSignatureSummary {
+        impl ::std::convert::TryFrom<SenderSignatureSummary>
+        for super::SenderSignatureSummary {
             type Error = super::error::ConversionError;
-            fn try_from(value: SenderSignatureSummary) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: SenderSignatureSummary,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     confirmed: value.confirmed?,
                     domain: value.domain?,
@@ -3050,7 +4418,8 @@ pub mod types {
                 })
             }
         }
-        impl ::std::convert::From<super::SenderSignatureSummary> for SenderSignatureSummary {
+        impl ::std::convert::From<super::SenderSignatureSummary>
+        for SenderSignatureSummary {
             fn from(value: super::SenderSignatureSummary) -> Self {
                 Self {
                     confirmed: Ok(value.confirmed),
@@ -3064,30 +4433,88 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct Server {
-            api_tokens: ::std::result::Result<::std::vec::Vec<::std::string::String>, ::std::string::String>,
-            bounce_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            click_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            color: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            delivery_hook_url:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            delivery_type: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            enable_smtp_api_error_hooks: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            api_tokens: ::std::result::Result<
+                ::std::vec::Vec<::std::string::String>,
+                ::std::string::String,
+            >,
+            bounce_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            click_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            color: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            delivery_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            delivery_type: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            enable_smtp_api_error_hooks: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             id: ::std::result::Result<i64, ::std::string::String>,
-            inbound_address: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_domain: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_hash: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_hook_url:
-                ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            inbound_spam_threshold: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
-            include_bounce_content_in_hook: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            inbound_address: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_domain: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_hash: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            inbound_spam_threshold: ::std::result::Result<
+                ::std::option::Option<i64>,
+                ::std::string::String,
+            >,
+            include_bounce_content_in_hook: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
             name: ::std::result::Result<::std::string::String, ::std::string::String>,
-            open_hook_url: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            post_first_open_only: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            raw_email_enabled: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            server_link: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            smtp_api_activated: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
-            track_links: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            track_opens: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            open_hook_url: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            post_first_open_only: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            raw_email_enabled: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            server_link: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            smtp_api_activated: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
+            track_links: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            track_opens: ::std::result::Result<
+                ::std::option::Option<bool>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for Server {
             fn default() -> Self {
@@ -3123,8 +4550,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::vec::Vec<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.api_tokens =
-                    value.try_into().map_err(|e| format!("error converting supplied value for api_tokens: {e}"));
+                self.api_tokens = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for api_tokens: {e}")
+                    });
                 self
             }
             pub fn bounce_hook_url<T>(mut self, value: T) -> Self
@@ -3132,8 +4562,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.bounce_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for bounce_hook_url: {e}"));
+                self.bounce_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for bounce_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn click_hook_url<T>(mut self, value: T) -> Self
@@ -3141,8 +4576,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.click_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for click_hook_url: {e}"));
+                self.click_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for click_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn color<T>(mut self, value: T) -> Self
@@ -3150,7 +4590,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.color = value.try_into().map_err(|e| format!("error converting supplied value for color: {e}"));
+                self.color = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for color: {e}")
+                    });
                 self
             }
             pub fn delivery_hook_url<T>(mut self, value: T) -> Self
@@ -3158,8 +4602,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.delivery_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for delivery_hook_url: {e}"));
+                self.delivery_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for delivery_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn delivery_type<T>(mut self, value: T) -> Self
@@ -3167,8 +4616,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.delivery_type =
-                    value.try_into().map_err(|e| format!("error converting supplied value for delivery_type: {e}"));
+                self.delivery_type = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for delivery_type: {e}")
+                    });
                 self
             }
             pub fn enable_smtp_api_error_hooks<T>(mut self, value: T) -> Self
@@ -3178,7 +4630,11 @@ pub mod types {
             {
                 self.enable_smtp_api_error_hooks = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for enable_smtp_api_error_hooks: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for enable_smtp_api_error_hooks: {e}"
+                        )
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -3186,7 +4642,9 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value.try_into().map_err(|e| format!("error converting supplied value for id: {e}"));
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
             pub fn inbound_address<T>(mut self, value: T) -> Self
@@ -3194,8 +4652,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_address =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_address: {e}"));
+                self.inbound_address = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_address: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_domain<T>(mut self, value: T) -> Self
@@ -3203,8 +4666,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_domain =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_domain: {e}"));
+                self.inbound_domain = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_domain: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_hash<T>(mut self, value: T) -> Self
@@ -3212,8 +4680,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_hash =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_hash: {e}"));
+                self.inbound_hash = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for inbound_hash: {e}")
+                    });
                 self
             }
             pub fn inbound_hook_url<T>(mut self, value: T) -> Self
@@ -3221,8 +4692,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.inbound_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for inbound_hook_url: {e}"));
+                self.inbound_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_hook_url: {e}"
+                        )
+                    });
                 self
             }
             pub fn inbound_spam_threshold<T>(mut self, value: T) -> Self
@@ -3232,7 +4708,11 @@ pub mod types {
             {
                 self.inbound_spam_threshold = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for inbound_spam_threshold: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for inbound_spam_threshold: {e}"
+                        )
+                    });
                 self
             }
             pub fn include_bounce_content_in_hook<T>(mut self, value: T) -> Self
@@ -3242,7 +4722,11 @@ pub mod types {
             {
                 self.include_bounce_content_in_hook = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for include_bounce_content_in_hook: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for include_bounce_content_in_hook: {e}"
+                        )
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -3250,7 +4734,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::string::String>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn open_hook_url<T>(mut self, value: T) -> Self
@@ -3258,8 +4746,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.open_hook_url =
-                    value.try_into().map_err(|e| format!("error converting supplied value for open_hook_url: {e}"));
+                self.open_hook_url = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for open_hook_url: {e}")
+                    });
                 self
             }
             pub fn post_first_open_only<T>(mut self, value: T) -> Self
@@ -3269,7 +4760,11 @@ pub mod types {
             {
                 self.post_first_open_only = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for post_first_open_only: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for post_first_open_only: {e}"
+                        )
+                    });
                 self
             }
             pub fn raw_email_enabled<T>(mut self, value: T) -> Self
@@ -3277,8 +4772,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.raw_email_enabled =
-                    value.try_into().map_err(|e| format!("error converting supplied value for raw_email_enabled: {e}"));
+                self.raw_email_enabled = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for raw_email_enabled: {e}"
+                        )
+                    });
                 self
             }
             pub fn server_link<T>(mut self, value: T) -> Self
@@ -3286,8 +4786,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.server_link =
-                    value.try_into().map_err(|e| format!("error converting supplied value for server_link: {e}"));
+                self.server_link = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for server_link: {e}")
+                    });
                 self
             }
             pub fn smtp_api_activated<T>(mut self, value: T) -> Self
@@ -3297,7 +4800,11 @@ pub mod types {
             {
                 self.smtp_api_activated = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for smtp_api_activated: {e}"));
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for smtp_api_activated: {e}"
+                        )
+                    });
                 self
             }
             pub fn track_links<T>(mut self, value: T) -> Self
@@ -3305,8 +4812,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.track_links =
-                    value.try_into().map_err(|e| format!("error converting supplied value for track_links: {e}"));
+                self.track_links = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for track_links: {e}")
+                    });
                 self
             }
             pub fn track_opens<T>(mut self, value: T) -> Self
@@ -3314,14 +4824,19 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<bool>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.track_opens =
-                    value.try_into().map_err(|e| format!("error converting supplied value for track_opens: {e}"));
+                self.track_opens = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for track_opens: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<Server> for super::Server {
             type Error = super::error::ConversionError;
-            fn try_from(value: Server) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: Server,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     api_tokens: value.api_tokens?,
                     bounce_hook_url: value.bounce_hook_url?,
@@ -3336,7 +4851,8 @@ pub mod types {
                     inbound_hash: value.inbound_hash?,
                     inbound_hook_url: value.inbound_hook_url?,
                     inbound_spam_threshold: value.inbound_spam_threshold?,
-                    include_bounce_content_in_hook: value.include_bounce_content_in_hook?,
+                    include_bounce_content_in_hook: value
+                        .include_bounce_content_in_hook?,
                     name: value.name?,
                     open_hook_url: value.open_hook_url?,
                     post_first_open_only: value.post_first_open_only?,
@@ -3364,7 +4880,9 @@ pub mod types {
                     inbound_hash: Ok(value.inbound_hash),
                     inbound_hook_url: Ok(value.inbound_hook_url),
                     inbound_spam_threshold: Ok(value.inbound_spam_threshold),
-                    include_bounce_content_in_hook: Ok(value.include_bounce_content_in_hook),
+                    include_bounce_content_in_hook: Ok(
+                        value.include_bounce_content_in_hook,
+                    ),
                     name: Ok(value.name),
                     open_hook_url: Ok(value.open_hook_url),
                     post_first_open_only: Ok(value.post_first_open_only),
@@ -3378,7 +4896,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct ServerListResponse {
-            servers: ::std::result::Result<::std::vec::Vec<super::Server>, ::std::string::String>,
+            servers: ::std::result::Result<
+                ::std::vec::Vec<super::Server>,
+                ::std::string::String,
+            >,
             total_count: ::std::result::Result<i64, ::std::string::String>,
         }
         impl ::std::default::Default for ServerListResponse {
@@ -3395,8 +4916,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::vec::Vec<super::Server>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.servers =
-                    value.try_into().map_err(|e| format!("error converting supplied value for servers: {e}"));
+                self.servers = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for servers: {e}")
+                    });
                 self
             }
             pub fn total_count<T>(mut self, value: T) -> Self
@@ -3404,29 +4928,55 @@ pub mod types {
                 T: ::std::convert::TryInto<i64>,
                 T::Error: ::std::fmt::Display,
             {
-                self.total_count =
-                    value.try_into().map_err(|e| format!("error converting supplied value for total_count: {e}"));
+                self.total_count = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for total_count: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<ServerListResponse> for super::ServerListResponse {
             type Error = super::error::ConversionError;
-            fn try_from(value: ServerListResponse) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { servers: value.servers?, total_count: value.total_count? })
+            fn try_from(
+                value: ServerListResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    servers: value.servers?,
+                    total_count: value.total_count?,
+                })
             }
         }
         impl ::std::convert::From<super::ServerListResponse> for ServerListResponse {
             fn from(value: super::ServerListResponse) -> Self {
-                Self { servers: Ok(value.servers), total_count: Ok(value.total_count) }
+                Self {
+                    servers: Ok(value.servers),
+                    total_count: Ok(value.total_count),
+                }
             }
         }
         #[derive(Clone, Debug)]
         pub struct TemplatePushAction {
-            action: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            alias: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            name: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
-            template_id: ::std::result::Result<::std::option::Option<i64>, ::std::string::String>,
-            template_type: ::std::result::Result<::std::option::Option<::std::string::String>, ::std::string::String>,
+            action: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            alias: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            template_id: ::std::result::Result<
+                ::std::option::Option<i64>,
+                ::std::string::String,
+            >,
+            template_type: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for TemplatePushAction {
             fn default() -> Self {
@@ -3445,7 +4995,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.action = value.try_into().map_err(|e| format!("error converting supplied value for action: {e}"));
+                self.action = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for action: {e}")
+                    });
                 self
             }
             pub fn alias<T>(mut self, value: T) -> Self
@@ -3453,7 +5007,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.alias = value.try_into().map_err(|e| format!("error converting supplied value for alias: {e}"));
+                self.alias = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for alias: {e}")
+                    });
                 self
             }
             pub fn name<T>(mut self, value: T) -> Self
@@ -3461,7 +5019,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.name = value.try_into().map_err(|e| format!("error converting supplied value for name: {e}"));
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
                 self
             }
             pub fn template_id<T>(mut self, value: T) -> Self
@@ -3469,8 +5031,11 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<i64>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.template_id =
-                    value.try_into().map_err(|e| format!("error converting supplied value for template_id: {e}"));
+                self.template_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for template_id: {e}")
+                    });
                 self
             }
             pub fn template_type<T>(mut self, value: T) -> Self
@@ -3478,14 +5043,19 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.template_type =
-                    value.try_into().map_err(|e| format!("error converting supplied value for template_type: {e}"));
+                self.template_type = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for template_type: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<TemplatePushAction> for super::TemplatePushAction {
             type Error = super::error::ConversionError;
-            fn try_from(value: TemplatePushAction) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: TemplatePushAction,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     action: value.action?,
                     alias: value.alias?,
@@ -3513,12 +5083,18 @@ pub mod types {
         pub struct ConversionError(::std::borrow::Cow<'static, str>);
         impl ::std::error::Error for ConversionError {}
         impl ::std::fmt::Display for ConversionError {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+            fn fmt(
+                &self,
+                f: &mut ::std::fmt::Formatter<'_>,
+            ) -> Result<(), ::std::fmt::Error> {
                 ::std::fmt::Display::fmt(&self.0, f)
             }
         }
         impl ::std::fmt::Debug for ConversionError {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+            fn fmt(
+                &self,
+                f: &mut ::std::fmt::Formatter<'_>,
+            ) -> Result<(), ::std::fmt::Error> {
                 ::std::fmt::Debug::fmt(&self.0, f)
             }
         }
@@ -3572,7 +5148,10 @@ impl Client {
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
     pub fn new_with_client(baseurl: &str, client: reqwest::Client) -> Self {
-        Self { baseurl: baseurl.to_string(), client }
+        Self {
+            baseurl: baseurl.to_string(),
+            client,
+        }
     }
 }
 impl ClientInfo<()> for Client {
@@ -3594,543 +5173,546 @@ const _: () = {
     fn assert_client_hooks()
     where
         Client: ClientHooks<()>,
-    {
-    }
+    {}
 };
 impl Client {
     /**Request removal of a recipient's data
 
-    Starts erasing all data Postmark holds about one recipient address
-    across the account (for GDPR/CCPA data subject requests) and returns
-    the request's ID with status `Pending`. Available only after Postmark
-    support has enabled it for the account.
+Starts erasing all data Postmark holds about one recipient address
+across the account (for GDPR/CCPA data subject requests) and returns
+the request's ID with status `Pending`. Available only after Postmark
+support has enabled it for the account.
 
 
-    Sends a `POST` request to `/data-removals`
+Sends a `POST` request to `/data-removals`
 
-    ```ignore
-    let response = client.create_data_removal()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_data_removal()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_data_removal(&self) -> builder::CreateDataRemoval<'_> {
         builder::CreateDataRemoval::new(self)
     }
     /**Get a data removal request's status
 
-    Returns the status of a data removal request: `Pending` while it is
-    processed, `Done` when the data has been erased.
+Returns the status of a data removal request: `Pending` while it is
+processed, `Done` when the data has been erased.
 
 
-    Sends a `GET` request to `/data-removals/{dataRemovalId}`
+Sends a `GET` request to `/data-removals/{dataRemovalId}`
 
-    Arguments:
-    - `data_removal_id`: ID of the data removal request.
-    ```ignore
-    let response = client.get_data_removal()
-        .data_removal_id(data_removal_id)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `data_removal_id`: ID of the data removal request.
+```ignore
+let response = client.get_data_removal()
+    .data_removal_id(data_removal_id)
+    .send()
+    .await;
+```*/
     pub fn get_data_removal(&self) -> builder::GetDataRemoval<'_> {
         builder::GetDataRemoval::new(self)
     }
     /**List domains
 
-    Returns one page of the account's sending domains with their
-    verification flags. `count` (at most 500) and `offset` are required.
-    Use `get_domain` for the DNS record values.
+Returns one page of the account's sending domains with their
+verification flags. `count` (at most 500) and `offset` are required.
+Use `get_domain` for the DNS record values.
 
 
-    Sends a `GET` request to `/domains`
+Sends a `GET` request to `/domains`
 
-    Arguments:
-    - `count`: Number of domains to return (at most 500).
-    - `offset`: Number of domains to skip.
-    ```ignore
-    let response = client.list_domains()
-        .count(count)
-        .offset(offset)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `count`: Number of domains to return (at most 500).
+- `offset`: Number of domains to skip.
+```ignore
+let response = client.list_domains()
+    .count(count)
+    .offset(offset)
+    .send()
+    .await;
+```*/
     pub fn list_domains(&self) -> builder::ListDomains<'_> {
         builder::ListDomains::new(self)
     }
     /**Create a domain
 
-    Adds a sending domain to the account and returns its details,
-    including the pending DKIM record to publish in DNS before the domain
-    can be verified.
+Adds a sending domain to the account and returns its details,
+including the pending DKIM record to publish in DNS before the domain
+can be verified.
 
 
-    Sends a `POST` request to `/domains`
+Sends a `POST` request to `/domains`
 
-    ```ignore
-    let response = client.create_domain()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_domain()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_domain(&self) -> builder::CreateDomain<'_> {
         builder::CreateDomain::new(self)
     }
     /**Get a domain
 
-    Returns one domain with its verification state and the DNS records
-    (DKIM, Return-Path) Postmark expects for it.
+Returns one domain with its verification state and the DNS records
+(DKIM, Return-Path) Postmark expects for it.
 
 
-    Sends a `GET` request to `/domains/{domainid}`
+Sends a `GET` request to `/domains/{domainid}`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.get_domain()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.get_domain()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
     pub fn get_domain(&self) -> builder::GetDomain<'_> {
         builder::GetDomain::new(self)
     }
     /**Edit a domain
 
-    Changes a domain's custom Return-Path domain (and, where available,
-    its custom tracking domain) and returns the updated details. The
-    domain name itself cannot be changed.
+Changes a domain's custom Return-Path domain (and, where available,
+its custom tracking domain) and returns the updated details. The
+domain name itself cannot be changed.
 
 
-    Sends a `PUT` request to `/domains/{domainid}`
+Sends a `PUT` request to `/domains/{domainid}`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    - `body`
-    ```ignore
-    let response = client.edit_domain()
-        .domainid(domainid)
-        .body(body)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+- `body`
+```ignore
+let response = client.edit_domain()
+    .domainid(domainid)
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn edit_domain(&self) -> builder::EditDomain<'_> {
         builder::EditDomain::new(self)
     }
     /**Delete a domain
 
-    Removes a domain from the account. Success is reported as
-    `ErrorCode` 0 with a confirmation `Message`.
+Removes a domain from the account. Success is reported as
+`ErrorCode` 0 with a confirmation `Message`.
 
 
-    Sends a `DELETE` request to `/domains/{domainid}`
+Sends a `DELETE` request to `/domains/{domainid}`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.delete_domain()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.delete_domain()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
     pub fn delete_domain(&self) -> builder::DeleteDomain<'_> {
         builder::DeleteDomain::new(self)
     }
     /**Rotate a domain's DKIM key
 
-    Starts replacing the domain's DKIM key. The new key appears in
-    `DKIMPendingHost`/`DKIMPendingTextValue` until it is found in DNS;
-    then it becomes the active key, the old one moves to the `DKIMRevoked*`
-    fields, and `SafeToRemoveRevokedKeyFromDNS` tells when the old record
-    may be deleted. No request body.
+Starts replacing the domain's DKIM key. The new key appears in
+`DKIMPendingHost`/`DKIMPendingTextValue` until it is found in DNS;
+then it becomes the active key, the old one moves to the `DKIMRevoked*`
+fields, and `SafeToRemoveRevokedKeyFromDNS` tells when the old record
+may be deleted. No request body.
 
 
-    Sends a `POST` request to `/domains/{domainid}/rotatedkim`
+Sends a `POST` request to `/domains/{domainid}/rotatedkim`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.rotate_domain_dkim()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.rotate_domain_dkim()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
     pub fn rotate_domain_dkim(&self) -> builder::RotateDomainDkim<'_> {
         builder::RotateDomainDkim::new(self)
     }
     /**Check a domain's custom tracking record
 
-    Asks Postmark to look up the CNAME of the domain's custom tracking
-    domain (used for open and click tracking links) and returns the
-    domain details. No request body. Known from the official PHP client
-    only; not (yet) in Postmark's API reference.
+Asks Postmark to look up the CNAME of the domain's custom tracking
+domain (used for open and click tracking links) and returns the
+domain details. No request body. Known from the official PHP client
+only; not (yet) in Postmark's API reference.
 
 
-    Sends a `PUT` request to `/domains/{domainid}/verifyCustomTracking`
+Sends a `PUT` request to `/domains/{domainid}/verifyCustomTracking`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.verify_domain_custom_tracking()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
-    pub fn verify_domain_custom_tracking(&self) -> builder::VerifyDomainCustomTracking<'_> {
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.verify_domain_custom_tracking()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
+    pub fn verify_domain_custom_tracking(
+        &self,
+    ) -> builder::VerifyDomainCustomTracking<'_> {
         builder::VerifyDomainCustomTracking::new(self)
     }
     /**Check a domain's DKIM record
 
-    Asks Postmark to look up the domain's DKIM TXT record in DNS now and
-    returns the domain details with the outcome (`DKIMVerified`,
-    `DKIMUpdateStatus`). No request body.
+Asks Postmark to look up the domain's DKIM TXT record in DNS now and
+returns the domain details with the outcome (`DKIMVerified`,
+`DKIMUpdateStatus`). No request body.
 
 
-    Sends a `PUT` request to `/domains/{domainid}/verifyDkim`
+Sends a `PUT` request to `/domains/{domainid}/verifyDkim`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.verify_domain_dkim()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.verify_domain_dkim()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
     pub fn verify_domain_dkim(&self) -> builder::VerifyDomainDkim<'_> {
         builder::VerifyDomainDkim::new(self)
     }
     /**Check a domain's Return-Path record
 
-    Asks Postmark to look up the CNAME of the domain's custom Return-Path
-    domain now and returns the domain details with the outcome
-    (`ReturnPathDomainVerified`). No request body.
+Asks Postmark to look up the CNAME of the domain's custom Return-Path
+domain now and returns the domain details with the outcome
+(`ReturnPathDomainVerified`). No request body.
 
 
-    Sends a `PUT` request to `/domains/{domainid}/verifyReturnPath`
+Sends a `PUT` request to `/domains/{domainid}/verifyReturnPath`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.verify_domain_return_path()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.verify_domain_return_path()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
     pub fn verify_domain_return_path(&self) -> builder::VerifyDomainReturnPath<'_> {
         builder::VerifyDomainReturnPath::new(self)
     }
     /**Check a domain's SPF record (deprecated)
 
-    Deprecated: Postmark no longer requires or checks SPF records for
-    sending domains, so there is no replacement; authenticate domains with
-    DKIM (`verify_domain_dkim`) and a custom Return-Path
-    (`verify_domain_return_path`) instead. Returns only the SPF fields.
-    No request body.
+Deprecated: Postmark no longer requires or checks SPF records for
+sending domains, so there is no replacement; authenticate domains with
+DKIM (`verify_domain_dkim`) and a custom Return-Path
+(`verify_domain_return_path`) instead. Returns only the SPF fields.
+No request body.
 
 
-    Sends a `POST` request to `/domains/{domainid}/verifyspf`
+Sends a `POST` request to `/domains/{domainid}/verifyspf`
 
-    Arguments:
-    - `domainid`: ID of the domain.
-    ```ignore
-    let response = client.verify_domain_spf()
-        .domainid(domainid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `domainid`: ID of the domain.
+```ignore
+let response = client.verify_domain_spf()
+    .domainid(domainid)
+    .send()
+    .await;
+```*/
     pub fn verify_domain_spf(&self) -> builder::VerifyDomainSpf<'_> {
         builder::VerifyDomainSpf::new(self)
     }
     /**List sender signatures
 
-    Returns one page of the account's sender signatures in brief.
-    `count` (at most 500) and `offset` are required. Use
-    `get_sender_signature` for DNS details.
+Returns one page of the account's sender signatures in brief.
+`count` (at most 500) and `offset` are required. Use
+`get_sender_signature` for DNS details.
 
 
-    Sends a `GET` request to `/senders`
+Sends a `GET` request to `/senders`
 
-    Arguments:
-    - `count`: Number of sender signatures to return (at most 500).
-    - `offset`: Number of sender signatures to skip.
-    ```ignore
-    let response = client.list_sender_signatures()
-        .count(count)
-        .offset(offset)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `count`: Number of sender signatures to return (at most 500).
+- `offset`: Number of sender signatures to skip.
+```ignore
+let response = client.list_sender_signatures()
+    .count(count)
+    .offset(offset)
+    .send()
+    .await;
+```*/
     pub fn list_sender_signatures(&self) -> builder::ListSenderSignatures<'_> {
         builder::ListSenderSignatures::new(self)
     }
     /**Create a sender signature
 
-    Registers a From address. Postmark emails a confirmation link to
-    `FromEmail`; the signature can be used only after it is confirmed.
-    Addresses at public mailbox providers are refused.
+Registers a From address. Postmark emails a confirmation link to
+`FromEmail`; the signature can be used only after it is confirmed.
+Addresses at public mailbox providers are refused.
 
 
-    Sends a `POST` request to `/senders`
+Sends a `POST` request to `/senders`
 
-    ```ignore
-    let response = client.create_sender_signature()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_sender_signature()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_sender_signature(&self) -> builder::CreateSenderSignature<'_> {
         builder::CreateSenderSignature::new(self)
     }
     /**Get a sender signature
 
-    Returns one sender signature with its confirmation state and the DNS
-    records of its domain.
+Returns one sender signature with its confirmation state and the DNS
+records of its domain.
 
 
-    Sends a `GET` request to `/senders/{signatureid}`
+Sends a `GET` request to `/senders/{signatureid}`
 
-    Arguments:
-    - `signatureid`: ID of the sender signature.
-    ```ignore
-    let response = client.get_sender_signature()
-        .signatureid(signatureid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `signatureid`: ID of the sender signature.
+```ignore
+let response = client.get_sender_signature()
+    .signatureid(signatureid)
+    .send()
+    .await;
+```*/
     pub fn get_sender_signature(&self) -> builder::GetSenderSignature<'_> {
         builder::GetSenderSignature::new(self)
     }
     /**Edit a sender signature
 
-    Changes the From name, Reply-To address, Return-Path domain or
-    confirmation note of a sender signature and returns it. `Name` is
-    required; the email address cannot be changed.
+Changes the From name, Reply-To address, Return-Path domain or
+confirmation note of a sender signature and returns it. `Name` is
+required; the email address cannot be changed.
 
 
-    Sends a `PUT` request to `/senders/{signatureid}`
+Sends a `PUT` request to `/senders/{signatureid}`
 
-    Arguments:
-    - `signatureid`: ID of the sender signature.
-    - `body`
-    ```ignore
-    let response = client.edit_sender_signature()
-        .signatureid(signatureid)
-        .body(body)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `signatureid`: ID of the sender signature.
+- `body`
+```ignore
+let response = client.edit_sender_signature()
+    .signatureid(signatureid)
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn edit_sender_signature(&self) -> builder::EditSenderSignature<'_> {
         builder::EditSenderSignature::new(self)
     }
     /**Delete a sender signature
 
-    Removes a sender signature; mail can no longer be sent from that
-    address unless its domain is verified. Success is reported as
-    `ErrorCode` 0 with a confirmation `Message`.
+Removes a sender signature; mail can no longer be sent from that
+address unless its domain is verified. Success is reported as
+`ErrorCode` 0 with a confirmation `Message`.
 
 
-    Sends a `DELETE` request to `/senders/{signatureid}`
+Sends a `DELETE` request to `/senders/{signatureid}`
 
-    Arguments:
-    - `signatureid`: ID of the sender signature.
-    ```ignore
-    let response = client.delete_sender_signature()
-        .signatureid(signatureid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `signatureid`: ID of the sender signature.
+```ignore
+let response = client.delete_sender_signature()
+    .signatureid(signatureid)
+    .send()
+    .await;
+```*/
     pub fn delete_sender_signature(&self) -> builder::DeleteSenderSignature<'_> {
         builder::DeleteSenderSignature::new(self)
     }
     /**Request a new DKIM key for a signature's domain (deprecated)
 
-    Deprecated: replaced by `rotate_domain_dkim`
-    (`POST /domains/{domainid}/rotatedkim`). Asks Postmark to generate a
-    new DKIM key for the sender signature's domain. Success is reported
-    as `ErrorCode` 0 with a `Message`; a renewal that is already
-    scheduled is refused (ErrorCode 505). No request body.
+Deprecated: replaced by `rotate_domain_dkim`
+(`POST /domains/{domainid}/rotatedkim`). Asks Postmark to generate a
+new DKIM key for the sender signature's domain. Success is reported
+as `ErrorCode` 0 with a `Message`; a renewal that is already
+scheduled is refused (ErrorCode 505). No request body.
 
 
-    Sends a `POST` request to `/senders/{signatureid}/requestnewdkim`
+Sends a `POST` request to `/senders/{signatureid}/requestnewdkim`
 
-    Arguments:
-    - `signatureid`: ID of the sender signature.
-    ```ignore
-    let response = client.request_new_sender_dkim()
-        .signatureid(signatureid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `signatureid`: ID of the sender signature.
+```ignore
+let response = client.request_new_sender_dkim()
+    .signatureid(signatureid)
+    .send()
+    .await;
+```*/
     pub fn request_new_sender_dkim(&self) -> builder::RequestNewSenderDkim<'_> {
         builder::RequestNewSenderDkim::new(self)
     }
     /**Resend the confirmation email
 
-    Sends the confirmation email of an unconfirmed sender signature
-    again. Success is reported as `ErrorCode` 0 with a `Message`. No
-    request body.
+Sends the confirmation email of an unconfirmed sender signature
+again. Success is reported as `ErrorCode` 0 with a `Message`. No
+request body.
 
 
-    Sends a `POST` request to `/senders/{signatureid}/resend`
+Sends a `POST` request to `/senders/{signatureid}/resend`
 
-    Arguments:
-    - `signatureid`: ID of the sender signature.
-    ```ignore
-    let response = client.resend_sender_signature_confirmation()
-        .signatureid(signatureid)
-        .send()
-        .await;
-    ```*/
-    pub fn resend_sender_signature_confirmation(&self) -> builder::ResendSenderSignatureConfirmation<'_> {
+Arguments:
+- `signatureid`: ID of the sender signature.
+```ignore
+let response = client.resend_sender_signature_confirmation()
+    .signatureid(signatureid)
+    .send()
+    .await;
+```*/
+    pub fn resend_sender_signature_confirmation(
+        &self,
+    ) -> builder::ResendSenderSignatureConfirmation<'_> {
         builder::ResendSenderSignatureConfirmation::new(self)
     }
     /**Check a sender signature's SPF record (deprecated)
 
-    Deprecated: Postmark no longer requires or checks SPF records, so
-    there is no replacement; authenticate the domain with DKIM and a
-    custom Return-Path instead (see the Domains endpoints). Returns the
-    sender signature details. No request body.
+Deprecated: Postmark no longer requires or checks SPF records, so
+there is no replacement; authenticate the domain with DKIM and a
+custom Return-Path instead (see the Domains endpoints). Returns the
+sender signature details. No request body.
 
 
-    Sends a `POST` request to `/senders/{signatureid}/verifyspf`
+Sends a `POST` request to `/senders/{signatureid}/verifyspf`
 
-    Arguments:
-    - `signatureid`: ID of the sender signature.
-    ```ignore
-    let response = client.verify_sender_signature_spf()
-        .signatureid(signatureid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `signatureid`: ID of the sender signature.
+```ignore
+let response = client.verify_sender_signature_spf()
+    .signatureid(signatureid)
+    .send()
+    .await;
+```*/
     pub fn verify_sender_signature_spf(&self) -> builder::VerifySenderSignatureSpf<'_> {
         builder::VerifySenderSignatureSpf::new(self)
     }
     /**List the account's servers
 
-    Returns one page of the servers in the account, each with its full
-    settings and API tokens. `count` (at most 500) and `offset` are
-    required; `name` narrows the list to servers whose name contains the
-    given text (a substring match, so `Prod` also matches `Prod EU`).
+Returns one page of the servers in the account, each with its full
+settings and API tokens. `count` (at most 500) and `offset` are
+required; `name` narrows the list to servers whose name contains the
+given text (a substring match, so `Prod` also matches `Prod EU`).
 
 
-    Sends a `GET` request to `/servers`
+Sends a `GET` request to `/servers`
 
-    Arguments:
-    - `count`: Number of servers to return (at most 500).
-    - `name`: Only return servers whose name contains this text.
-    - `offset`: Number of servers to skip.
-    ```ignore
-    let response = client.list_servers()
-        .count(count)
-        .name(name)
-        .offset(offset)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `count`: Number of servers to return (at most 500).
+- `name`: Only return servers whose name contains this text.
+- `offset`: Number of servers to skip.
+```ignore
+let response = client.list_servers()
+    .count(count)
+    .name(name)
+    .offset(offset)
+    .send()
+    .await;
+```*/
     pub fn list_servers(&self) -> builder::ListServers<'_> {
         builder::ListServers::new(self)
     }
     /**Create a server
 
-    Creates a new server in the account and returns it, including its
-    first API token. Only `Name` is required; every omitted setting takes
-    Postmark's default. `DeliveryType` can only be chosen here: a server
-    is `Live` unless created as `Sandbox`, and the choice is permanent.
+Creates a new server in the account and returns it, including its
+first API token. Only `Name` is required; every omitted setting takes
+Postmark's default. `DeliveryType` can only be chosen here: a server
+is `Live` unless created as `Sandbox`, and the choice is permanent.
 
 
-    Sends a `POST` request to `/servers`
+Sends a `POST` request to `/servers`
 
-    ```ignore
-    let response = client.create_server()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_server()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_server(&self) -> builder::CreateServer<'_> {
         builder::CreateServer::new(self)
     }
     /**Get a server
 
-    Returns one server of the account with all its settings and API
-    tokens (the same shape as the Server API's `GET /server`).
+Returns one server of the account with all its settings and API
+tokens (the same shape as the Server API's `GET /server`).
 
 
-    Sends a `GET` request to `/servers/{serverid}`
+Sends a `GET` request to `/servers/{serverid}`
 
-    Arguments:
-    - `serverid`: ID of the server.
-    ```ignore
-    let response = client.get_server_by_id()
-        .serverid(serverid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `serverid`: ID of the server.
+```ignore
+let response = client.get_server_by_id()
+    .serverid(serverid)
+    .send()
+    .await;
+```*/
     pub fn get_server_by_id(&self) -> builder::GetServerById<'_> {
         builder::GetServerById::new(self)
     }
     /**Edit a server
 
-    Changes settings of one server of the account and returns the
-    updated server. Keys left out keep their current value. The body is
-    the same as the Server API's `PUT /server`; the delivery type cannot
-    be changed.
+Changes settings of one server of the account and returns the
+updated server. Keys left out keep their current value. The body is
+the same as the Server API's `PUT /server`; the delivery type cannot
+be changed.
 
 
-    Sends a `PUT` request to `/servers/{serverid}`
+Sends a `PUT` request to `/servers/{serverid}`
 
-    Arguments:
-    - `serverid`: ID of the server.
-    - `body`
-    ```ignore
-    let response = client.edit_server_by_id()
-        .serverid(serverid)
-        .body(body)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `serverid`: ID of the server.
+- `body`
+```ignore
+let response = client.edit_server_by_id()
+    .serverid(serverid)
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn edit_server_by_id(&self) -> builder::EditServerById<'_> {
         builder::EditServerById::new(self)
     }
     /**Delete a server
 
-    Permanently deletes a server of the account. Refused (ErrorCode 604)
-    until Postmark support has enabled server deletion through the API
-    for the account. Success is reported as `ErrorCode` 0 with a
-    confirmation `Message`.
+Permanently deletes a server of the account. Refused (ErrorCode 604)
+until Postmark support has enabled server deletion through the API
+for the account. Success is reported as `ErrorCode` 0 with a
+confirmation `Message`.
 
 
-    Sends a `DELETE` request to `/servers/{serverid}`
+Sends a `DELETE` request to `/servers/{serverid}`
 
-    Arguments:
-    - `serverid`: ID of the server.
-    ```ignore
-    let response = client.delete_server()
-        .serverid(serverid)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `serverid`: ID of the server.
+```ignore
+let response = client.delete_server()
+    .serverid(serverid)
+    .send()
+    .await;
+```*/
     pub fn delete_server(&self) -> builder::DeleteServer<'_> {
         builder::DeleteServer::new(self)
     }
     /**Push templates to another server
 
-    Copies every template of the source server to the destination
-    server, matching existing templates by alias: templates missing on
-    the destination are created, matching ones are overwritten. With
-    `PerformChanges` false nothing is written and the response only
-    previews the actions. Both servers must belong to the account; at
-    most 100 templates are pushed per call. This is the only `/templates`
-    call that takes the account token.
+Copies every template of the source server to the destination
+server, matching existing templates by alias: templates missing on
+the destination are created, matching ones are overwritten. With
+`PerformChanges` false nothing is written and the response only
+previews the actions. Both servers must belong to the account; at
+most 100 templates are pushed per call. This is the only `/templates`
+call that takes the account token.
 
 
-    Sends a `PUT` request to `/templates/push`
+Sends a `PUT` request to `/templates/push`
 
-    ```ignore
-    let response = client.push_templates()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.push_templates()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn push_templates(&self) -> builder::PushTemplates<'_> {
         builder::PushTemplates::new(self)
     }
@@ -4141,11 +5723,12 @@ pub mod builder {
     use super::types;
     #[allow(unused_imports)]
     use super::{
-        ByteStream, ClientHooks, ClientInfo, Error, OperationInfo, RequestBuilderExt, ResponseValue, encode_path,
+        encode_path, ByteStream, ClientInfo, ClientHooks, Error, OperationInfo,
+        RequestBuilderExt, ResponseValue,
     };
     /**Builder for [`Client::create_data_removal`]
 
-    [`Client::create_data_removal`]: super::Client::create_data_removal*/
+[`Client::create_data_removal`]: super::Client::create_data_removal*/
     #[derive(Debug, Clone)]
     pub struct CreateDataRemoval<'a> {
         client: &'a super::Client,
@@ -4153,22 +5736,33 @@ pub mod builder {
     }
     impl<'a> CreateDataRemoval<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::CreateDataRemovalRequest>,
-            <V as std::convert::TryInto<types::CreateDataRemovalRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::CreateDataRemovalRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `CreateDataRemovalRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!(
+                        "conversion to `CreateDataRemovalRequest` for body failed: {}", s
+                    )
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::CreateDataRemovalRequest) -> types::builder::CreateDataRemovalRequest,
+            F: std::ops::FnOnce(
+                types::builder::CreateDataRemovalRequest,
+            ) -> types::builder::CreateDataRemovalRequest,
         {
             self.body = self.body.map(f);
             self
@@ -4176,46 +5770,102 @@ pub mod builder {
         ///Sends a `POST` request to `/data-removals`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::DataRemovalStatus>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::DataRemovalStatus>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, body } = self;
             let body = body
-                .and_then(|v| types::CreateDataRemovalRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::CreateDataRemovalRequest::try_from(v)
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/data-removals", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "create_data_removal" };
+            let info = OperationInfo {
+                operation_id: "create_data_removal",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_data_removal`]
 
-    [`Client::get_data_removal`]: super::Client::get_data_removal*/
+[`Client::get_data_removal`]: super::Client::get_data_removal*/
     #[derive(Debug, Clone)]
     pub struct GetDataRemoval<'a> {
         client: &'a super::Client,
@@ -4223,56 +5873,118 @@ pub mod builder {
     }
     impl<'a> GetDataRemoval<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, data_removal_id: Err("data_removal_id was not initialized".to_string()) }
+            Self {
+                client: client,
+                data_removal_id: Err("data_removal_id was not initialized".to_string()),
+            }
         }
         pub fn data_removal_id<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.data_removal_id =
-                value.try_into().map_err(|_| "conversion to `i64` for data_removal_id failed".to_string());
+            self.data_removal_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `i64` for data_removal_id failed".to_string()
+                });
             self
         }
         ///Sends a `GET` request to `/data-removals/{dataRemovalId}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::DataRemovalStatus>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::DataRemovalStatus>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, data_removal_id } = self;
             let data_removal_id = data_removal_id.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/data-removals/{}", client.baseurl, encode_path(&data_removal_id.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/data-removals/{}", client.baseurl, encode_path(& data_removal_id
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "get_data_removal" };
+            let info = OperationInfo {
+                operation_id: "get_data_removal",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::list_domains`]
 
-    [`Client::list_domains`]: super::Client::list_domains*/
+[`Client::list_domains`]: super::Client::list_domains*/
     #[derive(Debug, Clone)]
     pub struct ListDomains<'a> {
         client: &'a super::Client,
@@ -4291,59 +6003,116 @@ pub mod builder {
         where
             V: std::convert::TryInto<i64>,
         {
-            self.count = value.try_into().map_err(|_| "conversion to `i64` for count failed".to_string());
+            self.count = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for count failed".to_string());
             self
         }
         pub fn offset<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.offset = value.try_into().map_err(|_| "conversion to `i64` for offset failed".to_string());
+            self.offset = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for offset failed".to_string());
             self
         }
         ///Sends a `GET` request to `/domains`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::DomainListResponse>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::DomainListResponse>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, count, offset } = self;
             let count = count.map_err(Error::InvalidRequest)?;
             let offset = offset.map_err(Error::InvalidRequest)?;
             let url = format!("{}/domains", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .query(&progenitor_client::QueryParam::new("count", &count))
                 .query(&progenitor_client::QueryParam::new("offset", &offset))
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "list_domains" };
+            let info = OperationInfo {
+                operation_id: "list_domains",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::create_domain`]
 
-    [`Client::create_domain`]: super::Client::create_domain*/
+[`Client::create_domain`]: super::Client::create_domain*/
     #[derive(Debug, Clone)]
     pub struct CreateDomain<'a> {
         client: &'a super::Client,
@@ -4351,67 +6120,133 @@ pub mod builder {
     }
     impl<'a> CreateDomain<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::CreateDomainRequest>,
-            <V as std::convert::TryInto<types::CreateDomainRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::CreateDomainRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `CreateDomainRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `CreateDomainRequest` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::CreateDomainRequest) -> types::builder::CreateDomainRequest,
+            F: std::ops::FnOnce(
+                types::builder::CreateDomainRequest,
+            ) -> types::builder::CreateDomainRequest,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `POST` request to `/domains`
-        pub async fn send(self) -> Result<ResponseValue<types::DomainDetails>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::DomainDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, body } = self;
             let body = body
-                .and_then(|v| types::CreateDomainRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::CreateDomainRequest::try_from(v).map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/domains", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "create_domain" };
+            let info = OperationInfo {
+                operation_id: "create_domain",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_domain`]
 
-    [`Client::get_domain`]: super::Client::get_domain*/
+[`Client::get_domain`]: super::Client::get_domain*/
     #[derive(Debug, Clone)]
     pub struct GetDomain<'a> {
         client: &'a super::Client,
@@ -4419,53 +6254,115 @@ pub mod builder {
     }
     impl<'a> GetDomain<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `GET` request to `/domains/{domainid}`
-        pub async fn send(self) -> Result<ResponseValue<types::DomainDetails>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::DomainDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}", client.baseurl, encode_path(& domainid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "get_domain" };
+            let info = OperationInfo {
+                operation_id: "get_domain",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::edit_domain`]
 
-    [`Client::edit_domain`]: super::Client::edit_domain*/
+[`Client::edit_domain`]: super::Client::edit_domain*/
     #[derive(Debug, Clone)]
     pub struct EditDomain<'a> {
         client: &'a super::Client,
@@ -4484,69 +6381,136 @@ pub mod builder {
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::EditDomainRequest>,
-            <V as std::convert::TryInto<types::EditDomainRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::EditDomainRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `EditDomainRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `EditDomainRequest` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::EditDomainRequest) -> types::builder::EditDomainRequest,
+            F: std::ops::FnOnce(
+                types::builder::EditDomainRequest,
+            ) -> types::builder::EditDomainRequest,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `PUT` request to `/domains/{domainid}`
-        pub async fn send(self) -> Result<ResponseValue<types::DomainDetails>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::DomainDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid, body } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
             let body = body
-                .and_then(|v| types::EditDomainRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::EditDomainRequest::try_from(v).map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}", client.baseurl, encode_path(& domainid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "edit_domain" };
+            let info = OperationInfo {
+                operation_id: "edit_domain",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::delete_domain`]
 
-    [`Client::delete_domain`]: super::Client::delete_domain*/
+[`Client::delete_domain`]: super::Client::delete_domain*/
     #[derive(Debug, Clone)]
     pub struct DeleteDomain<'a> {
         client: &'a super::Client,
@@ -4554,55 +6518,115 @@ pub mod builder {
     }
     impl<'a> DeleteDomain<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `DELETE` request to `/domains/{domainid}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<::postmark_core::ApiErrorBody>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<::postmark_core::ApiErrorBody>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}", client.baseurl, encode_path(& domainid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .delete(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "delete_domain" };
+            let info = OperationInfo {
+                operation_id: "delete_domain",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::rotate_domain_dkim`]
 
-    [`Client::rotate_domain_dkim`]: super::Client::rotate_domain_dkim*/
+[`Client::rotate_domain_dkim`]: super::Client::rotate_domain_dkim*/
     #[derive(Debug, Clone)]
     pub struct RotateDomainDkim<'a> {
         client: &'a super::Client,
@@ -4610,55 +6634,116 @@ pub mod builder {
     }
     impl<'a> RotateDomainDkim<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `POST` request to `/domains/{domainid}/rotatedkim`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::DomainDkimRotation>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::DomainDkimRotation>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}/rotatedkim", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}/rotatedkim", client.baseurl, encode_path(& domainid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "rotate_domain_dkim" };
+            let info = OperationInfo {
+                operation_id: "rotate_domain_dkim",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::verify_domain_custom_tracking`]
 
-    [`Client::verify_domain_custom_tracking`]: super::Client::verify_domain_custom_tracking*/
+[`Client::verify_domain_custom_tracking`]: super::Client::verify_domain_custom_tracking*/
     #[derive(Debug, Clone)]
     pub struct VerifyDomainCustomTracking<'a> {
         client: &'a super::Client,
@@ -4666,54 +6751,116 @@ pub mod builder {
     }
     impl<'a> VerifyDomainCustomTracking<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `PUT` request to `/domains/{domainid}/verifyCustomTracking`
-        pub async fn send(self) -> Result<ResponseValue<types::DomainDetails>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::DomainDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url =
-                format!("{}/domains/{}/verifyCustomTracking", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}/verifyCustomTracking", client.baseurl, encode_path(&
+                domainid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "verify_domain_custom_tracking" };
+            let info = OperationInfo {
+                operation_id: "verify_domain_custom_tracking",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::verify_domain_dkim`]
 
-    [`Client::verify_domain_dkim`]: super::Client::verify_domain_dkim*/
+[`Client::verify_domain_dkim`]: super::Client::verify_domain_dkim*/
     #[derive(Debug, Clone)]
     pub struct VerifyDomainDkim<'a> {
         client: &'a super::Client,
@@ -4721,53 +6868,116 @@ pub mod builder {
     }
     impl<'a> VerifyDomainDkim<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `PUT` request to `/domains/{domainid}/verifyDkim`
-        pub async fn send(self) -> Result<ResponseValue<types::DomainDetails>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::DomainDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}/verifyDkim", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}/verifyDkim", client.baseurl, encode_path(& domainid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "verify_domain_dkim" };
+            let info = OperationInfo {
+                operation_id: "verify_domain_dkim",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::verify_domain_return_path`]
 
-    [`Client::verify_domain_return_path`]: super::Client::verify_domain_return_path*/
+[`Client::verify_domain_return_path`]: super::Client::verify_domain_return_path*/
     #[derive(Debug, Clone)]
     pub struct VerifyDomainReturnPath<'a> {
         client: &'a super::Client,
@@ -4775,53 +6985,116 @@ pub mod builder {
     }
     impl<'a> VerifyDomainReturnPath<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `PUT` request to `/domains/{domainid}/verifyReturnPath`
-        pub async fn send(self) -> Result<ResponseValue<types::DomainDetails>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<
+            ResponseValue<types::DomainDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}/verifyReturnPath", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}/verifyReturnPath", client.baseurl, encode_path(& domainid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "verify_domain_return_path" };
+            let info = OperationInfo {
+                operation_id: "verify_domain_return_path",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::verify_domain_spf`]
 
-    [`Client::verify_domain_spf`]: super::Client::verify_domain_spf*/
+[`Client::verify_domain_spf`]: super::Client::verify_domain_spf*/
     #[derive(Debug, Clone)]
     pub struct VerifyDomainSpf<'a> {
         client: &'a super::Client,
@@ -4829,55 +7102,116 @@ pub mod builder {
     }
     impl<'a> VerifyDomainSpf<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, domainid: Err("domainid was not initialized".to_string()) }
+            Self {
+                client: client,
+                domainid: Err("domainid was not initialized".to_string()),
+            }
         }
         pub fn domainid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.domainid = value.try_into().map_err(|_| "conversion to `i64` for domainid failed".to_string());
+            self.domainid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for domainid failed".to_string());
             self
         }
         ///Sends a `POST` request to `/domains/{domainid}/verifyspf`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::DomainSpfVerification>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::DomainSpfVerification>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, domainid } = self;
             let domainid = domainid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/domains/{}/verifyspf", client.baseurl, encode_path(&domainid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/domains/{}/verifyspf", client.baseurl, encode_path(& domainid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "verify_domain_spf" };
+            let info = OperationInfo {
+                operation_id: "verify_domain_spf",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::list_sender_signatures`]
 
-    [`Client::list_sender_signatures`]: super::Client::list_sender_signatures*/
+[`Client::list_sender_signatures`]: super::Client::list_sender_signatures*/
     #[derive(Debug, Clone)]
     pub struct ListSenderSignatures<'a> {
         client: &'a super::Client,
@@ -4896,59 +7230,116 @@ pub mod builder {
         where
             V: std::convert::TryInto<i64>,
         {
-            self.count = value.try_into().map_err(|_| "conversion to `i64` for count failed".to_string());
+            self.count = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for count failed".to_string());
             self
         }
         pub fn offset<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.offset = value.try_into().map_err(|_| "conversion to `i64` for offset failed".to_string());
+            self.offset = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for offset failed".to_string());
             self
         }
         ///Sends a `GET` request to `/senders`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::SenderSignatureListResponse>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::SenderSignatureListResponse>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, count, offset } = self;
             let count = count.map_err(Error::InvalidRequest)?;
             let offset = offset.map_err(Error::InvalidRequest)?;
             let url = format!("{}/senders", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .query(&progenitor_client::QueryParam::new("count", &count))
                 .query(&progenitor_client::QueryParam::new("offset", &offset))
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "list_sender_signatures" };
+            let info = OperationInfo {
+                operation_id: "list_sender_signatures",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::create_sender_signature`]
 
-    [`Client::create_sender_signature`]: super::Client::create_sender_signature*/
+[`Client::create_sender_signature`]: super::Client::create_sender_signature*/
     #[derive(Debug, Clone)]
     pub struct CreateSenderSignature<'a> {
         client: &'a super::Client,
@@ -4956,24 +7347,34 @@ pub mod builder {
     }
     impl<'a> CreateSenderSignature<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::CreateSenderSignatureRequest>,
-            <V as std::convert::TryInto<types::CreateSenderSignatureRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::CreateSenderSignatureRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `CreateSenderSignatureRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!(
+                        "conversion to `CreateSenderSignatureRequest` for body failed: {}",
+                        s
+                    )
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
             F: std::ops::FnOnce(
-                    types::builder::CreateSenderSignatureRequest,
-                ) -> types::builder::CreateSenderSignatureRequest,
+                types::builder::CreateSenderSignatureRequest,
+            ) -> types::builder::CreateSenderSignatureRequest,
         {
             self.body = self.body.map(f);
             self
@@ -4981,46 +7382,102 @@ pub mod builder {
         ///Sends a `POST` request to `/senders`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::SenderSignatureDetails>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::SenderSignatureDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, body } = self;
             let body = body
-                .and_then(|v| types::CreateSenderSignatureRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::CreateSenderSignatureRequest::try_from(v)
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/senders", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "create_sender_signature" };
+            let info = OperationInfo {
+                operation_id: "create_sender_signature",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_sender_signature`]
 
-    [`Client::get_sender_signature`]: super::Client::get_sender_signature*/
+[`Client::get_sender_signature`]: super::Client::get_sender_signature*/
     #[derive(Debug, Clone)]
     pub struct GetSenderSignature<'a> {
         client: &'a super::Client,
@@ -5028,55 +7485,115 @@ pub mod builder {
     }
     impl<'a> GetSenderSignature<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, signatureid: Err("signatureid was not initialized".to_string()) }
+            Self {
+                client: client,
+                signatureid: Err("signatureid was not initialized".to_string()),
+            }
         }
         pub fn signatureid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.signatureid = value.try_into().map_err(|_| "conversion to `i64` for signatureid failed".to_string());
+            self.signatureid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for signatureid failed".to_string());
             self
         }
         ///Sends a `GET` request to `/senders/{signatureid}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::SenderSignatureDetails>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::SenderSignatureDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, signatureid } = self;
             let signatureid = signatureid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/senders/{}", client.baseurl, encode_path(&signatureid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/senders/{}", client.baseurl, encode_path(& signatureid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "get_sender_signature" };
+            let info = OperationInfo {
+                operation_id: "get_sender_signature",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::edit_sender_signature`]
 
-    [`Client::edit_sender_signature`]: super::Client::edit_sender_signature*/
+[`Client::edit_sender_signature`]: super::Client::edit_sender_signature*/
     #[derive(Debug, Clone)]
     pub struct EditSenderSignature<'a> {
         client: &'a super::Client,
@@ -5095,25 +7612,34 @@ pub mod builder {
         where
             V: std::convert::TryInto<i64>,
         {
-            self.signatureid = value.try_into().map_err(|_| "conversion to `i64` for signatureid failed".to_string());
+            self.signatureid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for signatureid failed".to_string());
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::EditSenderSignatureRequest>,
-            <V as std::convert::TryInto<types::EditSenderSignatureRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::EditSenderSignatureRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `EditSenderSignatureRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!(
+                        "conversion to `EditSenderSignatureRequest` for body failed: {}",
+                        s
+                    )
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
             F: std::ops::FnOnce(
-                    types::builder::EditSenderSignatureRequest,
-                ) -> types::builder::EditSenderSignatureRequest,
+                types::builder::EditSenderSignatureRequest,
+            ) -> types::builder::EditSenderSignatureRequest,
         {
             self.body = self.body.map(f);
             self
@@ -5121,47 +7647,105 @@ pub mod builder {
         ///Sends a `PUT` request to `/senders/{signatureid}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::SenderSignatureDetails>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::SenderSignatureDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, signatureid, body } = self;
             let signatureid = signatureid.map_err(Error::InvalidRequest)?;
             let body = body
-                .and_then(|v| types::EditSenderSignatureRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::EditSenderSignatureRequest::try_from(v)
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
-            let url = format!("{}/senders/{}", client.baseurl, encode_path(&signatureid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/senders/{}", client.baseurl, encode_path(& signatureid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "edit_sender_signature" };
+            let info = OperationInfo {
+                operation_id: "edit_sender_signature",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::delete_sender_signature`]
 
-    [`Client::delete_sender_signature`]: super::Client::delete_sender_signature*/
+[`Client::delete_sender_signature`]: super::Client::delete_sender_signature*/
     #[derive(Debug, Clone)]
     pub struct DeleteSenderSignature<'a> {
         client: &'a super::Client,
@@ -5169,55 +7753,115 @@ pub mod builder {
     }
     impl<'a> DeleteSenderSignature<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, signatureid: Err("signatureid was not initialized".to_string()) }
+            Self {
+                client: client,
+                signatureid: Err("signatureid was not initialized".to_string()),
+            }
         }
         pub fn signatureid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.signatureid = value.try_into().map_err(|_| "conversion to `i64` for signatureid failed".to_string());
+            self.signatureid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for signatureid failed".to_string());
             self
         }
         ///Sends a `DELETE` request to `/senders/{signatureid}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<::postmark_core::ApiErrorBody>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<::postmark_core::ApiErrorBody>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, signatureid } = self;
             let signatureid = signatureid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/senders/{}", client.baseurl, encode_path(&signatureid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/senders/{}", client.baseurl, encode_path(& signatureid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .delete(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "delete_sender_signature" };
+            let info = OperationInfo {
+                operation_id: "delete_sender_signature",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::request_new_sender_dkim`]
 
-    [`Client::request_new_sender_dkim`]: super::Client::request_new_sender_dkim*/
+[`Client::request_new_sender_dkim`]: super::Client::request_new_sender_dkim*/
     #[derive(Debug, Clone)]
     pub struct RequestNewSenderDkim<'a> {
         client: &'a super::Client,
@@ -5225,55 +7869,116 @@ pub mod builder {
     }
     impl<'a> RequestNewSenderDkim<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, signatureid: Err("signatureid was not initialized".to_string()) }
+            Self {
+                client: client,
+                signatureid: Err("signatureid was not initialized".to_string()),
+            }
         }
         pub fn signatureid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.signatureid = value.try_into().map_err(|_| "conversion to `i64` for signatureid failed".to_string());
+            self.signatureid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for signatureid failed".to_string());
             self
         }
         ///Sends a `POST` request to `/senders/{signatureid}/requestnewdkim`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<::postmark_core::ApiErrorBody>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<::postmark_core::ApiErrorBody>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, signatureid } = self;
             let signatureid = signatureid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/senders/{}/requestnewdkim", client.baseurl, encode_path(&signatureid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/senders/{}/requestnewdkim", client.baseurl, encode_path(& signatureid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "request_new_sender_dkim" };
+            let info = OperationInfo {
+                operation_id: "request_new_sender_dkim",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::resend_sender_signature_confirmation`]
 
-    [`Client::resend_sender_signature_confirmation`]: super::Client::resend_sender_signature_confirmation*/
+[`Client::resend_sender_signature_confirmation`]: super::Client::resend_sender_signature_confirmation*/
     #[derive(Debug, Clone)]
     pub struct ResendSenderSignatureConfirmation<'a> {
         client: &'a super::Client,
@@ -5281,55 +7986,116 @@ pub mod builder {
     }
     impl<'a> ResendSenderSignatureConfirmation<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, signatureid: Err("signatureid was not initialized".to_string()) }
+            Self {
+                client: client,
+                signatureid: Err("signatureid was not initialized".to_string()),
+            }
         }
         pub fn signatureid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.signatureid = value.try_into().map_err(|_| "conversion to `i64` for signatureid failed".to_string());
+            self.signatureid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for signatureid failed".to_string());
             self
         }
         ///Sends a `POST` request to `/senders/{signatureid}/resend`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<::postmark_core::ApiErrorBody>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<::postmark_core::ApiErrorBody>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, signatureid } = self;
             let signatureid = signatureid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/senders/{}/resend", client.baseurl, encode_path(&signatureid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/senders/{}/resend", client.baseurl, encode_path(& signatureid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "resend_sender_signature_confirmation" };
+            let info = OperationInfo {
+                operation_id: "resend_sender_signature_confirmation",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::verify_sender_signature_spf`]
 
-    [`Client::verify_sender_signature_spf`]: super::Client::verify_sender_signature_spf*/
+[`Client::verify_sender_signature_spf`]: super::Client::verify_sender_signature_spf*/
     #[derive(Debug, Clone)]
     pub struct VerifySenderSignatureSpf<'a> {
         client: &'a super::Client,
@@ -5337,55 +8103,116 @@ pub mod builder {
     }
     impl<'a> VerifySenderSignatureSpf<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, signatureid: Err("signatureid was not initialized".to_string()) }
+            Self {
+                client: client,
+                signatureid: Err("signatureid was not initialized".to_string()),
+            }
         }
         pub fn signatureid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.signatureid = value.try_into().map_err(|_| "conversion to `i64` for signatureid failed".to_string());
+            self.signatureid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for signatureid failed".to_string());
             self
         }
         ///Sends a `POST` request to `/senders/{signatureid}/verifyspf`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::SenderSignatureDetails>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::SenderSignatureDetails>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, signatureid } = self;
             let signatureid = signatureid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/senders/{}/verifyspf", client.baseurl, encode_path(&signatureid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/senders/{}/verifyspf", client.baseurl, encode_path(& signatureid
+                .to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "verify_sender_signature_spf" };
+            let info = OperationInfo {
+                operation_id: "verify_sender_signature_spf",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::list_servers`]
 
-    [`Client::list_servers`]: super::Client::list_servers*/
+[`Client::list_servers`]: super::Client::list_servers*/
     #[derive(Debug, Clone)]
     pub struct ListServers<'a> {
         client: &'a super::Client,
@@ -5406,7 +8233,9 @@ pub mod builder {
         where
             V: std::convert::TryInto<i64>,
         {
-            self.count = value.try_into().map_err(|_| "conversion to `i64` for count failed".to_string());
+            self.count = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for count failed".to_string());
             self
         }
         pub fn name<V>(mut self, value: V) -> Self
@@ -5416,61 +8245,119 @@ pub mod builder {
             self.name = value
                 .try_into()
                 .map(Some)
-                .map_err(|_| "conversion to `:: std :: string :: String` for name failed".to_string());
+                .map_err(|_| {
+                    "conversion to `:: std :: string :: String` for name failed"
+                        .to_string()
+                });
             self
         }
         pub fn offset<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.offset = value.try_into().map_err(|_| "conversion to `i64` for offset failed".to_string());
+            self.offset = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for offset failed".to_string());
             self
         }
         ///Sends a `GET` request to `/servers`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::ServerListResponse>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::ServerListResponse>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, count, name, offset } = self;
             let count = count.map_err(Error::InvalidRequest)?;
             let name = name.map_err(Error::InvalidRequest)?;
             let offset = offset.map_err(Error::InvalidRequest)?;
             let url = format!("{}/servers", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .query(&progenitor_client::QueryParam::new("count", &count))
                 .query(&progenitor_client::QueryParam::new("name", &name))
                 .query(&progenitor_client::QueryParam::new("offset", &offset))
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "list_servers" };
+            let info = OperationInfo {
+                operation_id: "list_servers",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::create_server`]
 
-    [`Client::create_server`]: super::Client::create_server*/
+[`Client::create_server`]: super::Client::create_server*/
     #[derive(Debug, Clone)]
     pub struct CreateServer<'a> {
         client: &'a super::Client,
@@ -5478,67 +8365,130 @@ pub mod builder {
     }
     impl<'a> CreateServer<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::CreateServerRequest>,
-            <V as std::convert::TryInto<types::CreateServerRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::CreateServerRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `CreateServerRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `CreateServerRequest` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::CreateServerRequest) -> types::builder::CreateServerRequest,
+            F: std::ops::FnOnce(
+                types::builder::CreateServerRequest,
+            ) -> types::builder::CreateServerRequest,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `POST` request to `/servers`
-        pub async fn send(self) -> Result<ResponseValue<types::Server>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Server>, Error<::postmark_core::ApiErrorBody>> {
             let Self { client, body } = self;
             let body = body
-                .and_then(|v| types::CreateServerRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::CreateServerRequest::try_from(v).map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/servers", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .post(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "create_server" };
+            let info = OperationInfo {
+                operation_id: "create_server",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_server_by_id`]
 
-    [`Client::get_server_by_id`]: super::Client::get_server_by_id*/
+[`Client::get_server_by_id`]: super::Client::get_server_by_id*/
     #[derive(Debug, Clone)]
     pub struct GetServerById<'a> {
         client: &'a super::Client,
@@ -5546,53 +8496,112 @@ pub mod builder {
     }
     impl<'a> GetServerById<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, serverid: Err("serverid was not initialized".to_string()) }
+            Self {
+                client: client,
+                serverid: Err("serverid was not initialized".to_string()),
+            }
         }
         pub fn serverid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.serverid = value.try_into().map_err(|_| "conversion to `i64` for serverid failed".to_string());
+            self.serverid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for serverid failed".to_string());
             self
         }
         ///Sends a `GET` request to `/servers/{serverid}`
-        pub async fn send(self) -> Result<ResponseValue<types::Server>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Server>, Error<::postmark_core::ApiErrorBody>> {
             let Self { client, serverid } = self;
             let serverid = serverid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/servers/{}", client.baseurl, encode_path(&serverid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/servers/{}", client.baseurl, encode_path(& serverid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .get(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "get_server_by_id" };
+            let info = OperationInfo {
+                operation_id: "get_server_by_id",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::edit_server_by_id`]
 
-    [`Client::edit_server_by_id`]: super::Client::edit_server_by_id*/
+[`Client::edit_server_by_id`]: super::Client::edit_server_by_id*/
     #[derive(Debug, Clone)]
     pub struct EditServerById<'a> {
         client: &'a super::Client,
@@ -5611,69 +8620,133 @@ pub mod builder {
         where
             V: std::convert::TryInto<i64>,
         {
-            self.serverid = value.try_into().map_err(|_| "conversion to `i64` for serverid failed".to_string());
+            self.serverid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for serverid failed".to_string());
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::EditServerRequest>,
-            <V as std::convert::TryInto<types::EditServerRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::EditServerRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `EditServerRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `EditServerRequest` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::EditServerRequest) -> types::builder::EditServerRequest,
+            F: std::ops::FnOnce(
+                types::builder::EditServerRequest,
+            ) -> types::builder::EditServerRequest,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `PUT` request to `/servers/{serverid}`
-        pub async fn send(self) -> Result<ResponseValue<types::Server>, Error<::postmark_core::ApiErrorBody>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Server>, Error<::postmark_core::ApiErrorBody>> {
             let Self { client, serverid, body } = self;
             let serverid = serverid.map_err(Error::InvalidRequest)?;
             let body = body
-                .and_then(|v| types::EditServerRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::EditServerRequest::try_from(v).map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
-            let url = format!("{}/servers/{}", client.baseurl, encode_path(&serverid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/servers/{}", client.baseurl, encode_path(& serverid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "edit_server_by_id" };
+            let info = OperationInfo {
+                operation_id: "edit_server_by_id",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::delete_server`]
 
-    [`Client::delete_server`]: super::Client::delete_server*/
+[`Client::delete_server`]: super::Client::delete_server*/
     #[derive(Debug, Clone)]
     pub struct DeleteServer<'a> {
         client: &'a super::Client,
@@ -5681,55 +8754,115 @@ pub mod builder {
     }
     impl<'a> DeleteServer<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, serverid: Err("serverid was not initialized".to_string()) }
+            Self {
+                client: client,
+                serverid: Err("serverid was not initialized".to_string()),
+            }
         }
         pub fn serverid<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<i64>,
         {
-            self.serverid = value.try_into().map_err(|_| "conversion to `i64` for serverid failed".to_string());
+            self.serverid = value
+                .try_into()
+                .map_err(|_| "conversion to `i64` for serverid failed".to_string());
             self
         }
         ///Sends a `DELETE` request to `/servers/{serverid}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<::postmark_core::ApiErrorBody>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<::postmark_core::ApiErrorBody>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, serverid } = self;
             let serverid = serverid.map_err(Error::InvalidRequest)?;
-            let url = format!("{}/servers/{}", client.baseurl, encode_path(&serverid.to_string()),);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            let url = format!(
+                "{}/servers/{}", client.baseurl, encode_path(& serverid.to_string()),
             );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .delete(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "delete_server" };
+            let info = OperationInfo {
+                operation_id: "delete_server",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::push_templates`]
 
-    [`Client::push_templates`]: super::Client::push_templates*/
+[`Client::push_templates`]: super::Client::push_templates*/
     #[derive(Debug, Clone)]
     pub struct PushTemplates<'a> {
         client: &'a super::Client,
@@ -5737,22 +8870,33 @@ pub mod builder {
     }
     impl<'a> PushTemplates<'a> {
         pub fn new(client: &'a super::Client) -> Self {
-            Self { client: client, body: Ok(::std::default::Default::default()) }
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::PushTemplatesRequest>,
-            <V as std::convert::TryInto<types::PushTemplatesRequest>>::Error: std::fmt::Display,
+            <V as std::convert::TryInto<
+                types::PushTemplatesRequest,
+            >>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `PushTemplatesRequest` for body failed: {}", s));
+                .map_err(|s| {
+                    format!(
+                        "conversion to `PushTemplatesRequest` for body failed: {}", s
+                    )
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::PushTemplatesRequest) -> types::builder::PushTemplatesRequest,
+            F: std::ops::FnOnce(
+                types::builder::PushTemplatesRequest,
+            ) -> types::builder::PushTemplatesRequest,
         {
             self.body = self.body.map(f);
             self
@@ -5760,39 +8904,94 @@ pub mod builder {
         ///Sends a `PUT` request to `/templates/push`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::PushTemplatesResponse>, Error<::postmark_core::ApiErrorBody>> {
+        ) -> Result<
+            ResponseValue<types::PushTemplatesResponse>,
+            Error<::postmark_core::ApiErrorBody>,
+        > {
             let Self { client, body } = self;
             let body = body
-                .and_then(|v| types::PushTemplatesRequest::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| {
+                    types::PushTemplatesRequest::try_from(v).map_err(|e| e.to_string())
+                })
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/templates/push", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
                 .put(url)
-                .header(::reqwest::header::ACCEPT, ::reqwest::header::HeaderValue::from_static("application/json"))
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
                 .json(&body)
                 .headers(header_map)
                 .build()?;
-            let info = OperationInfo { operation_id: "push_templates" };
+            let info = OperationInfo {
+                operation_id: "push_templates",
+            };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                401u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                404u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                413u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                422u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                429u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                500u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
-                503u16 => Err(Error::ErrorResponse(ResponseValue::from_response(response).await?)),
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                413u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                422u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }

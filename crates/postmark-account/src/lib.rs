@@ -4,6 +4,7 @@
 
 // The generated code documents what the spec documents; lints on it are not ours to fix.
 #[allow(missing_docs, missing_debug_implementations, unused_imports, clippy::all, rust_2018_idioms)]
+#[rustfmt::skip]
 mod generated;
 
 pub use generated::{ByteStream, Client, ResponseValue, builder, types};
