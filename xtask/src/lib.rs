@@ -172,10 +172,10 @@ pub fn load_bundled(spec: &Path, shared: &Path) -> Result<Value> {
             .or_insert_with(|| Value::Object(Default::default()))
             .as_object_mut()
             .ok_or_else(|| anyhow!("components.{kind} is not a mapping"))?;
-        if let Some(existing) = slot.get(&name) {
-            if existing != &component {
-                bail!("{} defines components.{kind}.{name} and also refers to a different shared one", spec.display());
-            }
+        if let Some(existing) = slot.get(&name)
+            && existing != &component
+        {
+            bail!("{} defines components.{kind}.{name} and also refers to a different shared one", spec.display());
         }
         slot.insert(name, component);
     }
@@ -209,10 +209,10 @@ fn rewrite_refs(value: &mut Value, shared_file: &str, wanted: &mut Vec<(String, 
 fn collect_local_refs(value: &Value, wanted: &mut Vec<(String, String)>) {
     match value {
         Value::Object(map) => {
-            if let Some(Value::String(r)) = map.get("$ref") {
-                if let Some((kind, name)) = r.strip_prefix("#/components/").and_then(|rest| rest.split_once('/')) {
-                    wanted.push((kind.to_string(), name.to_string()));
-                }
+            if let Some(Value::String(r)) = map.get("$ref")
+                && let Some((kind, name)) = r.strip_prefix("#/components/").and_then(|rest| rest.split_once('/'))
+            {
+                wanted.push((kind.to_string(), name.to_string()));
             }
             map.values().for_each(|v| collect_local_refs(v, wanted));
         }
@@ -250,7 +250,9 @@ pub fn generate_code(doc: &Value, spec_name: &str) -> Result<String> {
         Err(panic) => bail!("progenitor panicked on {spec_name}{}: {panic}", locate_failure(doc)),
     };
     let file: syn::File = syn::parse2(tokens).context("progenitor produced unparsable Rust")?;
-    Ok(prettyplease::unparse(&file))
+    // progenitor's usage snippets are ```ignore blocks, which rustdoc lists as ignored tests; they are illustrations
+    // (they use undefined variables), so mark them as text.
+    Ok(prettyplease::unparse(&file).replace("```ignore", "```text"))
 }
 
 type GenResult = std::result::Result<std::result::Result<proc_macro2::TokenStream, progenitor::Error>, String>;

@@ -5186,7 +5186,7 @@ support has enabled it for the account.
 
 Sends a `POST` request to `/data-removals`
 
-```ignore
+```text
 let response = client.create_data_removal()
     .body(body)
     .send()
@@ -5205,7 +5205,7 @@ Sends a `GET` request to `/data-removals/{dataRemovalId}`
 
 Arguments:
 - `data_removal_id`: ID of the data removal request.
-```ignore
+```text
 let response = client.get_data_removal()
     .data_removal_id(data_removal_id)
     .send()
@@ -5226,7 +5226,7 @@ Sends a `GET` request to `/domains`
 Arguments:
 - `count`: Number of domains to return (at most 500).
 - `offset`: Number of domains to skip.
-```ignore
+```text
 let response = client.list_domains()
     .count(count)
     .offset(offset)
@@ -5245,7 +5245,7 @@ can be verified.
 
 Sends a `POST` request to `/domains`
 
-```ignore
+```text
 let response = client.create_domain()
     .body(body)
     .send()
@@ -5264,7 +5264,7 @@ Sends a `GET` request to `/domains/{domainid}`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.get_domain()
     .domainid(domainid)
     .send()
@@ -5285,7 +5285,7 @@ Sends a `PUT` request to `/domains/{domainid}`
 Arguments:
 - `domainid`: ID of the domain.
 - `body`
-```ignore
+```text
 let response = client.edit_domain()
     .domainid(domainid)
     .body(body)
@@ -5305,7 +5305,7 @@ Sends a `DELETE` request to `/domains/{domainid}`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.delete_domain()
     .domainid(domainid)
     .send()
@@ -5327,7 +5327,7 @@ Sends a `POST` request to `/domains/{domainid}/rotatedkim`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.rotate_domain_dkim()
     .domainid(domainid)
     .send()
@@ -5348,7 +5348,7 @@ Sends a `PUT` request to `/domains/{domainid}/verifyCustomTracking`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.verify_domain_custom_tracking()
     .domainid(domainid)
     .send()
@@ -5370,7 +5370,7 @@ Sends a `PUT` request to `/domains/{domainid}/verifyDkim`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.verify_domain_dkim()
     .domainid(domainid)
     .send()
@@ -5390,7 +5390,7 @@ Sends a `PUT` request to `/domains/{domainid}/verifyReturnPath`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.verify_domain_return_path()
     .domainid(domainid)
     .send()
@@ -5412,7 +5412,7 @@ Sends a `POST` request to `/domains/{domainid}/verifyspf`
 
 Arguments:
 - `domainid`: ID of the domain.
-```ignore
+```text
 let response = client.verify_domain_spf()
     .domainid(domainid)
     .send()
@@ -5433,7 +5433,7 @@ Sends a `GET` request to `/senders`
 Arguments:
 - `count`: Number of sender signatures to return (at most 500).
 - `offset`: Number of sender signatures to skip.
-```ignore
+```text
 let response = client.list_sender_signatures()
     .count(count)
     .offset(offset)
@@ -5452,7 +5452,7 @@ Addresses at public mailbox providers are refused.
 
 Sends a `POST` request to `/senders`
 
-```ignore
+```text
 let response = client.create_sender_signature()
     .body(body)
     .send()
@@ -5471,7 +5471,7 @@ Sends a `GET` request to `/senders/{signatureid}`
 
 Arguments:
 - `signatureid`: ID of the sender signature.
-```ignore
+```text
 let response = client.get_sender_signature()
     .signatureid(signatureid)
     .send()
@@ -5492,7 +5492,7 @@ Sends a `PUT` request to `/senders/{signatureid}`
 Arguments:
 - `signatureid`: ID of the sender signature.
 - `body`
-```ignore
+```text
 let response = client.edit_sender_signature()
     .signatureid(signatureid)
     .body(body)
@@ -5513,7 +5513,7 @@ Sends a `DELETE` request to `/senders/{signatureid}`
 
 Arguments:
 - `signatureid`: ID of the sender signature.
-```ignore
+```text
 let response = client.delete_sender_signature()
     .signatureid(signatureid)
     .send()
@@ -5535,7 +5535,7 @@ Sends a `POST` request to `/senders/{signatureid}/requestnewdkim`
 
 Arguments:
 - `signatureid`: ID of the sender signature.
-```ignore
+```text
 let response = client.request_new_sender_dkim()
     .signatureid(signatureid)
     .send()
@@ -5555,7 +5555,7 @@ Sends a `POST` request to `/senders/{signatureid}/resend`
 
 Arguments:
 - `signatureid`: ID of the sender signature.
-```ignore
+```text
 let response = client.resend_sender_signature_confirmation()
     .signatureid(signatureid)
     .send()
@@ -5578,7 +5578,7 @@ Sends a `POST` request to `/senders/{signatureid}/verifyspf`
 
 Arguments:
 - `signatureid`: ID of the sender signature.
-```ignore
+```text
 let response = client.verify_sender_signature_spf()
     .signatureid(signatureid)
     .send()
@@ -5601,7 +5601,7 @@ Arguments:
 - `count`: Number of servers to return (at most 500).
 - `name`: Only return servers whose name contains this text.
 - `offset`: Number of servers to skip.
-```ignore
+```text
 let response = client.list_servers()
     .count(count)
     .name(name)
@@ -5622,7 +5622,7 @@ is `Live` unless created as `Sandbox`, and the choice is permanent.
 
 Sends a `POST` request to `/servers`
 
-```ignore
+```text
 let response = client.create_server()
     .body(body)
     .send()
@@ -5641,7 +5641,7 @@ Sends a `GET` request to `/servers/{serverid}`
 
 Arguments:
 - `serverid`: ID of the server.
-```ignore
+```text
 let response = client.get_server_by_id()
     .serverid(serverid)
     .send()
@@ -5663,7 +5663,7 @@ Sends a `PUT` request to `/servers/{serverid}`
 Arguments:
 - `serverid`: ID of the server.
 - `body`
-```ignore
+```text
 let response = client.edit_server_by_id()
     .serverid(serverid)
     .body(body)
@@ -5685,7 +5685,7 @@ Sends a `DELETE` request to `/servers/{serverid}`
 
 Arguments:
 - `serverid`: ID of the server.
-```ignore
+```text
 let response = client.delete_server()
     .serverid(serverid)
     .send()
@@ -5707,7 +5707,7 @@ call that takes the account token.
 
 Sends a `PUT` request to `/templates/push`
 
-```ignore
+```text
 let response = client.push_templates()
     .body(body)
     .send()

@@ -115,10 +115,10 @@ impl<K: ApiKind> ClientBuilder<K> {
     /// A builder whose token comes from the API's variable and whose base URL comes from [`API_URL_ENV`] if set.
     pub fn from_env() -> Result<Self, Error> {
         let mut b = Self::new(Token::from_env(K::TOKEN_ENV)?);
-        if let Ok(url) = std::env::var(API_URL_ENV) {
-            if !url.trim().is_empty() {
-                b = b.base_url(url.trim());
-            }
+        if let Ok(url) = std::env::var(API_URL_ENV)
+            && !url.trim().is_empty()
+        {
+            b = b.base_url(url.trim());
         }
         Ok(b)
     }

@@ -10,6 +10,7 @@
 ///
 /// The invoking crate must have a private `generated` module produced by `cargo xtask codegen`.
 #[macro_export]
+#[allow(clippy::crate_in_macro_def)] // reason: `crate::generated` must name the invoking crate's generated module
 macro_rules! define_client {
     (
         $(#[$meta:meta])*

@@ -232,10 +232,10 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
     } else {
         ("x-postmark-server-token", s.server_token.clone())
     };
-    if let Some(expected) = expected {
-        if recorded.header(header) != Some(expected.as_str()) {
-            return api_error(401, 10, "Request does not contain a valid Server token.");
-        }
+    if let Some(expected) = expected
+        && recorded.header(header) != Some(expected.as_str())
+    {
+        return api_error(401, 10, "Request does not contain a valid token.");
     }
     if let Some((status, body)) = s.canned.get(&(recorded.method.clone(), recorded.path.clone())) {
         return json_response(*status, body.clone());

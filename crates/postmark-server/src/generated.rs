@@ -19227,7 +19227,7 @@ others; omit for both.
 `Transient`, `SpamComplaint`, `SMTPApiError` (see Postmark's bounce
 type list).
 
-```ignore
+```text
 let response = client.list_bounces()
     .count(count)
     .email_filter(email_filter)
@@ -19253,7 +19253,7 @@ Sends a `GET` request to `/bounces/{bounceid}`
 
 Arguments:
 - `bounceid`: Numeric bounce ID, as listed by `list_bounces`.
-```ignore
+```text
 let response = client.get_bounce()
     .bounceid(bounceid)
     .send()
@@ -19274,7 +19274,7 @@ Sends a `PUT` request to `/bounces/{bounceid}/activate`
 
 Arguments:
 - `bounceid`: Numeric bounce ID.
-```ignore
+```text
 let response = client.activate_bounce()
     .bounceid(bounceid)
     .send()
@@ -19294,7 +19294,7 @@ Sends a `GET` request to `/bounces/{bounceid}/dump`
 
 Arguments:
 - `bounceid`: Numeric bounce ID.
-```ignore
+```text
 let response = client.get_bounce_dump()
     .bounceid(bounceid)
     .send()
@@ -19312,7 +19312,7 @@ that totals them (that entry has no `Type`).
 
 Sends a `GET` request to `/deliverystats`
 
-```ignore
+```text
 let response = client.get_delivery_stats()
     .send()
     .await;
@@ -19333,7 +19333,7 @@ example 300 invalid request, 406 inactive recipient).
 
 Sends a `POST` request to `/email`
 
-```ignore
+```text
 let response = client.send_email()
     .body(body)
     .send()
@@ -19352,7 +19352,7 @@ even when some messages are refused: check each item's `ErrorCode`.
 
 Sends a `POST` request to `/email/batch`
 
-```ignore
+```text
 let response = client.send_email_batch()
     .body(body)
     .send()
@@ -19372,7 +19372,7 @@ some messages fail: check each item's `ErrorCode`.
 
 Sends a `POST` request to `/email/batchWithTemplates`
 
-```ignore
+```text
 let response = client.send_email_batch_with_templates()
     .body(body)
     .send()
@@ -19397,7 +19397,7 @@ Postmark support. Poll the returned `ID` with `get_bulk_email_status`.
 
 Sends a `POST` request to `/email/bulk`
 
-```ignore
+```text
 let response = client.send_bulk_email()
     .body(body)
     .send()
@@ -19417,7 +19417,7 @@ Sends a `GET` request to `/email/bulk/{bulkRequestId}`
 
 Arguments:
 - `bulk_request_id`: The `ID` returned when the bulk request was submitted (UUID text).
-```ignore
+```text
 let response = client.get_bulk_email_status()
     .bulk_request_id(bulk_request_id)
     .send()
@@ -19437,7 +19437,7 @@ or invalid templates are refused with HTTP 422 (ErrorCodes 1101,
 
 Sends a `POST` request to `/email/withTemplate`
 
-```ignore
+```text
 let response = client.send_email_with_template()
     .body(body)
     .send()
@@ -19458,7 +19458,7 @@ Sends a `GET` request to `/message-streams`
 Arguments:
 - `include_archived_streams`: Include archived streams (default false).
 - `message_stream_type`: Only return streams of this type (default `All`).
-```ignore
+```text
 let response = client.list_message_streams()
     .include_archived_streams(include_archived_streams)
     .message_stream_type(message_stream_type)
@@ -19478,7 +19478,7 @@ with a letter, is at most 30 characters, and may not start with `pm-`.
 
 Sends a `POST` request to `/message-streams`
 
-```ignore
+```text
 let response = client.create_message_stream()
     .body(body)
     .send()
@@ -19495,7 +19495,7 @@ Sends a `GET` request to `/message-streams/{streamId}`
 
 Arguments:
 - `stream_id`: ID of the message stream, e.g. `outbound` or `broadcast`.
-```ignore
+```text
 let response = client.get_message_stream()
     .stream_id(stream_id)
     .send()
@@ -19515,7 +19515,7 @@ Sends a `PATCH` request to `/message-streams/{streamId}`
 Arguments:
 - `stream_id`: ID of the message stream, e.g. `outbound` or `broadcast`.
 - `body`
-```ignore
+```text
 let response = client.edit_message_stream()
     .stream_id(stream_id)
     .body(body)
@@ -19536,7 +19536,7 @@ Sends a `POST` request to `/message-streams/{streamId}/archive`
 
 Arguments:
 - `stream_id`: ID of the message stream to archive.
-```ignore
+```text
 let response = client.archive_message_stream()
     .stream_id(stream_id)
     .send()
@@ -19557,7 +19557,7 @@ Sends a `POST` request to `/message-streams/{streamId}/suppressions`
 Arguments:
 - `stream_id`: ID of the message stream to add suppressions to.
 - `body`
-```ignore
+```text
 let response = client.create_suppressions()
     .stream_id(stream_id)
     .body(body)
@@ -19580,7 +19580,7 @@ Sends a `POST` request to `/message-streams/{streamId}/suppressions/delete`
 Arguments:
 - `stream_id`: ID of the message stream to remove suppressions from.
 - `body`
-```ignore
+```text
 let response = client.delete_suppressions()
     .stream_id(stream_id)
     .body(body)
@@ -19609,7 +19609,7 @@ Arguments:
 - `todate`: Only suppressions created up to this moment (inclusive): `YYYY-MM-DD`
 or `YYYY-MM-DDThh:mm:ss`, no offset, US Eastern time.
 
-```ignore
+```text
 let response = client.dump_suppressions()
     .stream_id(stream_id)
     .email_address(email_address)
@@ -19633,7 +19633,7 @@ Sends a `POST` request to `/message-streams/{streamId}/unarchive`
 
 Arguments:
 - `stream_id`: ID of the archived message stream to restore.
-```ignore
+```text
 let response = client.unarchive_message_stream()
     .stream_id(stream_id)
     .send()
@@ -19659,7 +19659,7 @@ Arguments:
 - `subject`: Only messages with this subject.
 - `tag`: Only messages with this tag.
 - `todate`: Only messages received up to this date, inclusive (`YYYY-MM-DD` or `YYYY-MM-DDThh:mm:ss`, US Eastern time, no offset).
-```ignore
+```text
 let response = client.list_inbound_messages()
     .count(count)
     .fromdate(fromdate)
@@ -19685,7 +19685,7 @@ Sends a `PUT` request to `/messages/inbound/{messageid}/bypass`
 
 Arguments:
 - `messageid`: Postmark `MessageID` of the message.
-```ignore
+```text
 let response = client.bypass_inbound_message()
     .messageid(messageid)
     .send()
@@ -19702,7 +19702,7 @@ Sends a `GET` request to `/messages/inbound/{messageid}/details`
 
 Arguments:
 - `messageid`: Postmark `MessageID` of the message.
-```ignore
+```text
 let response = client.get_inbound_message_details()
     .messageid(messageid)
     .send()
@@ -19719,7 +19719,7 @@ Sends a `PUT` request to `/messages/inbound/{messageid}/retry`
 
 Arguments:
 - `messageid`: Postmark `MessageID` of the message.
-```ignore
+```text
 let response = client.retry_inbound_message()
     .messageid(messageid)
     .send()
@@ -19747,7 +19747,7 @@ Arguments:
 - `subject`: Only messages with this subject.
 - `tag`: Only messages with this tag.
 - `todate`: Only messages sent up to this date, inclusive (`YYYY-MM-DD` or `YYYY-MM-DDThh:mm:ss`, US Eastern time, no offset).
-```ignore
+```text
 let response = client.list_outbound_messages()
     .count(count)
     .fromdate(fromdate)
@@ -19787,7 +19787,7 @@ Arguments:
 - `recipient`: Only events of this recipient address (To, Cc or Bcc).
 - `region`: Only events geolocated to this region name, e.g. `Ontario`.
 - `tag`: Only events of messages with this tag.
-```ignore
+```text
 let response = client.list_clicks()
     .city(city)
     .client_company(client_company)
@@ -19820,7 +19820,7 @@ Arguments:
 - `messageid`: Postmark `MessageID` of the message.
 - `count`: Number of click events to return (at most 500). Required by Postmark.
 - `offset`: Number of click events to skip before the first returned one. Required by Postmark.
-```ignore
+```text
 let response = client.list_clicks_for_message()
     .messageid(messageid)
     .count(count)
@@ -19853,7 +19853,7 @@ Arguments:
 - `recipient`: Only events of this recipient address (To, Cc or Bcc).
 - `region`: Only events geolocated to this region name, e.g. `Ontario`.
 - `tag`: Only events of messages with this tag.
-```ignore
+```text
 let response = client.list_opens()
     .city(city)
     .client_company(client_company)
@@ -19886,7 +19886,7 @@ Arguments:
 - `messageid`: Postmark `MessageID` of the message.
 - `count`: Number of open events to return (at most 500). Required by Postmark.
 - `offset`: Number of open events to skip before the first returned one. Required by Postmark.
-```ignore
+```text
 let response = client.list_opens_for_message()
     .messageid(messageid)
     .count(count)
@@ -19905,7 +19905,7 @@ Sends a `GET` request to `/messages/outbound/{messageid}/details`
 
 Arguments:
 - `messageid`: Postmark `MessageID` of the message.
-```ignore
+```text
 let response = client.get_outbound_message_details()
     .messageid(messageid)
     .send()
@@ -19924,7 +19924,7 @@ Sends a `GET` request to `/messages/outbound/{messageid}/dump`
 
 Arguments:
 - `messageid`: Postmark `MessageID` of the message.
-```ignore
+```text
 let response = client.get_outbound_message_dump()
     .messageid(messageid)
     .send()
@@ -19939,7 +19939,7 @@ Returns the settings of the server whose token authenticates the request.
 
 Sends a `GET` request to `/server`
 
-```ignore
+```text
 let response = client.get_server()
     .send()
     .await;
@@ -19956,7 +19956,7 @@ the request; omitted fields keep their value. The delivery type
 
 Sends a `PUT` request to `/server`
 
-```ignore
+```text
 let response = client.edit_server()
     .body(body)
     .send()
@@ -19976,7 +19976,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_outbound_overview()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -19999,7 +19999,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_bounce_counts()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20022,7 +20022,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_click_counts()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20045,7 +20045,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_browser_usage()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20068,7 +20068,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_click_location()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20091,7 +20091,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_browser_platform_usage()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20114,7 +20114,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_email_open_counts()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20137,7 +20137,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_email_client_usage()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20160,7 +20160,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_email_platform_usage()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20183,7 +20183,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_email_read_times()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20206,7 +20206,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_sent_counts()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20229,7 +20229,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_spam_complaint_counts()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20252,7 +20252,7 @@ Arguments:
 - `messagestream`: Only count messages of this message stream ID; without it all streams of the server are counted.
 - `tag`: Only count messages with this tag.
 - `todate`: Last day to include (`YYYY-MM-DD`, US Eastern time, inclusive).
-```ignore
+```text
 let response = client.get_tracked_email_counts()
     .fromdate(fromdate)
     .messagestream(messagestream)
@@ -20277,7 +20277,7 @@ Arguments:
 - `layout_template`: Only standard templates that use the layout with this alias.
 - `offset`: Number of templates to skip.
 - `template_type`: Which kind of template to list; `All` when omitted.
-```ignore
+```text
 let response = client.list_templates()
     .count(count)
     .layout_template(layout_template)
@@ -20300,7 +20300,7 @@ most 100 templates (ErrorCode 1105).
 
 Sends a `POST` request to `/templates`
 
-```ignore
+```text
 let response = client.create_template()
     .body(body)
     .send()
@@ -20319,7 +20319,7 @@ model listing every variable the content uses.
 
 Sends a `POST` request to `/templates/validate`
 
-```ignore
+```text
 let response = client.validate_template()
     .body(body)
     .send()
@@ -20336,7 +20336,7 @@ Sends a `GET` request to `/templates/{templateIdOrAlias}`
 
 Arguments:
 - `template_id_or_alias`: The template's numeric `TemplateId` or its `Alias`.
-```ignore
+```text
 let response = client.get_template()
     .template_id_or_alias(template_id_or_alias)
     .send()
@@ -20356,7 +20356,7 @@ Sends a `PUT` request to `/templates/{templateIdOrAlias}`
 Arguments:
 - `template_id_or_alias`: The template's numeric `TemplateId` or its `Alias`.
 - `body`
-```ignore
+```text
 let response = client.edit_template()
     .template_id_or_alias(template_id_or_alias)
     .body(body)
@@ -20376,7 +20376,7 @@ Sends a `DELETE` request to `/templates/{templateIdOrAlias}`
 
 Arguments:
 - `template_id_or_alias`: The template's numeric `TemplateId` or its `Alias`.
-```ignore
+```text
 let response = client.delete_template()
     .template_id_or_alias(template_id_or_alias)
     .send()
@@ -20394,7 +20394,7 @@ Sends a `GET` request to `/triggers/inboundrules`
 Arguments:
 - `count`: Number of rules to return (at most 500). Required by Postmark.
 - `offset`: Number of rules to skip before the first returned one. Required by Postmark.
-```ignore
+```text
 let response = client.list_inbound_rules()
     .count(count)
     .offset(offset)
@@ -20410,7 +20410,7 @@ Blocks inbound mail from an email address or a whole domain. Fails with an Error
 
 Sends a `POST` request to `/triggers/inboundrules`
 
-```ignore
+```text
 let response = client.create_inbound_rule()
     .body(body)
     .send()
@@ -20427,7 +20427,7 @@ Sends a `DELETE` request to `/triggers/inboundrules/{triggerid}`
 
 Arguments:
 - `triggerid`: ID of the inbound rule.
-```ignore
+```text
 let response = client.delete_inbound_rule()
     .triggerid(triggerid)
     .send()
@@ -20448,7 +20448,7 @@ Sends a `GET` request to `/webhooks`
 
 Arguments:
 - `message_stream`: ID of the message stream whose webhooks to return; omit for all streams.
-```ignore
+```text
 let response = client.list_webhooks()
     .message_stream(message_stream)
     .send()
@@ -20468,7 +20468,7 @@ calls the URL once per enabled trigger and refuses to save the webhook
 
 Sends a `POST` request to `/webhooks`
 
-```ignore
+```text
 let response = client.create_webhook()
     .body(body)
     .send()
@@ -20485,7 +20485,7 @@ Sends a `GET` request to `/webhooks/{webhookId}`
 
 Arguments:
 - `webhook_id`: Numeric ID of the webhook.
-```ignore
+```text
 let response = client.get_webhook()
     .webhook_id(webhook_id)
     .send()
@@ -20508,7 +20508,7 @@ Sends a `PUT` request to `/webhooks/{webhookId}`
 Arguments:
 - `webhook_id`: Numeric ID of the webhook.
 - `body`
-```ignore
+```text
 let response = client.edit_webhook()
     .webhook_id(webhook_id)
     .body(body)
@@ -20526,7 +20526,7 @@ Sends a `DELETE` request to `/webhooks/{webhookId}`
 
 Arguments:
 - `webhook_id`: Numeric ID of the webhook.
-```ignore
+```text
 let response = client.delete_webhook()
     .webhook_id(webhook_id)
     .send()
