@@ -3,3 +3,4 @@
 mod codegen;
 mod contract;
 mod errors;
+mod examples;

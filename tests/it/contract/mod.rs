@@ -10,6 +10,7 @@ mod server;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use postmark_fake::http::{FakeApi, RecordedRequest};
 use serde_json::Value;
@@ -68,13 +69,8 @@ impl Harness {
     }
 
     async fn new(api: Api, op: &'static str) -> Harness {
-        let spec = xtask::load_bundled(
-            &xtask::workspace_root().join(api.spec()),
-            &xtask::workspace_root().join(xtask::SHARED_SPEC),
-        )
-        .expect("spec loads");
         let (method, path_template, has_body) =
-            find_operation(&spec, op).unwrap_or_else(|| panic!("{op} is not in {}", api.spec()));
+            find_operation(bundled_spec(api), op).unwrap_or_else(|| panic!("{op} is not in {}", api.spec()));
         let response_text = fixture(api.dir(), &format!("{op}.response.json"))
             .unwrap_or_else(|| panic!("no response fixture for {op}"));
         let response: Value = serde_json::from_str(&response_text).expect("response fixture is JSON");
@@ -188,6 +184,34 @@ impl Harness {
     }
 }
 
+/// A decoded timestamp as RFC 3339 in UTC with nanoseconds, to show that the offset was applied and that all seven of
+/// Postmark's fractional digits survived (`…T10:15:30.1234567-05:00` becomes `…T15:15:30.123456700Z`).
+pub fn iso(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.expect("timestamp present").to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// A stats day, for comparing `Days[].Date`.
+pub fn date(y: i32, m: u32, d: u32) -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
+}
+
+/// The bundled spec of `api`, parsed once per test binary (parsing the Server API's YAML takes a while in debug builds).
+fn bundled_spec(api: Api) -> &'static Value {
+    static SERVER: OnceLock<Value> = OnceLock::new();
+    static ACCOUNT: OnceLock<Value> = OnceLock::new();
+    let cell = match api {
+        Api::Server => &SERVER,
+        Api::Account => &ACCOUNT,
+    };
+    cell.get_or_init(|| {
+        xtask::load_bundled(
+            &xtask::workspace_root().join(api.spec()),
+            &xtask::workspace_root().join(xtask::SHARED_SPEC),
+        )
+        .expect("spec loads")
+    })
+}
+
 fn find_operation(spec: &Value, op: &str) -> Option<(String, String, bool)> {
     for (path, item) in spec.get("paths")?.as_object()? {
         for (method, o) in item.as_object()? {
@@ -205,7 +229,8 @@ fn path_matches(template: &str, path: &str) -> bool {
     t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
 }
 
-/// Every non-null value of `expected` (except the deliberately unknown `FutureField`) must be in `actual`, equal.
+/// Every non-null value of `expected` (except the deliberately unknown `FutureField`) must be in `actual`, equal; an
+/// empty array may be absent from `actual`.
 /// Numbers compare as numbers and timestamps as instants, since a decoded `DateTime` re-serializes differently.
 pub fn assert_same_json(expected: &Value, actual: &Value, what: &str) {
     fn walk(e: &Value, a: &Value, at: &str, errors: &mut Vec<String>) {
@@ -218,6 +243,9 @@ pub fn assert_same_json(expected: &Value, actual: &Value, what: &str) {
                     }
                     match ao.get(k) {
                         Some(av) => walk(ev, av, &format!("{at}.{k}"), errors),
+                        // typify skips empty optional arrays when serializing (`skip_serializing_if =
+                        // "Vec::is_empty"`): `[]` and an absent key carry the same information.
+                        None if ev.as_array().is_some_and(Vec::is_empty) => {}
                         None => errors.push(format!("{at}.{k} is missing")),
                     }
                 }
@@ -230,11 +258,10 @@ pub fn assert_same_json(expected: &Value, actual: &Value, what: &str) {
                     walk(ev, av, &format!("{at}[{i}]"), errors);
                 }
             }
-            (Value::Number(en), Value::Number(an)) => {
-                if en.as_f64() != an.as_f64() {
-                    errors.push(format!("{at}: {an} != {en}"));
-                }
+            (Value::Number(en), Value::Number(an)) if en.as_f64() != an.as_f64() => {
+                errors.push(format!("{at}: {an} != {en}"));
             }
+            (Value::Number(_), Value::Number(_)) => {}
             (Value::String(es), Value::String(as_)) if es != as_ => {
                 let same_instant = matches!(
                     (chrono::DateTime::parse_from_rfc3339(es), chrono::DateTime::parse_from_rfc3339(as_)),
@@ -251,4 +278,34 @@ pub fn assert_same_json(expected: &Value, actual: &Value, what: &str) {
     let mut errors = Vec::new();
     walk(expected, actual, "$", &mut errors);
     assert!(errors.is_empty(), "{what}:\n  {}", errors.join("\n  "));
+}
+
+/// Every operationId of both specs has exactly one contract test named after it, so a new spec operation without a
+/// test fails here.
+#[test]
+fn every_operation_has_a_contract_test() {
+    let sources = [(Api::Server, include_str!("server.rs")), (Api::Account, include_str!("account.rs"))];
+    let mut problems = Vec::new();
+    for (api, source) in sources {
+        let spec = xtask::load_document(&xtask::workspace_root().join(api.spec())).expect("spec loads");
+        let paths = spec.get("paths").and_then(Value::as_object).expect("paths");
+        let ops: Vec<&str> = paths
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|item| item.values())
+            .filter_map(|op| op.get("operationId").and_then(Value::as_str))
+            .collect();
+        assert!(!ops.is_empty(), "{} has no operations", api.spec());
+        for op in ops {
+            let found = source.matches(&format!("async fn {op}()")).count();
+            if found != 1 {
+                problems.push(format!("{op} ({}): {found} tests in contract/{}.rs", api.spec(), api.dir()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "each operation needs exactly one `async fn <operationId>()`:\n  {}",
+        problems.join("\n  ")
+    );
 }
