@@ -261,8 +261,8 @@ pub mod types {
             Default::default()
         }
     }
-    /**Body of a Bounce webhook: one bounce (or SMTP API error, `TypeCode`
-100007) of an outbound message.
+    /**Body of a Bounce webhook: one bounce of an outbound message (hard,
+soft, transient, blocked, ...; see `Type`).
 */
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BounceWebhook {
@@ -3498,7 +3498,9 @@ delivered) and `Sandbox` (mail is accepted but never delivered).
         }
     }
     /**Body of a SpamComplaint webhook: a recipient marked a message as spam
-(the address is deactivated for good).
+(the address is deactivated for good). Sent for transactional streams
+only; broadcast streams report complaints as a SubscriptionChange with
+`SuppressionReason: SpamComplaint`.
 */
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SpamComplaintWebhook {
@@ -3599,7 +3601,10 @@ delivered) and `Sandbox` (mail is accepted but never delivered).
         ///Record type name, `SpamComplaint`.
         #[serde(rename = "Type", skip_serializing_if = "::std::option::Option::is_none")]
         pub type_: ::std::option::Option<::std::string::String>,
-        ///Numeric type code (100001 for spam complaints).
+        /**Numeric type code: 100001 (`SpamComplaint`) in Postmark's bounce-type
+table, although the webhook page's sample shows 512; match on `Type`
+rather than on this number.
+*/
         #[serde(
             rename = "TypeCode",
             skip_serializing_if = "::std::option::Option::is_none"
