@@ -1,0 +1,456 @@
+//! MIME message → Postmark `/email` request (the `--via api` path).
+//!
+//! The message is parsed once with mail-parser 0.11 and mapped field by field:
+//!
+//! | Postmark field | Taken from |
+//! |---|---|
+//! | `From` | the first valid address of the `From` header, display name kept and re-quoted per RFC 5322; without one, the envelope sender (`MAIL FROM`); without either, [`ConvertError::NoSender`] |
+//! | `To`, `Cc` | the `To`/`Cc` headers (groups flattened), display names kept, **restricted to the envelope** (see below) |
+//! | `Bcc` | envelope recipients that no `To`/`Cc` mailbox names |
+//! | `Subject` | the decoded `Subject` header; absent when the message has none |
+//! | `TextBody`, `HtmlBody` | the real `text/plain` and `text/html` body parts (never a text↔HTML conversion mail-parser can offer), charset- and transfer-decoded; several body parts of one kind (e.g. a mailing-list footer after a `multipart/alternative`) are joined in order with a line break; a message with neither (only attachments) gets an empty `TextBody`, since Postmark requires one of the two |
+//! | `ReplyTo` | the `Reply-To` header |
+//! | `Headers` | every other top-level header, value unfolded but otherwise as sent (encoded words stay encoded), including `Message-ID`, `In-Reply-To`, `References`, `List-Unsubscribe` |
+//! | `Attachments` | every other leaf part: `Name` from `Content-Disposition: filename` or `Content-Type: name` (RFC 2231 and RFC 2047 decoded), `ContentType` with its parameters (charset, method…) but without `name`, `Content` = base64 of the transfer-decoded bytes (text parts keep their original charset), `ContentID` = `cid:<id>` when the HTML body refers to the part's Content-ID |
+//! | `MessageStream`, `Tag`, `Metadata`, `TrackOpens`, `TrackLinks` | `X-PM-Message-Stream` (else [`ConvertOptions::message_stream`]), `X-PM-Tag`, `X-PM-Metadata-<key>` (key spelled as in the header), `X-PM-TrackOpens` (`true`/`false`), `X-PM-TrackLinks` (`None`/`HtmlAndText`/`HtmlOnly`/`TextOnly`), values RFC 2047-decoded, case-insensitive, the first of duplicates wins (the hyphenated spellings `X-PM-Track-Opens`/`-Links` are accepted too); these headers are removed from `Headers`. Other values are [`ConvertError::InvalidHeader`] |
+//!
+//! **Headers Postmark writes itself are not copied:** `From`, `To`, `Cc`, `Bcc`, `Subject`,
+//! `Reply-To`, `Date`, `MIME-Version`, every `Content-*` header, `Received` and `Return-Path`
+//! (trace fields belong to the hop that adds them). `DKIM-Signature` and the `ARC-*` set are
+//! dropped too: Postmark re-encodes the body, so an upstream signature could only fail, and
+//! Postmark signs with the sender's domain key. `X-PM-KeepID` is dropped because the API path
+//! always passes the original `Message-ID` on (it is an SMTP-path instruction). Other `X-PM-*`
+//! headers (e.g. the test-only `X-PM-Bounce-Type`) pass through unchanged.
+//!
+//! **Parts:** `message/rfc822` (and `message/global`) parts become attachments holding the
+//! inner message byte for byte, named `<name>.eml` or `forwarded-message.eml`. A `text/calendar`
+//! part without a name becomes `invite.ics`. A `text/plain` or `text/html` part that carries a
+//! file name is an attachment, not a body. Other unnamed parts are called `attachment-N` plus an
+//! extension for well-known types (never `.bin`, which Postmark refuses).
+//!
+//! **The envelope rule.** Postmark delivers to every address in `To`, `Cc` and `Bcc`, and that
+//! set must equal the SMTP envelope (`RCPT TO`) exactly. Addresses are compared with the domain
+//! in lower case and the local part as written.
+//! * Envelope recipients that no `To`/`Cc` mailbox names are added as `Bcc`.
+//! * A `To`/`Cc` mailbox that is not in the envelope is **left out** of `To`/`Cc`: this
+//!   transaction did not address it (an MTA splitting a message by domain, or a client sending
+//!   the recipients beyond the 50th in a second transaction, delivers it in another copy).
+//!   Because recipients would otherwise lose sight of who else the message was written to, the
+//!   original header text is kept in the custom header `X-Relay-Original-To` /
+//!   `X-Relay-Original-Cc` (only when something was left out).
+//! * An address named twice (in `To` and `Cc`) keeps only its first place, so it gets one copy.
+//! * More than 50 distinct envelope recipients is [`ConvertError::TooManyRecipients`].
+
+mod address;
+pub(crate) mod attachment;
+#[cfg(test)]
+mod tests;
+
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+use self::address::Mailbox;
+pub use self::attachment::{FORBIDDEN_EXTENSIONS, forbidden_extension};
+pub use crate::envelope::Envelope;
+pub use postmark_server::types::{EmailAttachment, MessageHeader, SendEmailRequest, TrackLinks};
+
+/// Postmark's limit on To + Cc + Bcc addresses per message.
+pub const MAX_RECIPIENTS: usize = 50;
+
+/// Settings of the conversion that come from the relay's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// `--message-stream`: the stream used when the message has no `X-PM-Message-Stream`
+    /// header. `None` leaves the choice to Postmark (its default transactional stream).
+    pub message_stream: Option<String>,
+}
+
+/// Why a message cannot become a Postmark request.
+///
+/// The texts are meant for the SMTP client and the log: they never contain addresses or
+/// message content, only header values of the `X-PM-*` control headers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// No header section could be found.
+    #[error("the message has no header section")]
+    Unparseable,
+    /// Neither a valid From header nor an envelope sender.
+    #[error("no usable sender: the message has no valid From address and the envelope sender is empty")]
+    NoSender,
+    /// The envelope has no recipient.
+    #[error("the message has no envelope recipients")]
+    NoRecipients,
+    /// More distinct envelope recipients than Postmark accepts.
+    #[error("too many recipients: {count} (Postmark accepts at most {MAX_RECIPIENTS} per message)")]
+    TooManyRecipients {
+        /// Distinct envelope recipients.
+        count: usize,
+    },
+    /// An `X-PM-*` control header has a value Postmark would refuse.
+    #[error("invalid {header} header value {value:?}: expected {expected}")]
+    InvalidHeader {
+        /// The header's name.
+        header: &'static str,
+        /// The value as sent (shortened to 100 characters).
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+}
+
+/// The parser: minimal structured headers, every other header decoded as text (so encoded
+/// words in `X-PM-Tag` and `X-PM-Metadata-*` are decoded). `default_header_text` only takes
+/// effect when the header map is non-empty, which `with_minimal_headers` guarantees.
+static PARSER: LazyLock<MessageParser> =
+    LazyLock::new(|| MessageParser::new().with_minimal_headers().default_header_text());
+
+/// Parses `raw` the way the converter and the validator need it; `None` when it has no header
+/// section at all.
+pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
+    PARSER.parse(raw)
+}
+
+/// Converts one message with its envelope into a Postmark send request.
+pub fn to_postmark(raw: &[u8], envelope: &Envelope, opts: &ConvertOptions) -> Result<SendEmailRequest, ConvertError> {
+    let message = parse(raw).ok_or(ConvertError::Unparseable)?;
+    convert(&message, envelope, opts)
+}
+
+/// Converts an already parsed message (see [`parse`]).
+pub fn convert(
+    message: &Message<'_>,
+    envelope: &Envelope,
+    opts: &ConvertOptions,
+) -> Result<SendEmailRequest, ConvertError> {
+    let rcpt = address::unique(&envelope.rcpt_to);
+    if rcpt.is_empty() {
+        return Err(ConvertError::NoRecipients);
+    }
+    if rcpt.len() > MAX_RECIPIENTS {
+        return Err(ConvertError::TooManyRecipients { count: rcpt.len() });
+    }
+    let from = sender(message, envelope)?;
+    let raw = message.raw_message();
+    let top = message.root_part().headers();
+
+    let mut to_header = Vec::new();
+    let mut cc_header = Vec::new();
+    let mut reply_to = Vec::new();
+    for header in top {
+        match header.name {
+            HeaderName::To => to_header.extend(mailboxes(header)),
+            HeaderName::Cc => cc_header.extend(mailboxes(header)),
+            HeaderName::ReplyTo => reply_to.extend(mailboxes(header)),
+            _ => {}
+        }
+    }
+    let routed = address::route(to_header, cc_header, &rcpt);
+
+    let mut request = SendEmailRequest {
+        from: from.to_header_text(),
+        to: join(&routed.to),
+        cc: non_empty(join(&routed.cc)),
+        bcc: non_empty(routed.bcc.join(", ")),
+        subject: message.subject().map(str::to_owned),
+        reply_to: non_empty(join(&reply_to)),
+        tag: None,
+        text_body: None,
+        html_body: None,
+        headers: Vec::new(),
+        track_opens: None,
+        track_links: None,
+        metadata: Default::default(),
+        attachments: Vec::new(),
+        message_stream: None,
+    };
+
+    let controls = copy_headers(top, raw, &mut request)?;
+    if routed.to_shortened {
+        push_original(&mut request, "X-Relay-Original-To", top, raw, &HeaderName::To);
+    }
+    if routed.cc_shortened {
+        push_original(&mut request, "X-Relay-Original-Cc", top, raw, &HeaderName::Cc);
+    }
+    request.message_stream = controls.message_stream.or_else(|| opts.message_stream.clone());
+
+    let body = bodies(message);
+    request.text_body = body.text;
+    request.html_body = body.html;
+    if request.text_body.is_none() && request.html_body.is_none() {
+        // Postmark wants at least one body; a message of attachments only has an empty one.
+        request.text_body = Some(String::new());
+    }
+    let html_lower = request.html_body.as_deref().map(str::to_ascii_lowercase);
+
+    let mut unnamed = 0;
+    for (id, part) in message.parts.iter().enumerate() {
+        if matches!(part.body, PartType::Multipart(_)) || body.used.contains(&id) {
+            continue;
+        }
+        let file = attachment::extract(message, part, html_lower.as_deref(), &mut unnamed);
+        request.attachments.push(EmailAttachment {
+            name: file.name,
+            content: base64::engine::general_purpose::STANDARD.encode(&file.bytes),
+            content_type: file.content_type,
+            content_id: file.content_id,
+        });
+    }
+    Ok(request)
+}
+
+/// The `From` mailbox, or the envelope sender standing in for it.
+fn sender(message: &Message<'_>, envelope: &Envelope) -> Result<Mailbox, ConvertError> {
+    let from_header = message
+        .root_part()
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::From)
+        .flat_map(mailboxes)
+        .find(|m| address::is_valid(&m.address));
+    if let Some(mailbox) = from_header {
+        return Ok(mailbox);
+    }
+    let envelope_from = envelope.mail_from.trim();
+    if address::is_valid(envelope_from) {
+        return Ok(Mailbox { name: None, address: envelope_from.to_owned() });
+    }
+    Err(ConvertError::NoSender)
+}
+
+/// The comparison key of an address (domain in lower case, local part as written).
+pub(crate) fn address_key(address: &str) -> String {
+    address::key(address)
+}
+
+/// Whether the message has a usable sender (see [`ConvertError::NoSender`]).
+pub(crate) fn has_sender(message: &Message<'_>, envelope: &Envelope) -> bool {
+    sender(message, envelope).is_ok()
+}
+
+/// The mailboxes of an address header, groups flattened, entries without an address skipped.
+fn mailboxes(header: &Header<'_>) -> Vec<Mailbox> {
+    let HeaderValue::Address(list) = &header.value else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|addr| {
+            let address = addr.address()?.trim();
+            (!address.is_empty()).then(|| Mailbox {
+                name: addr.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
+                address: address.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn join(list: &[Mailbox]) -> String {
+    list.iter().map(Mailbox::to_header_text).collect::<Vec<_>>().join(", ")
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// A header value as sent: folding removed, surrounding blanks trimmed, encoded words kept.
+fn raw_value(header: &Header<'_>, raw: &[u8]) -> String {
+    let bytes = raw.get(header.offset_start as usize..header.offset_end as usize).unwrap_or_default();
+    let unfolded: Vec<u8> = bytes.iter().copied().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+    String::from_utf8_lossy(&unfolded).trim().to_owned()
+}
+
+/// The decoded text of a header (encoded words decoded, folding removed). Control characters
+/// an encoded word may smuggle in (e.g. `=0D=0A`) become spaces.
+fn text_value(header: &Header<'_>, raw: &[u8]) -> String {
+    let text = match &header.value {
+        HeaderValue::Text(text) => text.trim().to_owned(),
+        HeaderValue::Empty => String::new(),
+        _ => raw_value(header, raw),
+    };
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// The values of the `X-PM-*` control headers that do not map to a request field directly.
+#[derive(Debug, Default)]
+struct Controls {
+    message_stream: Option<String>,
+}
+
+/// Copies the custom headers into `request.headers` and maps the `X-PM-*` control headers.
+/// For a control header given twice, the first one counts.
+fn copy_headers(top: &[Header<'_>], raw: &[u8], request: &mut SendEmailRequest) -> Result<Controls, ConvertError> {
+    let mut controls = Controls::default();
+    for header in top {
+        if is_rebuilt_by_postmark(&header.name) {
+            continue;
+        }
+        let name = header.name();
+        let lower = name.to_ascii_lowercase();
+        match lower.as_str() {
+            "x-pm-message-stream" => {
+                let value = text_value(header, raw);
+                if controls.message_stream.is_none() && !value.is_empty() {
+                    controls.message_stream = Some(value);
+                }
+            }
+            "x-pm-tag" => {
+                let value = text_value(header, raw);
+                if request.tag.is_none() && !value.is_empty() {
+                    request.tag = Some(value);
+                }
+            }
+            "x-pm-trackopens" | "x-pm-track-opens" => {
+                let value = text_value(header, raw);
+                if request.track_opens.is_none() {
+                    request.track_opens = Some(parse_track_opens(&value)?);
+                }
+            }
+            "x-pm-tracklinks" | "x-pm-track-links" => {
+                let value = text_value(header, raw);
+                if request.track_links.is_none() {
+                    request.track_links = Some(parse_track_links(&value)?);
+                }
+            }
+            "x-pm-keepid" => {}
+            _ => {
+                if let Some(key) = lower.strip_prefix("x-pm-metadata-") {
+                    if !key.is_empty() {
+                        // The key keeps the spelling used in the header.
+                        let key = &name[name.len() - key.len()..];
+                        let value = text_value(header, raw);
+                        request.metadata.entry(key.to_owned()).or_insert(value);
+                    }
+                    continue;
+                }
+                if lower.starts_with("content-") || lower.starts_with("arc-") {
+                    continue;
+                }
+                request.headers.push(MessageHeader { name: name.to_owned(), value: raw_value(header, raw) });
+            }
+        }
+    }
+    Ok(controls)
+}
+
+/// Headers Postmark writes itself from the request fields, or that cannot survive the rebuild.
+fn is_rebuilt_by_postmark(name: &HeaderName<'_>) -> bool {
+    matches!(
+        name,
+        HeaderName::From
+            | HeaderName::To
+            | HeaderName::Cc
+            | HeaderName::Bcc
+            | HeaderName::Subject
+            | HeaderName::ReplyTo
+            | HeaderName::Date
+            | HeaderName::MimeVersion
+            | HeaderName::Received
+            | HeaderName::ReturnPath
+            | HeaderName::DkimSignature
+            | HeaderName::ArcAuthenticationResults
+            | HeaderName::ArcMessageSignature
+            | HeaderName::ArcSeal
+    ) || name.is_mime_header()
+}
+
+fn push_original(request: &mut SendEmailRequest, name: &str, top: &[Header<'_>], raw: &[u8], which: &HeaderName<'_>) {
+    let value = top.iter().filter(|h| &h.name == which).map(|h| raw_value(h, raw)).collect::<Vec<_>>().join(", ");
+    request.headers.push(MessageHeader { name: name.to_owned(), value });
+}
+
+fn shorten(value: &str) -> String {
+    value.chars().take(100).collect()
+}
+
+fn parse_track_opens(value: &str) -> Result<bool, ConvertError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConvertError::InvalidHeader {
+            header: "X-PM-TrackOpens",
+            value: shorten(value),
+            expected: "true or false",
+        }),
+    }
+}
+
+fn parse_track_links(value: &str) -> Result<TrackLinks, ConvertError> {
+    match value.to_ascii_lowercase().as_str() {
+        "none" => Ok(TrackLinks::None),
+        "htmlandtext" => Ok(TrackLinks::HtmlAndText),
+        "htmlonly" => Ok(TrackLinks::HtmlOnly),
+        "textonly" => Ok(TrackLinks::TextOnly),
+        _ => Err(ConvertError::InvalidHeader {
+            header: "X-PM-TrackLinks",
+            value: shorten(value),
+            expected: "None, HtmlAndText, HtmlOnly or TextOnly",
+        }),
+    }
+}
+
+/// The body texts and the ids of the parts they came from.
+#[derive(Debug, Default)]
+struct Bodies {
+    text: Option<String>,
+    html: Option<String>,
+    used: Vec<usize>,
+}
+
+/// Collects the real `text/plain` and `text/html` body parts mail-parser found (its body lists
+/// also hold inline images and converted alternatives; those are filtered out here).
+fn bodies(message: &Message<'_>) -> Bodies {
+    let mut out = Bodies::default();
+    let is_body = |part: &mail_parser::MessagePart<'_>, subtype: &str| {
+        let (ctype, sub) = attachment::media_type(part);
+        ctype == "text" && sub == subtype && part.attachment_name().is_none()
+    };
+    for &id in &message.text_body {
+        let id = id as usize;
+        let Some(part) = message.parts.get(id) else { continue };
+        if let PartType::Text(text) = &part.body
+            && is_body(part, "plain")
+            && !out.used.contains(&id)
+        {
+            append(&mut out.text, text);
+            out.used.push(id);
+        }
+    }
+    for &id in &message.html_body {
+        let id = id as usize;
+        let Some(part) = message.parts.get(id) else { continue };
+        if let PartType::Html(html) = &part.body
+            && is_body(part, "html")
+            && !out.used.contains(&id)
+        {
+            append(&mut out.html, html);
+            out.used.push(id);
+        }
+    }
+    out
+}
+
+fn append(body: &mut Option<String>, text: &str) {
+    match body {
+        None => *body = Some(text.to_owned()),
+        Some(existing) => {
+            if !existing.is_empty() && !existing.ends_with('\n') {
+                existing.push_str(if existing.contains("\r\n") { "\r\n" } else { "\n" });
+            }
+            existing.push_str(text);
+        }
+    }
+}
+
+/// The `X-PM-Message-Stream` header of a parsed message, if any (the SMTP path picks its
+/// credentials by it).
+pub fn message_stream_header(message: &Message<'_>) -> Option<String> {
+    let raw = message.raw_message();
+    message
+        .root_part()
+        .headers()
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("x-pm-message-stream"))
+        .map(|h| text_value(h, raw))
+        .filter(|v| !v.is_empty())
+}

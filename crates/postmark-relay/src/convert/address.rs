@@ -1,0 +1,202 @@
+//! Mailbox formatting and the envelope rule (who Postmark delivers this copy to).
+
+use std::collections::HashSet;
+
+/// A mailbox as written in a header: optional display name and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mailbox {
+    pub(crate) name: Option<String>,
+    pub(crate) address: String,
+}
+
+impl Mailbox {
+    /// RFC 5322 text for this mailbox: `addr`, `Name <addr>` or `"Name, quoted" <addr>`.
+    pub(crate) fn to_header_text(&self) -> String {
+        match self.name.as_deref().map(str::trim) {
+            None | Some("") => self.address.clone(),
+            Some(name) => format!("{} <{}>", display_name(name), self.address),
+        }
+    }
+}
+
+/// A display name as an RFC 5322 `phrase`: left bare when it is only atoms separated by single
+/// spaces, quoted (with `\` before `"` and `\`) otherwise. Non-ASCII characters are allowed in
+/// either form (RFC 6532); Postmark applies RFC 2047 encoding when it builds the message.
+fn display_name(name: &str) -> String {
+    let bare =
+        !name.is_empty() && !name.contains("  ") && name.chars().all(|c| !c.is_ascii() || c == ' ' || is_atext(c));
+    if bare {
+        return name.to_owned();
+    }
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // A display name never legitimately holds line breaks or other controls.
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// RFC 5322 `atext` (ASCII part).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+/// Whether `addr` looks like a deliverable `local@domain` address.
+pub(crate) fn is_valid(addr: &str) -> bool {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !addr.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+        && !domain.contains(['@', '"', '(', ')', '[', ']', '\\'])
+}
+
+/// The comparison key of an address: the local part as written (it may be case-sensitive,
+/// RFC 5321 §2.4) and the domain in lower case.
+pub(crate) fn key(addr: &str) -> String {
+    let addr = addr.trim().trim_start_matches('<').trim_end_matches('>');
+    match addr.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_lowercase()),
+        None => addr.to_owned(),
+    }
+}
+
+/// The recipients of the Postmark request after the envelope rule was applied.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Routed {
+    pub(crate) to: Vec<Mailbox>,
+    pub(crate) cc: Vec<Mailbox>,
+    /// Envelope recipients that no To/Cc header names, in envelope order.
+    pub(crate) bcc: Vec<String>,
+    /// Whether To named someone outside the envelope (so it was shortened).
+    pub(crate) to_shortened: bool,
+    /// Whether Cc named someone outside the envelope (so it was shortened).
+    pub(crate) cc_shortened: bool,
+}
+
+/// Applies the envelope rule: Postmark delivers to every address in To, Cc and Bcc, and that set
+/// must equal the envelope's RCPT TO set.
+///
+/// * A To/Cc mailbox whose address is in the envelope stays where it is (display name kept).
+/// * A To/Cc mailbox whose address is not in the envelope is left out: it was not addressed by
+///   this SMTP transaction (an MTA that splits a message across transactions, or across relays,
+///   sends it the other copy). The caller records the original header text in a custom header.
+/// * An address named twice (To and Cc, or twice in To) is kept at its first place only, so
+///   nobody gets two copies.
+/// * Envelope recipients named by no To/Cc mailbox become Bcc, in envelope order.
+///
+/// `envelope` must already be free of duplicates (compare with [`key`]).
+pub(crate) fn route(to: Vec<Mailbox>, cc: Vec<Mailbox>, envelope: &[String]) -> Routed {
+    let wanted: HashSet<String> = envelope.iter().map(|a| key(a)).collect();
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut routed = Routed::default();
+
+    let mut keep = |list: Vec<Mailbox>, shortened: &mut bool| -> Vec<Mailbox> {
+        let mut kept = Vec::with_capacity(list.len());
+        for mailbox in list {
+            let k = key(&mailbox.address);
+            if !wanted.contains(&k) {
+                *shortened = true;
+            } else if placed.insert(k) {
+                kept.push(mailbox);
+            }
+        }
+        kept
+    };
+    routed.to = keep(to, &mut routed.to_shortened);
+    routed.cc = keep(cc, &mut routed.cc_shortened);
+    routed.bcc = envelope.iter().filter(|a| !placed.contains(&key(a))).cloned().collect();
+    routed
+}
+
+/// The envelope recipients without duplicates (by [`key`]), in order, trimmed.
+pub(crate) fn unique(rcpt_to: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    rcpt_to
+        .iter()
+        .map(|a| a.trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+        .filter(|a| seen.insert(key(a)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mb(name: Option<&str>, address: &str) -> Mailbox {
+        Mailbox { name: name.map(str::to_owned), address: address.to_owned() }
+    }
+
+    #[test]
+    fn display_names_are_quoted_only_when_needed() {
+        assert_eq!(mb(None, "a@x.org").to_header_text(), "a@x.org");
+        assert_eq!(mb(Some("  "), "a@x.org").to_header_text(), "a@x.org");
+        assert_eq!(mb(Some("Jane Doe"), "a@x.org").to_header_text(), "Jane Doe <a@x.org>");
+        assert_eq!(mb(Some("Jürgen Müller"), "j@x.de").to_header_text(), "Jürgen Müller <j@x.de>");
+        assert_eq!(mb(Some("Doe, Jane"), "a@x.org").to_header_text(), "\"Doe, Jane\" <a@x.org>");
+        assert_eq!(mb(Some("Jane \"JD\" Doe"), "a@x.org").to_header_text(), r#""Jane \"JD\" Doe" <a@x.org>"#);
+        assert_eq!(mb(Some(r"back\slash"), "a@x.org").to_header_text(), r#""back\\slash" <a@x.org>"#);
+        assert_eq!(mb(Some("J. Doe"), "a@x.org").to_header_text(), "\"J. Doe\" <a@x.org>");
+        assert_eq!(mb(Some("a\r\nBcc: x"), "a@x.org").to_header_text(), "\"a  Bcc: x\" <a@x.org>");
+    }
+
+    #[test]
+    fn address_validity() {
+        assert!(is_valid("a@x.org"));
+        assert!(is_valid("first.last+tag@sub.example.com"));
+        for bad in ["", "a", "@x.org", "a@", "a b@x.org", "a@x .org", "a@.x", "a@x.", "<a@x.org>", "a@x,b@y"] {
+            assert!(!is_valid(bad), "{bad:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn keys_fold_only_the_domain() {
+        assert_eq!(key("Bob@Example.COM"), "Bob@example.com");
+        assert_eq!(key(" <bob@EXAMPLE.com> "), "bob@example.com");
+        assert_ne!(key("Bob@example.com"), key("bob@example.com"));
+    }
+
+    #[test]
+    fn unique_keeps_first_spelling_and_order() {
+        let env = vec!["b@X.org".into(), "a@x.org".into(), "b@x.ORG".into(), "<c@y.org>".into()];
+        assert_eq!(unique(&env), vec!["b@X.org", "a@x.org", "c@y.org"]);
+    }
+
+    #[test]
+    fn envelope_rule_adds_bcc_and_drops_header_only_recipients() {
+        let to = vec![mb(Some("Ann"), "ann@x.org"), mb(None, "other@elsewhere.net")];
+        let cc = vec![mb(Some("Cy"), "cy@X.org"), mb(None, "ANN@X.ORG")];
+        let env = vec!["ann@x.org".into(), "cy@x.org".into(), "hidden@y.org".into()];
+        let r = route(to, cc, &env);
+        assert_eq!(r.to, vec![mb(Some("Ann"), "ann@x.org")]);
+        assert_eq!(r.cc, vec![mb(Some("Cy"), "cy@X.org")]);
+        assert_eq!(r.bcc, vec!["hidden@y.org".to_owned()]);
+        assert!(r.to_shortened);
+        // "ANN@X.ORG" differs from "ann@x.org" in its local part, so it is another mailbox.
+        assert!(r.cc_shortened);
+    }
+
+    #[test]
+    fn an_address_in_to_and_cc_is_delivered_once() {
+        let to = vec![mb(None, "a@x.org")];
+        let cc = vec![mb(Some("A again"), "a@X.org"), mb(None, "b@x.org")];
+        let env = vec!["a@x.org".into(), "b@x.org".into()];
+        let r = route(to, cc, &env);
+        assert_eq!(r.to, vec![mb(None, "a@x.org")]);
+        assert_eq!(r.cc, vec![mb(None, "b@x.org")]);
+        assert!(r.bcc.is_empty());
+        assert!(!r.to_shortened && !r.cc_shortened);
+    }
+}

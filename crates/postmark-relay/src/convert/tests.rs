@@ -1,0 +1,505 @@
+//! Conversion tests over the `.eml` fixtures in `tests/fixtures/mime/`.
+//!
+//! Fixtures are stored with LF line ends (the repository normalises text files); [`fixture`]
+//! turns them into CRLF, as they arrive over SMTP, except for `bare-lf.eml`.
+
+use base64::Engine as _;
+
+use super::*;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/mime/{name}", env!("CARGO_MANIFEST_DIR"));
+    let lf = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut crlf = Vec::with_capacity(lf.len() + lf.len() / 20);
+    for (i, &b) in lf.iter().enumerate() {
+        if b == b'\n' && (i == 0 || lf[i - 1] != b'\r') {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    crlf
+}
+
+fn lf_fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/mime/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn env(from: &str, to: &[&str]) -> Envelope {
+    Envelope::new(from, to.iter().copied())
+}
+
+fn convert_fixture(name: &str, envelope: &Envelope) -> SendEmailRequest {
+    to_postmark(&fixture(name), envelope, &ConvertOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn decoded(att: &EmailAttachment) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD.decode(&att.content).expect("attachment content is base64")
+}
+
+fn header<'a>(req: &'a SendEmailRequest, name: &str) -> Option<&'a str> {
+    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+}
+
+fn header_names(req: &SendEmailRequest) -> Vec<&str> {
+    req.headers.iter().map(|h| h.name.as_str()).collect()
+}
+
+const PDF: &[u8] = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n";
+
+fn png() -> Vec<u8> {
+    let mut png = vec![0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A];
+    png.extend(0u8..200);
+    png
+}
+
+#[test]
+fn multipart_alternative_with_qp_latin1_text_and_base64_html() {
+    let req = convert_fixture("alternative.eml", &env("bounces@example.com", &["ann@example.org"]));
+    assert_eq!(req.from, "Shop Team <shop@example.com>");
+    assert_eq!(req.to, "Ann Customer <ann@example.org>");
+    assert_eq!(req.cc, None);
+    assert_eq!(req.bcc, None);
+    assert_eq!(req.subject.as_deref(), Some("Your order"));
+    assert_eq!(req.reply_to.as_deref(), Some("Support <support@example.com>"));
+    // ISO-8859-1 + quoted-printable, soft line break joined. Like browsers (WHATWG Encoding),
+    // mail-parser reads ISO-8859-1 as its superset Windows-1252, so =96 is an en dash.
+    assert_eq!(
+        req.text_body.as_deref(),
+        Some(
+            "Grüße aus Köln – the total is 5 EUR.\r\nA long line that is soft-wrapped by \
+             quoted-printable encoding so that it stays under 76 characters.\r\n"
+        )
+    );
+    assert_eq!(req.html_body.as_deref(), Some("<html><body><p>Grüße aus <b>Köln</b> – 5 €</p></body></html>\n"));
+    assert!(req.attachments.is_empty());
+    assert_eq!(
+        req.headers,
+        vec![
+            MessageHeader { name: "Message-ID".into(), value: "<order-42@example.com>".into() },
+            MessageHeader { name: "In-Reply-To".into(), value: "<question-41@example.org>".into() },
+            MessageHeader {
+                name: "References".into(),
+                value: "<question-40@example.org> <question-41@example.org>".into()
+            },
+            MessageHeader {
+                name: "List-Unsubscribe".into(),
+                value: "<https://example.com/unsub?u=1>, <mailto:unsub@example.com>".into()
+            },
+            MessageHeader { name: "X-Mailer".into(), value: "LegacyApp 2.1".into() },
+            MessageHeader { name: "X-Encoded".into(), value: "=?UTF-8?B?w6TDtsO8?=".into() },
+        ]
+    );
+    assert_eq!(req.message_stream, None);
+    assert_eq!(req.tag, None);
+    assert!(req.metadata.is_empty());
+    assert_eq!(req.track_opens, None);
+    assert_eq!(req.track_links, None);
+}
+
+#[test]
+fn default_message_stream_comes_from_the_options() {
+    let opts = ConvertOptions { message_stream: Some("relay".into()) };
+    let req = to_postmark(&fixture("alternative.eml"), &env("", &["ann@example.org"]), &opts).unwrap();
+    assert_eq!(req.message_stream.as_deref(), Some("relay"));
+}
+
+#[test]
+fn multipart_related_inline_image_gets_a_content_id() {
+    let req = convert_fixture("related-inline.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.text_body.as_deref(), Some("Logo: [image]\r\n"));
+    assert_eq!(
+        req.html_body.as_deref(),
+        Some(r#"<html><body><p>Logo: <img src="cid:logo@shop.example"></p></body></html>"#)
+    );
+    assert_eq!(req.attachments.len(), 3);
+
+    let logo = &req.attachments[0];
+    assert_eq!(logo.name, "logo.png");
+    assert_eq!(logo.content_type, "image/png");
+    assert_eq!(logo.content_id.as_deref(), Some("cid:logo@shop.example"));
+    assert_eq!(decoded(logo), png());
+
+    // A Content-ID the HTML never mentions is an ordinary attachment.
+    let gif = &req.attachments[1];
+    assert_eq!(gif.name, "attachment-1.gif");
+    assert_eq!(gif.content_type, "image/gif");
+    assert_eq!(gif.content_id, None);
+    assert_eq!(decoded(gif), b"GIF89a-not-referenced");
+
+    let pdf = &req.attachments[2];
+    assert_eq!(pdf.name, "terms.pdf");
+    assert_eq!(pdf.content_type, "application/pdf");
+    assert_eq!(pdf.content_id, None);
+    assert_eq!(decoded(pdf), PDF);
+}
+
+#[test]
+fn rfc2231_and_rfc2047_file_names_are_decoded() {
+    let req = convert_fixture("filenames.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.text_body.as_deref(), Some("Three files attached."));
+    let names: Vec<&str> = req.attachments.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["Rechnung März 2026.pdf", "Übersicht (entwurf).docx", "Kundenübersicht Teil 2.csv"]);
+    assert_eq!(req.attachments[0].content_type, "application/pdf");
+    assert_eq!(decoded(&req.attachments[0]), PDF);
+    assert_eq!(
+        req.attachments[1].content_type,
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
+    assert_eq!(decoded(&req.attachments[1]), b"PK\x03\x04docx-bytes");
+    // A text attachment keeps its original charset: Latin-1 bytes, QP undone.
+    assert_eq!(req.attachments[2].content_type, "text/csv; charset=iso-8859-1");
+    assert_eq!(decoded(&req.attachments[2]), b"Name;Ort\r\nM\xfcller;K\xf6ln");
+}
+
+#[test]
+fn latin1_8bit_body_is_decoded() {
+    let req = convert_fixture("latin1-8bit.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.text_body.as_deref(), Some("Süße Grüße, © 2026\r\n"));
+}
+
+#[test]
+fn windows_1252_qp_body_and_subject_are_decoded() {
+    let req = convert_fixture("windows-1252.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.subject.as_deref(), Some("“Quoted” – € 5"));
+    assert_eq!(req.text_body.as_deref(), Some("“Smart quotes” – price €10 …\r\n"));
+}
+
+#[test]
+fn iso_2022_jp_body_subject_and_name_are_decoded() {
+    let req = convert_fixture("iso-2022-jp.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.from, "田中 <tanaka@example.jp>");
+    assert_eq!(req.subject.as_deref(), Some("件名テスト"));
+    assert_eq!(req.text_body.as_deref(), Some("これはテストです。\r\n"));
+}
+
+#[test]
+fn shift_jis_base64_body_is_decoded() {
+    let req = convert_fixture("shift-jis.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.text_body.as_deref(), Some("これはテストです。\n"));
+}
+
+#[test]
+fn encoded_words_and_display_names_with_commas_and_quotes() {
+    let envelope = env("", &["jane@example.org", "bjoern@example.se", "carl@example.net", "pat@example.ie"]);
+    let req = convert_fixture("encoded-words.eml", &envelope);
+    assert_eq!(req.from, "\"Müller, Jürgen\" <juergen@example.de>");
+    assert_eq!(req.to, r#""Doe, Jane \"JD\"" <jane@example.org>, Björn <bjoern@example.se>"#);
+    // The group is flattened; its members keep their names.
+    assert_eq!(req.cc.as_deref(), Some(r#"carl@example.net, "O'Brien, Pat" <pat@example.ie>"#));
+    assert_eq!(req.bcc, None);
+    assert_eq!(req.subject.as_deref(), Some("Rechnung für März – folded and a plain tail"));
+    assert!(!header_names(&req).iter().any(|n| n.starts_with("X-Relay-Original")));
+}
+
+#[test]
+fn forwarded_message_becomes_an_eml_attachment_byte_for_byte() {
+    let raw = fixture("forwarded.eml");
+    let req = to_postmark(&raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("See the forwarded message."));
+    assert_eq!(req.attachments.len(), 2);
+
+    let first = &req.attachments[0];
+    assert_eq!(first.name, "forwarded-message.eml");
+    assert_eq!(first.content_type, "message/rfc822");
+    let inner = decoded(first);
+    let start = find(&raw, b"From: Carol").unwrap();
+    let end = find(&raw, b"--inner-b--\r\n").unwrap() + b"--inner-b--\r\n".len();
+    assert_eq!(inner, &raw[start..end]);
+    assert!(inner.ends_with(b"AAECAw==\r\n--inner-b--\r\n"));
+
+    let second = &req.attachments[1];
+    assert_eq!(second.name, "second.eml");
+    assert_eq!(second.content_type, "message/rfc822");
+    assert_eq!(decoded(second), b"From: x@example.net\r\nSubject: second\r\n\r\nSecond inner body.");
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn text_calendar_part_becomes_invite_ics() {
+    let req = convert_fixture("calendar.eml", &env("", &["ann@example.org"]));
+    // The line break before a boundary belongs to the boundary (RFC 2046 §5.1.1).
+    assert_eq!(req.text_body.as_deref(), Some("You are invited."));
+    assert_eq!(req.html_body.as_deref(), Some("<p>You are invited.</p>"));
+    assert_eq!(req.attachments.len(), 1);
+    let ics = &req.attachments[0];
+    assert_eq!(ics.name, "invite.ics");
+    assert_eq!(ics.content_type, "text/calendar; charset=utf-8; method=REQUEST");
+    assert_eq!(ics.content_id, None);
+    let expected = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Example//Calendar//EN\r\n\
+                    METHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:meeting-1@example.com\r\n\
+                    DTSTART:20260310T100000Z\r\nDTEND:20260310T110000Z\r\nSUMMARY:Planning – Q2\r\n\
+                    ORGANIZER:mailto:boss@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    assert_eq!(String::from_utf8(decoded(ics)).unwrap(), expected);
+}
+
+#[test]
+fn bare_lf_input_converts() {
+    let req = to_postmark(
+        &lf_fixture("bare-lf.eml"),
+        &env("root@host.example.com", &["admin@example.com"]),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(req.from, "Cron Daemon <root@host.example.com>");
+    assert_eq!(req.to, "admin@example.com");
+    assert_eq!(req.subject.as_deref(), Some("Cron <root@host> /usr/local/bin/backup"));
+    assert_eq!(req.text_body.as_deref(), Some("backup finished\nline two"));
+    assert_eq!(req.attachments.len(), 1);
+    assert_eq!(req.attachments[0].name, "backup.log");
+    assert_eq!(req.attachments[0].content_type, "text/plain; charset=utf-8");
+    assert_eq!(decoded(&req.attachments[0]), b"log line 1\nlog line 2");
+}
+
+#[test]
+fn lines_starting_with_a_dot_survive() {
+    // The session removed the SMTP dot-stuffing; what remains are the author's own dots.
+    let req = convert_fixture("dot-stuffed.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.text_body.as_deref(), Some("first line\r\n.hidden line\r\n..\r\n.\r\nlast line\r\n"));
+}
+
+#[test]
+fn missing_subject_stays_missing() {
+    let req = convert_fixture("no-subject.eml", &env("", &["ann@example.org"]));
+    assert_eq!(req.subject, None);
+    assert_eq!(req.text_body.as_deref(), Some("No subject here.\r\n"));
+    assert_eq!(header(&req, "Message-ID"), Some("<nosubj@example.com>"));
+    let json = serde_json::to_value(&req).unwrap();
+    assert!(json.get("Subject").is_none());
+}
+
+#[test]
+fn missing_from_uses_the_envelope_sender() {
+    let req = convert_fixture("no-from.eml", &env("daemon@host.example.com", &["ann@example.org"]));
+    assert_eq!(req.from, "daemon@host.example.com");
+    assert_eq!(req.subject.as_deref(), Some("who sent this"));
+}
+
+#[test]
+fn missing_from_and_null_sender_is_an_error() {
+    let err =
+        to_postmark(&fixture("no-from.eml"), &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::NoSender);
+    let raw = b"From: not an address\r\nTo: ann@example.org\r\n\r\nx\r\n";
+    let err = to_postmark(raw, &env("also-not-valid", &["ann@example.org"]), &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::NoSender);
+}
+
+#[test]
+fn invalid_from_header_falls_back_to_the_envelope_sender() {
+    let raw = b"From: Broken <no-at-sign>\r\nTo: ann@example.org\r\n\r\nx\r\n";
+    let req = to_postmark(raw, &env("app@example.com", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.from, "app@example.com");
+}
+
+#[test]
+fn x_pm_headers_map_to_fields_and_leave_headers() {
+    let opts = ConvertOptions { message_stream: Some("outbound".into()) };
+    let req = to_postmark(&fixture("x-pm-headers.eml"), &env("", &["ann@example.org"]), &opts).unwrap();
+    // The header wins over the configured default.
+    assert_eq!(req.message_stream.as_deref(), Some("broadcasts"));
+    assert_eq!(req.tag.as_deref(), Some("welcome ✓"));
+    assert_eq!(req.track_opens, Some(true));
+    assert_eq!(req.track_links, Some(TrackLinks::HtmlOnly));
+    assert_eq!(
+        req.metadata,
+        [("Customer-Id".to_owned(), "12345".to_owned()), ("plan".to_owned(), "pro".to_owned())].into_iter().collect()
+    );
+    assert_eq!(header_names(&req), ["X-PM-Bounce-Type", "X-Custom", "Message-ID"]);
+    assert_eq!(header(&req, "X-Custom"), Some("kept"));
+    assert_eq!(header(&req, "Message-ID"), Some("<ctl-1@example.com>"));
+
+    let json = serde_json::to_value(&req).unwrap();
+    assert_eq!(json["TrackLinks"], "HtmlOnly");
+    assert_eq!(json["TrackOpens"], true);
+    assert_eq!(json["Metadata"]["plan"], "pro");
+}
+
+#[test]
+fn invalid_x_pm_track_values_are_errors() {
+    let raw = b"From: a@example.com\r\nTo: ann@example.org\r\nX-PM-TrackOpens: yes\r\n\r\nx\r\n";
+    let err = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap_err();
+    assert!(matches!(err, ConvertError::InvalidHeader { header: "X-PM-TrackOpens", ref value, .. } if value == "yes"));
+    let raw = b"From: a@example.com\r\nTo: ann@example.org\r\nX-PM-TrackLinks: Always\r\n\r\nx\r\n";
+    let err = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap_err();
+    assert!(matches!(err, ConvertError::InvalidHeader { header: "X-PM-TrackLinks", .. }));
+    for (value, expected) in
+        [("None", TrackLinks::None), ("HTMLANDTEXT", TrackLinks::HtmlAndText), ("textonly", TrackLinks::TextOnly)]
+    {
+        let raw = format!("From: a@example.com\r\nX-PM-TrackLinks: {value}\r\n\r\nx\r\n");
+        let req = to_postmark(raw.as_bytes(), &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+        assert_eq!(req.track_links, Some(expected));
+    }
+}
+
+#[test]
+fn envelope_rule_adds_bcc_and_excludes_header_only_recipients() {
+    let envelope = env("app@example.com", &["ann@example.org", "cy@example.org", "secret@hidden.example"]);
+    let req = convert_fixture("envelope.eml", &envelope);
+    assert_eq!(req.to, "Ann <ann@example.org>");
+    assert_eq!(req.cc.as_deref(), Some("Cy <cy@EXAMPLE.org>"));
+    assert_eq!(req.bcc.as_deref(), Some("secret@hidden.example"));
+    assert_eq!(
+        header(&req, "X-Relay-Original-To"),
+        Some("Ann <ann@example.org>, Other Person <other@elsewhere.example>")
+    );
+    // Cc only repeated Ann (delivered through To), nobody outside the envelope.
+    assert_eq!(header(&req, "X-Relay-Original-Cc"), None);
+
+    // The delivery set equals the envelope set exactly.
+    let mut delivered: Vec<String> = [req.to.as_str(), req.cc.as_deref().unwrap(), req.bcc.as_deref().unwrap()]
+        .iter()
+        .flat_map(|list| list.split(", "))
+        .map(|m| {
+            let addr = m.rsplit_once('<').map_or(m, |(_, a)| a.trim_end_matches('>'));
+            address::key(addr)
+        })
+        .collect();
+    delivered.sort();
+    let mut expected: Vec<String> = envelope.rcpt_to.iter().map(|a| address::key(a)).collect();
+    expected.sort();
+    assert_eq!(delivered, expected);
+}
+
+#[test]
+fn header_recipient_outside_the_envelope_gets_no_copy_even_if_it_empties_to() {
+    let req = convert_fixture("envelope.eml", &env("", &["other@ELSEWHERE.example"]));
+    assert_eq!(req.to, "Other Person <other@elsewhere.example>");
+    assert_eq!(req.cc, None);
+    assert_eq!(req.bcc, None);
+    assert_eq!(header(&req, "X-Relay-Original-Cc"), Some("Cy <cy@EXAMPLE.org>, ann@example.org"));
+
+    let req = convert_fixture("envelope.eml", &env("", &["bcc-only@hidden.example"]));
+    assert_eq!(req.to, "");
+    assert_eq!(req.cc, None);
+    assert_eq!(req.bcc.as_deref(), Some("bcc-only@hidden.example"));
+}
+
+#[test]
+fn recipient_limit_counts_distinct_envelope_addresses() {
+    let raw = fixture("alternative.eml");
+    let fifty: Vec<String> = (0..50).map(|i| format!("r{i}@example.org")).collect();
+    let mut envelope = Envelope::new("", fifty.clone());
+    // "R0" is another local part than "r0" (local parts may be case-sensitive): a 51st mailbox.
+    envelope.rcpt_to.push("R0@EXAMPLE.org".into());
+    let err = to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::TooManyRecipients { count: 51 });
+
+    let mut envelope = Envelope::new("", fifty);
+    envelope.rcpt_to.push("r0@EXAMPLE.org".into()); // a duplicate of r0@example.org
+    let req = to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap();
+    assert_eq!(req.bcc.unwrap().split(", ").count(), 50);
+
+    let err = to_postmark(&raw, &Envelope::new("", Vec::<String>::new()), &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::NoRecipients);
+}
+
+#[test]
+fn headers_postmark_builds_are_not_copied() {
+    let req = convert_fixture("alternative.eml", &env("", &["ann@example.org"]));
+    for dropped in [
+        "From",
+        "To",
+        "Cc",
+        "Subject",
+        "Reply-To",
+        "Date",
+        "MIME-Version",
+        "Content-Type",
+        "Received",
+        "Return-Path",
+        "DKIM-Signature",
+    ] {
+        assert_eq!(header(&req, dropped), None, "{dropped} must not be copied");
+    }
+}
+
+#[test]
+fn no_header_section_is_unparseable() {
+    let err = to_postmark(b"", &env("a@example.com", &["b@example.org"]), &ConvertOptions::default()).unwrap_err();
+    assert_eq!(err, ConvertError::Unparseable);
+}
+
+#[test]
+fn request_serialises_with_postmark_keys() {
+    let req = convert_fixture("related-inline.eml", &env("", &["ann@example.org", "x@example.net"]));
+    let json = serde_json::to_value(&req).unwrap();
+    assert_eq!(json["From"], "shop@example.com");
+    assert_eq!(json["To"], "ann@example.org");
+    assert_eq!(json["Bcc"], "x@example.net");
+    assert_eq!(json["Attachments"][0]["ContentID"], "cid:logo@shop.example");
+    assert_eq!(json["Attachments"][0]["Name"], "logo.png");
+    assert!(json["Attachments"][1].get("ContentID").is_none());
+    assert!(json.get("Cc").is_none());
+}
+
+#[test]
+fn html_only_message_has_no_text_body() {
+    let raw =
+        b"From: a@example.com\r\nTo: ann@example.org\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hi</p>\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.html_body.as_deref(), Some("<p>Hi</p>\r\n"));
+    assert_eq!(req.text_body, None);
+    assert!(req.attachments.is_empty());
+}
+
+#[test]
+fn attachment_only_message_gets_an_empty_text_body() {
+    let raw = b"From: scanner@example.com\r\nTo: ann@example.org\r\nSubject: Scan\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"s\"\r\n\r\n--s\r\nContent-Type: application/pdf; name=\"scan.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--s--\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some(""));
+    assert_eq!(req.html_body, None);
+    assert_eq!(req.attachments.len(), 1);
+    assert_eq!(req.attachments[0].name, "scan.pdf");
+    assert_eq!(decoded(&req.attachments[0]), b"%PDF-");
+}
+
+#[test]
+fn a_footer_after_the_alternative_is_appended_to_the_text_body() {
+    let raw = b"From: list@example.com\r\nTo: ann@example.org\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n\
+--a\r\nContent-Type: text/plain\r\n\r\nHello\r\nthere\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>Hello</p>\r\n--a--\r\n\
+--m\r\nContent-Type: text/plain\r\nContent-Disposition: inline\r\n\r\n-- \r\nList footer\r\n--m--\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("Hello\r\nthere\r\n-- \r\nList footer"));
+    assert_eq!(req.html_body.as_deref(), Some("<p>Hello</p>"));
+    assert!(req.attachments.is_empty());
+}
+
+#[test]
+fn a_named_text_part_is_an_attachment_not_a_body() {
+    let raw = b"From: a@example.com\r\nTo: ann@example.org\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain\r\n\r\nSee notes.\r\n\
+--m\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline; filename=\"notes.txt\"\r\n\r\nnote 1\r\n--m--\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("See notes."));
+    assert_eq!(req.attachments.len(), 1);
+    assert_eq!(req.attachments[0].name, "notes.txt");
+    assert_eq!(decoded(&req.attachments[0]), b"note 1");
+}
+
+#[test]
+fn control_characters_in_decoded_control_headers_become_spaces() {
+    let raw = b"From: a@example.com\r\nX-PM-Tag: =?UTF-8?Q?a=0D=0AX-Evil:_1?=\r\nX-PM-Metadata-k: =?UTF-8?Q?v=00w?=\r\n\r\nx\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.tag.as_deref(), Some("a  X-Evil: 1"));
+    assert_eq!(req.metadata["k"], "v w");
+}
+
+#[test]
+fn control_headers_given_twice_keep_the_first() {
+    let raw = b"From: a@example.com\r\nX-PM-Tag: first\r\nX-PM-Tag: second\r\nX-PM-Message-Stream: s1\r\n\
+X-PM-Message-Stream: s2\r\nX-PM-Metadata-k: 1\r\nx-pm-metadata-k: 2\r\nX-PM-Track-Opens: false\r\n\r\nx\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.tag.as_deref(), Some("first"));
+    assert_eq!(req.message_stream.as_deref(), Some("s1"));
+    assert_eq!(req.metadata.len(), 1);
+    assert_eq!(req.metadata["k"], "1");
+    assert_eq!(req.track_opens, Some(false));
+    assert!(req.headers.is_empty());
+}

@@ -1,0 +1,157 @@
+//! Delivery over Postmark's HTTP API: `/email` for one message, `/email/batch` (≤ 500 messages,
+//! ≤ 50 MB) when several are due, each item's own `ErrorCode` handled.
+//!
+//! The HTTP client does no retries of its own; retrying belongs to the queue (one retry layer).
+//! Postmark has no idempotency key, so a timeout or a reset after the request went out may mean
+//! Postmark accepted the message: it is retried (at-least-once), which is the duplicate window
+//! described in the spool documentation. A connect failure never duplicates.
+
+use std::time::Duration;
+
+use postmark_server::types::{SendEmailRequest, SendEmailResponse};
+use postmark_server::{ServerClient, ServerClientBuilder, Token};
+
+use super::Outcome;
+use super::policy::{Class, classify_error_code, classify_http};
+use crate::convert::{self, ConvertOptions};
+use crate::spool::StoredMessage;
+
+/// Most messages per `/email/batch` request (Postmark's limit).
+pub const MAX_BATCH: usize = 500;
+/// Most raw message bytes per batch: base64 grows attachments by a third, and the request must
+/// stay under Postmark's 50 MB.
+pub const MAX_BATCH_RAW_BYTES: usize = 30 * 1024 * 1024;
+
+/// The `/email` request for `msg`.
+pub fn request_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<SendEmailRequest, String> {
+    convert::to_postmark(&msg.raw, &msg.header.envelope, opts)
+        .map_err(|e| format!("cannot convert the message for Postmark's API: {e}"))
+}
+
+/// The API backend.
+#[derive(Debug)]
+pub struct Api {
+    client: ServerClient,
+    convert: ConvertOptions,
+}
+
+impl Api {
+    /// A backend sending to `base_url` with the server token.
+    pub fn new(base_url: &str, token: &str, timeout: Duration, convert: ConvertOptions) -> Result<Self, String> {
+        let client = ServerClientBuilder::new(Token::new(token))
+            .base_url(base_url)
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("postmark-relay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the API client: {e}"))?;
+        Ok(Self { client, convert })
+    }
+
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
+        let mut requests = Vec::new();
+        let mut index = Vec::new();
+        for (i, msg) in messages.iter().enumerate() {
+            match request_for(msg, &self.convert) {
+                Ok(req) => {
+                    requests.push(req);
+                    index.push(i);
+                }
+                Err(reason) => outcomes[i] = Some(Outcome::Permanent(reason)),
+            }
+        }
+        let results = if requests.len() > 1 {
+            self.send_batch(requests).await
+        } else if let Some(request) = requests.pop() {
+            vec![self.send_one(request).await]
+        } else {
+            Vec::new()
+        };
+        for (i, outcome) in index.into_iter().zip(results) {
+            outcomes[i] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Outcome::Transient("no result from Postmark".into())))
+            .collect()
+    }
+
+    async fn send_one(&self, request: SendEmailRequest) -> Outcome {
+        match self.client.send_email().body(request).send().await {
+            Ok(resp) => item_outcome(&resp.into_inner()),
+            Err(e) => error_outcome(&postmark_server::Error::from(e)),
+        }
+    }
+
+    async fn send_batch(&self, requests: Vec<SendEmailRequest>) -> Vec<Outcome> {
+        let n = requests.len();
+        // Kept for a one-by-one fallback if Postmark refuses the batch as a whole.
+        let copies = requests.clone();
+        match self.client.send_email_batch().body(requests).send().await {
+            Ok(resp) => {
+                let items = resp.into_inner();
+                let mut out: Vec<Outcome> = items.iter().take(n).map(item_outcome).collect();
+                while out.len() < n {
+                    out.push(Outcome::Transient("Postmark's batch answer had fewer results than messages".into()));
+                }
+                out
+            }
+            Err(e) => {
+                let e = postmark_server::Error::from(e);
+                match error_outcome(&e) {
+                    // One bad message (or a batch too large) must not sink the others: send
+                    // each on its own and let Postmark judge them one by one.
+                    Outcome::Permanent(reason) => {
+                        tracing::warn!(messages = n, error = %reason, "Postmark refused the batch as a whole; sending its messages one by one");
+                        let mut out = Vec::with_capacity(n);
+                        for req in copies {
+                            out.push(self.send_one(req).await);
+                        }
+                        out
+                    }
+                    other => vec![other; n],
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of one `SendEmailResponse` (the answer to `/email`, or one batch item).
+fn item_outcome(resp: &SendEmailResponse) -> Outcome {
+    let reason = || format!("Postmark ErrorCode {}: {}", resp.error_code, resp.message);
+    match classify_error_code(resp.error_code) {
+        Class::Delivered => {
+            Outcome::Delivered { reference: resp.message_id.clone().unwrap_or_else(|| "(no MessageID)".into()) }
+        }
+        Class::Transient => Outcome::Transient(reason()),
+        Class::Permanent => Outcome::Permanent(reason()),
+        Class::Operator => Outcome::Operator(reason()),
+    }
+}
+
+/// The outcome of a failed request.
+fn error_outcome(e: &postmark_server::Error) -> Outcome {
+    use postmark_server::Error as E;
+    let reason = e.to_string();
+    match e {
+        E::Api { status, code, .. } => outcome_of(classify_http(*status, Some(code.as_i64())), reason),
+        E::UnexpectedResponse { status, .. } => outcome_of(classify_http(*status, None), reason),
+        // The request may or may not have reached Postmark: retry (at-least-once).
+        E::Transport { .. } => Outcome::Transient(reason),
+        // A 2xx whose body we could not read: Postmark accepted the message.
+        E::Decode { .. } => Outcome::Delivered { reference: "(accepted; response not understood)".into() },
+        E::InvalidRequest(_) => Outcome::Permanent(reason),
+        E::Config(_) => Outcome::Operator(reason),
+        _ => Outcome::Transient(reason),
+    }
+}
+
+fn outcome_of(class: Class, reason: String) -> Outcome {
+    match class {
+        Class::Delivered => Outcome::Delivered { reference: reason },
+        Class::Transient => Outcome::Transient(reason),
+        Class::Permanent => Outcome::Permanent(reason),
+        Class::Operator => Outcome::Operator(reason),
+    }
+}

@@ -1,0 +1,54 @@
+//! Dry-run: write what would be sent under `<spool>/dry-run/` instead of sending it.
+//!
+//! API-shaped output is `<id>.json`, the exact Postmark request body for `/email`. SMTP-shaped
+//! output is `<id>.eml`, the exact bytes that would go after `DATA`, plus `<id>.envelope.json`
+//! with the `MAIL FROM` and `RCPT TO` that would be used.
+
+use std::sync::Arc;
+
+use super::Outcome;
+use crate::convert::ConvertOptions;
+use crate::envelope::Via;
+use crate::spool::{Spool, StoredMessage};
+
+/// The dry-run backend.
+#[derive(Debug)]
+pub struct DryRun {
+    spool: Arc<Spool>,
+    via: Via,
+    convert: ConvertOptions,
+}
+
+impl DryRun {
+    /// Writes under `spool`'s `dry-run/` folder, shaped for `via`.
+    pub fn new(spool: Arc<Spool>, via: Via, convert: ConvertOptions) -> Self {
+        Self { spool, via, convert }
+    }
+
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
+        messages.iter().map(|m| self.write(m)).collect()
+    }
+
+    fn write(&self, msg: &StoredMessage) -> Outcome {
+        let id = &msg.id;
+        let written = match self.via {
+            Via::Api => match super::api::request_for(msg, &self.convert) {
+                Ok(request) => {
+                    let json = serde_json::to_vec_pretty(&request).unwrap_or_default();
+                    self.spool.write_dry_run(&format!("{id}.json"), &json)
+                }
+                Err(reason) => return Outcome::Permanent(reason),
+            },
+            Via::Smtp => {
+                let envelope = serde_json::to_vec_pretty(&msg.header.envelope).unwrap_or_default();
+                self.spool
+                    .write_dry_run(&format!("{id}.envelope.json"), &envelope)
+                    .and_then(|_| self.spool.write_dry_run(&format!("{id}.eml"), &msg.raw))
+            }
+        };
+        match written {
+            Ok(path) => Outcome::Delivered { reference: format!("dry-run {}", path.display()) },
+            Err(e) => Outcome::Transient(format!("cannot write dry-run output: {e}")),
+        }
+    }
+}

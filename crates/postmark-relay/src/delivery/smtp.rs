@@ -1,0 +1,400 @@
+//! Delivery over Postmark's SMTP service with mail-send.
+//!
+//! * STARTTLS is required (mail-send refuses to go on without it) and the certificate is
+//!   verified against the system's roots plus `--smtp-ca`.
+//! * Credentials: the SMTP token of the message's stream (`X-PM-Message-Stream`, else
+//!   `--message-stream`) from the config file's `[streams]`; else the default SMTP token
+//!   (`POSTMARK_SMTP_ACCESS_KEY`/`POSTMARK_SMTP_SECRET_KEY`); else the server token as both user
+//!   and password (Postmark then routes by the header itself).
+//! * The original envelope and the message bytes unchanged. mail-send ends the data with
+//!   `\r\n.\r\n` whatever the message ends with; every message received over SMTP already ends in
+//!   CRLF, so exactly one trailing CRLF is dropped first ([`data_bytes`]) and the upstream copy is
+//!   byte-identical. mail-send also dot-stuffs a `.` after a *bare* CR or LF (a defence against
+//!   SMTP smuggling); a strict receiver keeps that extra dot, so a message with a bare CR/LF
+//!   followed by `.` is the one case that does not arrive byte-identical.
+//! * One connection per credential is kept open and reused; it is replaced when it fails or has
+//!   been idle for [`IDLE_REUSE`].
+//! * Per recipient: 2xx sent, 4xx retried later, 5xx a dead letter for that recipient.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mail_send::smtp::message::Parameters;
+use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
+use rustls::ClientConfig;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use smtp_proto::{EXT_8BIT_MIME, EXT_SMTP_UTF8};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::policy::{Class, classify_smtp};
+use super::{Outcome, RecipientOutcome};
+use crate::config::{Config, Credentials as Creds, SmtpUpstream};
+use crate::spool::StoredMessage;
+
+/// A pooled connection idle longer than this is replaced rather than reused (servers commonly
+/// drop idle clients after a minute or so).
+pub const IDLE_REUSE: Duration = Duration::from_secs(50);
+/// Timeout for each SMTP command and for the whole DATA transfer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The bytes to hand to the SMTP client for `raw`: both mail-send and lettre end the data with
+/// `\r\n.\r\n` whatever the message ends with, so a message that already ends in CRLF (every
+/// message received over SMTP does) would arrive with one extra empty line. Dropping exactly one
+/// trailing CRLF makes the upstream copy byte-identical.
+pub fn data_bytes(raw: &[u8]) -> &[u8] {
+    raw.strip_suffix(b"\r\n").unwrap_or(raw)
+}
+
+/// Builds the TLS connector: the platform's roots plus the PEM certificates in `extra_ca`.
+pub fn tls_connector(extra_ca: Option<&Path>) -> Result<TlsConnector, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut extra: Vec<CertificateDer<'static>> = Vec::new();
+    if let Some(path) = extra_ca {
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("--smtp-ca {}: {e}", path.display()))? {
+            extra.push(cert.map_err(|e| format!("--smtp-ca {}: {e}", path.display()))?);
+        }
+        if extra.is_empty() {
+            return Err(format!("--smtp-ca {}: no certificate in the file", path.display()));
+        }
+    }
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
+        .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+struct Connection {
+    client: SmtpClient<TlsStream<TcpStream>>,
+    eight_bit_mime: bool,
+    smtputf8: bool,
+    last_used: Instant,
+}
+
+/// Which credential a message uses (the key of the connection pool; never logged with secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum CredentialId {
+    Stream(String),
+    SmtpToken,
+    ServerToken,
+}
+
+/// The SMTP backend.
+pub struct Smtp {
+    upstream: SmtpUpstream,
+    tls: TlsConnector,
+    credentials: Creds,
+    default_stream: Option<String>,
+    helo_host: String,
+    pool: HashMap<CredentialId, Connection>,
+}
+
+impl std::fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Smtp")
+            .field("upstream", &self.upstream)
+            .field("connections", &self.pool.len())
+            .finish_non_exhaustive()
+    }
+}
+
+enum Failure {
+    /// The connection is unusable; `before_data` tells whether nothing of this message was
+    /// committed upstream (so a fresh connection may try again at once).
+    Broken { reason: String, before_data: bool },
+}
+
+impl Smtp {
+    /// A backend for the upstream, credentials and CA in `config`.
+    pub fn new(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            upstream: config.smtp.clone(),
+            tls: tls_connector(config.smtp_ca.as_deref())?,
+            credentials: config.credentials.clone(),
+            default_stream: config.message_stream.clone(),
+            helo_host: config.session.hostname.clone(),
+            pool: HashMap::new(),
+        })
+    }
+
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(messages.len());
+        for msg in messages {
+            out.push(self.deliver_one(msg).await);
+        }
+        out
+    }
+
+    fn pick_credentials(&self, raw: &[u8]) -> Option<(CredentialId, Credentials<String>)> {
+        let stream = header_value(raw, "X-PM-Message-Stream").or_else(|| self.default_stream.clone());
+        if let Some(stream) = stream
+            && let Some(key) = self.credentials.streams.get(&stream)
+        {
+            return Some((
+                CredentialId::Stream(stream),
+                Credentials::new(key.access_key.expose().to_string(), key.secret_key.expose().to_string()),
+            ));
+        }
+        if let Some(key) = &self.credentials.smtp {
+            return Some((
+                CredentialId::SmtpToken,
+                Credentials::new(key.access_key.expose().to_string(), key.secret_key.expose().to_string()),
+            ));
+        }
+        self.credentials
+            .server_token
+            .as_ref()
+            .map(|t| (CredentialId::ServerToken, Credentials::new(t.expose().to_string(), t.expose().to_string())))
+    }
+
+    async fn deliver_one(&mut self, msg: &StoredMessage) -> Outcome {
+        let Some((id, creds)) = self.pick_credentials(&msg.raw) else {
+            let stream = header_value(&msg.raw, "X-PM-Message-Stream").unwrap_or_default();
+            tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
+            return Outcome::Transient(format!("no SMTP token configured for message stream {stream:?}"));
+        };
+        for attempt in 0..2 {
+            let reused = match self.pool.get(&id) {
+                Some(c) if c.last_used.elapsed() < IDLE_REUSE => true,
+                Some(_) => {
+                    self.pool.remove(&id);
+                    false
+                }
+                None => false,
+            };
+            if !reused {
+                match self.connect(&creds).await {
+                    Ok(conn) => {
+                        self.pool.insert(id.clone(), conn);
+                    }
+                    Err(outcome) => return outcome,
+                }
+            }
+            let Some(conn) = self.pool.get_mut(&id) else {
+                return Outcome::Transient("no upstream connection".into());
+            };
+            match send(conn, msg).await {
+                Ok(outcome) => {
+                    conn.last_used = Instant::now();
+                    return outcome;
+                }
+                Err(Failure::Broken { reason, before_data }) => {
+                    self.pool.remove(&id);
+                    if reused && before_data && attempt == 0 {
+                        tracing::debug!(error = %reason, "reused upstream connection failed; reconnecting");
+                        continue;
+                    }
+                    return Outcome::Transient(format!("upstream SMTP connection failed: {reason}"));
+                }
+            }
+        }
+        Outcome::Transient("upstream SMTP connection failed twice".into())
+    }
+
+    async fn connect(&self, creds: &Credentials<String>) -> Result<Connection, Outcome> {
+        let up = &self.upstream;
+        let builder = SmtpClientBuilder::new_with_tls_connector(up.host.clone(), up.port, self.tls.clone())
+            .implicit_tls(up.implicit_tls)
+            .say_ehlo(false)
+            .helo_host(self.helo_host.clone())
+            .timeout(COMMAND_TIMEOUT);
+        let mut client = builder.connect().await.map_err(connect_outcome)?;
+        let caps = client.ehlo(&self.helo_host).await.map_err(connect_outcome)?;
+        client.authenticate(creds, &caps).await.map_err(connect_outcome)?;
+        Ok(Connection {
+            eight_bit_mime: caps.has_capability(EXT_8BIT_MIME),
+            smtputf8: caps.has_capability(EXT_SMTP_UTF8),
+            client,
+            last_used: Instant::now(),
+        })
+    }
+}
+
+/// Classifies a failure to connect, secure, or authenticate.
+fn connect_outcome(e: mail_send::Error) -> Outcome {
+    use mail_send::Error as E;
+    let reason = format!("upstream SMTP: {e}");
+    match &e {
+        E::MissingStartTls => Outcome::Operator(format!("{reason}; refusing to send without TLS")),
+        E::Tls(tls) if matches!(**tls, rustls::Error::InvalidCertificate(_)) => {
+            Outcome::Operator(format!("{reason}; the upstream certificate is not trusted"))
+        }
+        E::InvalidTLSName => Outcome::Operator(reason),
+        E::AuthenticationFailed(_) | E::UnsupportedAuthMechanism | E::Auth(_) | E::MissingCredentials => {
+            Outcome::Operator(format!("{reason} (check the SMTP token)"))
+        }
+        E::UnexpectedReply(r) if classify_smtp(r.code) == Class::Operator => Outcome::Operator(reason),
+        _ => Outcome::Transient(reason),
+    }
+}
+
+fn reply_text(r: &smtp_proto::Response<String>) -> String {
+    let [a, b, c] = r.esc;
+    if a == 0 { format!("{} {}", r.code, r.message) } else { format!("{} {a}.{b}.{c} {}", r.code, r.message) }
+}
+
+/// One transaction on an established connection.
+async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<Outcome, Failure> {
+    let envelope = &msg.header.envelope;
+    let broken = |e: mail_send::Error, before_data: bool| Failure::Broken { reason: e.to_string(), before_data };
+
+    let mut params = Parameters::new();
+    if msg.raw.iter().any(|b| !b.is_ascii()) && conn.eight_bit_mime {
+        params.add(("BODY", "8BITMIME"));
+    }
+    let needs_utf8 = !envelope.mail_from.is_ascii() || envelope.rcpt_to.iter().any(|r| !r.is_ascii());
+    if needs_utf8 {
+        if !conn.smtputf8 {
+            return Ok(Outcome::Permanent(
+                "the upstream server does not support SMTPUTF8, needed for a non-ASCII address".into(),
+            ));
+        }
+        params.add("SMTPUTF8");
+    }
+
+    match conn.client.mail_from(&envelope.mail_from, &params).await {
+        Ok(()) => {}
+        Err(mail_send::Error::UnexpectedReply(r)) => {
+            let _ = conn.client.rset().await;
+            let reason = format!("upstream refused MAIL FROM: {}", reply_text(&r));
+            return Ok(match classify_smtp(r.code) {
+                Class::Transient => Outcome::Transient(reason),
+                Class::Operator => Outcome::Operator(reason),
+                _ => Outcome::Permanent(reason),
+            });
+        }
+        Err(e) => return Err(broken(e, true)),
+    }
+
+    let mut result = RecipientOutcome::default();
+    let mut accepted = Vec::new();
+    for rcpt in &envelope.rcpt_to {
+        match conn.client.rcpt_to(rcpt, &Parameters::new()).await {
+            Ok(()) => accepted.push(rcpt.clone()),
+            Err(mail_send::Error::UnexpectedReply(r)) => {
+                let reason = format!("upstream refused RCPT TO: {}", reply_text(&r));
+                if (400..500).contains(&r.code) {
+                    result.retry.push(rcpt.clone());
+                    result.retry_reason = reason;
+                } else {
+                    result.failed.push(rcpt.clone());
+                    result.failed_reason = reason;
+                }
+            }
+            Err(e) => return Err(broken(e, true)),
+        }
+    }
+    if accepted.is_empty() {
+        let _ = conn.client.rset().await;
+        return Ok(Outcome::PerRecipient(result));
+    }
+
+    match conn.client.data(data_bytes(&msg.raw)).await {
+        Ok(reply) => {
+            result.delivered = accepted;
+            result.reference = reply_text(&reply);
+        }
+        Err(mail_send::Error::UnexpectedReply(r)) => {
+            let reason = format!("upstream refused the message: {}", reply_text(&r));
+            let _ = conn.client.rset().await;
+            if (400..500).contains(&r.code) {
+                result.retry.extend(accepted);
+                result.retry_reason = reason;
+            } else {
+                result.failed.extend(accepted);
+                result.failed_reason = reason;
+            }
+        }
+        // The data may have been taken: retrying risks a duplicate, not retrying risks a loss.
+        Err(e) => return Err(broken(e, false)),
+    }
+    Ok(match (&result.retry.is_empty(), &result.failed.is_empty()) {
+        (true, true) => Outcome::Delivered { reference: result.reference },
+        _ => Outcome::PerRecipient(result),
+    })
+}
+
+/// The unfolded value of the first header called `name` (case-insensitive) in the message's
+/// header section.
+pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
+    let mut value: Option<String> = None;
+    let mut in_wanted = false;
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            if in_wanted && let Some(v) = value.as_mut() {
+                v.push(' ');
+                v.push_str(String::from_utf8_lossy(line).trim());
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        in_wanted = false;
+        if let Some(colon) = line.iter().position(|&b| b == b':')
+            && line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
+        {
+            in_wanted = true;
+            value = Some(String::from_utf8_lossy(&line[colon + 1..]).trim().to_string());
+        }
+    }
+    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_one_trailing_crlf_is_dropped() {
+        assert_eq!(data_bytes(b"a\r\n\r\n"), b"a\r\n");
+        assert_eq!(data_bytes(b"a\r\n"), b"a");
+        assert_eq!(data_bytes(b"a"), b"a");
+        assert_eq!(data_bytes(b""), b"");
+    }
+
+    #[test]
+    fn header_value_finds_folded_headers_and_stops_at_the_body() {
+        let raw = b"From: a@example.com\r\nX-PM-Message-Stream:\r\n  broadcast \r\nSubject: s\r\n\r\nX-PM-Message-Stream: body\r\n";
+        assert_eq!(header_value(raw, "x-pm-message-stream").as_deref(), Some("broadcast"));
+        assert_eq!(header_value(raw, "Subject").as_deref(), Some("s"));
+        assert_eq!(header_value(b"Subject: s\r\n\r\nX-PM-Message-Stream: b\r\n", "X-PM-Message-Stream"), None);
+        assert_eq!(header_value(b"Subject: s\n\nbody", "subject").as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn certificate_and_auth_problems_pause_instead_of_bouncing() {
+        assert!(matches!(connect_outcome(mail_send::Error::MissingStartTls), Outcome::Operator(_)));
+        assert!(matches!(connect_outcome(mail_send::Error::UnsupportedAuthMechanism), Outcome::Operator(_)));
+        let bad_cert =
+            mail_send::Error::Tls(Box::new(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)));
+        assert!(matches!(connect_outcome(bad_cert), Outcome::Operator(_)));
+        let io = mail_send::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        assert!(matches!(connect_outcome(io), Outcome::Transient(_)));
+        assert!(matches!(connect_outcome(mail_send::Error::Timeout), Outcome::Transient(_)));
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_reported() {
+        let e = tls_connector(Some(Path::new("/no/such/ca.pem"))).err().unwrap();
+        assert!(e.contains("/no/such/ca.pem"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = tls_connector(Some(&empty)).err().unwrap();
+        assert!(e.contains("no certificate"), "{e}");
+    }
+}

@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod convert;
+pub mod delivery;
+pub mod envelope;
+pub mod listener;
+pub mod queue;
+pub mod relay;
+pub mod session;
+pub mod shutdown;
+pub mod spool;
+pub mod validate;
+
+pub use envelope::{Envelope, Via};
+pub use relay::{RunningRelay, StartError, start};

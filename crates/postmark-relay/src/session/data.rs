@@ -1,0 +1,251 @@
+//! DATA: receiving the message within the size limit, then validating and spooling it.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::reply::Reply;
+use super::{Event, Protocol, State};
+use crate::convert::ConvertOptions;
+use crate::envelope::{Envelope, Via};
+use crate::spool::{QueueId, Spool, StoreError};
+use crate::validate;
+
+impl Protocol {
+    /// `DATA`: needs a sender and at least one recipient.
+    pub(super) fn data(&mut self, out: &mut Vec<u8>) -> Option<Event> {
+        match &self.tx {
+            None => self.error(out, Reply::new(503, "5.5.1", "Send MAIL FROM first")),
+            Some(tx) if tx.rcpt_to.is_empty() => self.error(out, Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(_) => {
+                self.state = State::Data(DataReader::new(self.cfg.max_message_size));
+                Reply::plain(354, "End data with <CR><LF>.<CR><LF>").write_to(out);
+                None
+            }
+        }
+    }
+
+    /// Feeds message bytes; at the end of the message yields it (or answers `552 5.3.4` if it
+    /// was over the limit).
+    pub(super) fn data_bytes(&mut self, bytes: &mut std::slice::Iter<'_, u8>, out: &mut Vec<u8>) -> Option<Event> {
+        let State::Data(reader) = &mut self.state else {
+            return None;
+        };
+        let mut input = bytes.as_slice();
+        let done = reader.feed(&mut input);
+        *bytes = input.iter();
+        if !done {
+            return Some(Event::NeedInput);
+        }
+        let limit = self.cfg.max_message_size;
+        let raw = reader.take();
+        let tx = self.tx.take().unwrap_or_default();
+        self.reset_after_message();
+        match raw {
+            Some(raw) => Some(Event::Message(Envelope { mail_from: tx.mail_from, rcpt_to: tx.rcpt_to }, raw)),
+            None => {
+                Reply::new(552, "5.3.4", format!("Message size exceeds fixed maximum message size of {limit} bytes"))
+                    .write_to(out);
+                None
+            }
+        }
+    }
+}
+
+/// Where the reader is within the current line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// Inside a line.
+    Text,
+    /// Just after a CR inside a line.
+    Cr,
+    /// At the start of a line (after CRLF, or at the start of the data).
+    LineStart,
+    /// After a dot that started a line.
+    Dot,
+    /// After a line-initial dot and a CR.
+    DotCr,
+}
+
+/// Reads the message after `DATA` (RFC 5321 §4.1.1.4 and §4.5.2), sans I/O.
+///
+/// * The data ends only at a line that is exactly `.`: `CRLF "." CRLF` (or `"." CRLF` as the very
+///   first line). A bare LF or CR never starts or ends a line here, so `LF.LF`, `CR.CR`,
+///   `CRLF.LF` and `CRLF.CR CR LF` are message content, which closes the SMTP smuggling
+///   variants.
+/// * A dot that starts a line (after CRLF) is removed (dot-unstuffing); nothing else changes.
+/// * The CRLF before the final dot belongs to the message, so a stored message ends in CRLF.
+/// * At most `limit` bytes are ever buffered: a message that grows past the limit is dropped at
+///   once and the rest is read to its end without being kept.
+#[derive(Debug)]
+pub(crate) struct DataReader {
+    position: Position,
+    buf: Vec<u8>,
+    limit: usize,
+    oversize: bool,
+}
+
+impl DataReader {
+    /// A reader for one message of at most `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self { position: Position::LineStart, buf: Vec::new(), limit, oversize: false }
+    }
+
+    /// Bytes of memory held for the message so far.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The message once [`DataReader::feed`] returned true; `None` if it was over the limit.
+    pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
+        (!self.oversize).then(|| std::mem::take(&mut self.buf))
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.oversize {
+            return;
+        }
+        let len = self.buf.len();
+        if len + bytes.len() > self.limit {
+            self.oversize = true;
+            self.buf = Vec::new();
+            return;
+        }
+        if self.buf.capacity() < len + bytes.len() {
+            // Grow by doubling, but never past the limit.
+            let wanted = (self.buf.capacity() * 2).max(len + bytes.len()).max(8 * 1024).min(self.limit);
+            self.buf.reserve_exact(wanted - len);
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Consumes bytes from `input` up to and including the terminating line; returns true when
+    /// the message is complete (the rest of `input` is left for the command parser).
+    pub(crate) fn feed(&mut self, input: &mut &[u8]) -> bool {
+        while let Some((&b, rest)) = input.split_first() {
+            match self.position {
+                Position::Text => {
+                    // Copy up to and including the next CR in one go.
+                    match input.iter().position(|&c| c == b'\r') {
+                        Some(p) => {
+                            let (line, tail) = input.split_at(p + 1);
+                            self.push(line);
+                            *input = tail;
+                            self.position = Position::Cr;
+                        }
+                        None => {
+                            self.push(input);
+                            *input = &[];
+                        }
+                    }
+                    continue;
+                }
+                Position::Cr => {
+                    self.push(&[b]);
+                    self.position = match b {
+                        b'\n' => Position::LineStart,
+                        b'\r' => Position::Cr,
+                        _ => Position::Text,
+                    };
+                }
+                Position::LineStart => {
+                    if b == b'.' {
+                        self.position = Position::Dot;
+                    } else {
+                        self.push(&[b]);
+                        self.position = if b == b'\r' { Position::Cr } else { Position::Text };
+                    }
+                }
+                Position::Dot => {
+                    if b == b'\r' {
+                        self.position = Position::DotCr;
+                    } else {
+                        self.push(&[b]);
+                        self.position = Position::Text;
+                    }
+                }
+                Position::DotCr => {
+                    *input = rest;
+                    if b == b'\n' {
+                        self.position = Position::LineStart;
+                        return true;
+                    }
+                    // Not the end: the dot was stuffing, the CR is content.
+                    self.push(b"\r");
+                    self.push(&[b]);
+                    self.position = if b == b'\r' { Position::Cr } else { Position::Text };
+                    continue;
+                }
+            }
+            *input = rest;
+        }
+        false
+    }
+}
+
+/// What a session does with a received message: validate it, write it to the spool, wake the
+/// delivery worker, and produce the reply.
+#[derive(Debug)]
+pub struct Acceptor {
+    spool: Arc<Spool>,
+    via: Via,
+    convert: Arc<ConvertOptions>,
+    queued: mpsc::UnboundedSender<QueueId>,
+}
+
+impl Acceptor {
+    /// An acceptor storing into `spool`, validating for delivery `via` (with the conversion
+    /// settings the delivery will use), and announcing new messages on `queued`.
+    pub fn new(spool: Arc<Spool>, via: Via, convert: ConvertOptions, queued: mpsc::UnboundedSender<QueueId>) -> Self {
+        Self { spool, via, convert: Arc::new(convert), queued }
+    }
+
+    /// Validates and stores one message; the reply is `250` only once the message is on disk.
+    pub async fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> Reply {
+        let size = raw.len();
+        let recipients = envelope.rcpt_to.len();
+        let spool = Arc::clone(&self.spool);
+        let via = self.via;
+        let convert = Arc::clone(&self.convert);
+        let result = tokio::task::spawn_blocking(move || -> Result<QueueId, Outcome> {
+            check(&raw, &envelope, via, &convert).map_err(Outcome::Rejected)?;
+            spool.store_blocking(&envelope, &raw).map_err(Outcome::Spool)
+        })
+        .await;
+        match result {
+            Ok(Ok(id)) => {
+                tracing::info!(queue_id = %id, size, recipients, "queued");
+                let _ = self.queued.send(id.clone());
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Ok(Err(Outcome::Rejected(reply))) => {
+                tracing::info!(size, recipients, reply = %reply, "rejected at end of DATA");
+                reply
+            }
+            Ok(Err(Outcome::Spool(StoreError::Full(e)))) => {
+                tracing::error!(size, recipients, error = %e, "spool full; message refused with 452");
+                Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
+            }
+            Ok(Err(Outcome::Spool(StoreError::Io(e)))) => {
+                tracing::error!(size, recipients, error = %e, "spool write failed; message refused with 451");
+                Reply::new(451, "4.3.0", "Local error writing the message, try again later")
+            }
+            Err(join) => {
+                tracing::error!(size, recipients, error = %join, "spool task failed; message refused with 451");
+                Reply::new(451, "4.3.0", "Local error writing the message, try again later")
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Rejected(Reply),
+    Spool(StoreError),
+}
+
+/// Accept-time checks (what Postmark would reject for the message's own shape), answered with a
+/// 5xx at the end of DATA.
+fn check(raw: &[u8], envelope: &Envelope, via: Via, convert: &ConvertOptions) -> Result<(), Reply> {
+    validate::validate(raw, envelope, via, convert).map(|_| ()).map_err(|r| Reply::new(r.code, r.enhanced, r.text))
+}

@@ -1,0 +1,43 @@
+//! RCPT TO.
+
+use smtp_proto::RcptTo;
+
+use super::mail::fold;
+use super::reply::Reply;
+use super::{Event, Protocol};
+
+impl Protocol {
+    /// `RCPT TO:<addr>`: at most `max_recipients` per transaction (Postmark's 50); the next one
+    /// gets `452 4.5.3`, which tells the client to send the rest in another transaction.
+    pub(super) fn rcpt(&mut self, to: RcptTo<String>, out: &mut Vec<u8>) -> Option<Event> {
+        let max = self.cfg.max_recipients;
+        let Some(tx) = self.tx.as_mut() else {
+            return self.error(out, Reply::new(503, "5.5.1", "Send MAIL FROM first"));
+        };
+        let address = to.address;
+        if address.is_empty() || !address.contains('@') {
+            return self.error(out, Reply::new(501, "5.1.3", "Recipient must be a full address (local@domain)"));
+        }
+        if !tx.smtputf8 && !address.is_ascii() {
+            return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+        }
+        let folded = fold(&address);
+        if tx.rcpt_to.iter().any(|r| fold(r) == folded) {
+            Reply::new(250, "2.1.5", "Recipient OK (duplicate ignored)").write_to(out);
+            return None;
+        }
+        if tx.rcpt_to.len() >= max {
+            // Not counted as a client error: this is the normal way to split a large send.
+            Reply::new(
+                452,
+                "4.5.3",
+                format!("Too many recipients; at most {max} per message, send the rest separately"),
+            )
+            .write_to(out);
+            return None;
+        }
+        tx.rcpt_to.push(address);
+        Reply::new(250, "2.1.5", "Recipient OK").write_to(out);
+        None
+    }
+}

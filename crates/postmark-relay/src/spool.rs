@@ -1,0 +1,840 @@
+//! The durable spool: plain files, written and fsync'd before the client hears `250`.
+//!
+//! Layout under the spool directory:
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `tmp/` | messages being written; anything here at start-up was never acknowledged and is removed |
+//! | `queue/<id>.msg` | a pending message: envelope and the exact bytes received |
+//! | `queue/<id>.state` | advisory retry state (attempts, last error, next attempt); losing it only resets the counters |
+//! | `dead/<id>.msg` + `dead/<id>.json` | a dead letter and the reason it was given up |
+//! | `quarantine/<id>.msg` + `.json` | files that could not be read back (corrupt or truncated) |
+//! | `dry-run/` | what dry-run mode would have sent |
+//! | `retry/<id>` | markers left by `postmark-relay queue retry`, picked up by the running relay |
+//! | `relay.lock` | held (advisory `flock`) by the running relay so two relays never share a spool |
+//!
+//! A message file is `PMRELAY1\n`, one line of JSON ([`Header`]: envelope, size, checksum, arrival
+//! time), `\n`, then the raw message. It is written to `tmp/`, fsync'd, renamed into `queue/`, and
+//! `queue/` itself is fsync'd; only then does [`Spool::store`] return. On any failure the file is
+//! removed again (from `tmp/`, or from `queue/` if only the directory sync failed), so the client's
+//! 4xx never leaves a copy behind that would later be delivered as well.
+//!
+//! Writes of concurrent sessions run on the blocking thread pool side by side, so one slow fsync
+//! does not serialise the others.
+//!
+//! **Duplicate window.** A message leaves `queue/` only after Postmark accepted it. If the relay
+//! dies (or the answer is lost on the way back) after Postmark accepted the message but before the
+//! file was unlinked, the message is sent again after restart. That is the one window in which a
+//! duplicate is possible; delivery is at-least-once.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::Envelope;
+
+const MAGIC: &[u8] = b"PMRELAY1\n";
+/// Longest header line accepted when reading a spool file back (the envelope of 50 recipients of
+/// 256 bytes each fits comfortably).
+const MAX_HEADER_LEN: u64 = 64 * 1024;
+
+/// A queue id: 12 hex digits of milliseconds since the Unix epoch, 6 of a per-process sequence,
+/// 6 random. Unique, sorts by arrival time, and safe in any file name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct QueueId(String);
+
+const ID_LEN: usize = 24;
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+impl QueueId {
+    /// A fresh id for a message arriving now.
+    pub fn generate() -> Self {
+        let ms = now_ms() & 0xffff_ffff_ffff;
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
+        let random: u32 = rand::random::<u32>() & 0xff_ffff;
+        Self(format!("{ms:012x}{seq:06x}{random:06x}"))
+    }
+
+    /// Parses an id given by an operator or found in a file name.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Milliseconds since the Unix epoch at which the id was generated.
+    pub fn created_ms(&self) -> u64 {
+        u64::from_str_radix(&self.0[..12], 16).unwrap_or(0)
+    }
+}
+
+impl TryFrom<String> for QueueId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        QueueId::parse(&s).ok_or_else(|| format!("not a queue id: {s:?}"))
+    }
+}
+
+impl From<QueueId> for String {
+    fn from(id: QueueId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The metadata line at the top of every spool file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// The SMTP envelope the message arrived with.
+    pub envelope: Envelope,
+    /// Length of the raw message in bytes.
+    pub size: u64,
+    /// FNV-1a 64 of the raw message, as 16 hex digits.
+    pub checksum: String,
+    /// When the message was first accepted (ms since the Unix epoch). Its lifetime counts from here.
+    pub received_ms: u64,
+}
+
+/// A message read back from the spool.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Its id.
+    pub id: QueueId,
+    /// Its metadata.
+    pub header: Header,
+    /// The exact bytes received after `DATA` (dot-unstuffed, ending in CRLF).
+    pub raw: Vec<u8>,
+}
+
+/// Advisory retry state kept beside a pending message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryState {
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last error, as logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the next attempt is due (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<u64>,
+    /// Set by `queue retry` on a dead letter: its lifetime starts again from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revived_ms: Option<u64>,
+}
+
+/// Why a message is a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadReason {
+    /// The reason in words (Postmark's ErrorCode and Message, or the SMTP reply).
+    pub reason: String,
+    /// When it was given up (ms since the Unix epoch).
+    pub dead_ms: u64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The recipients it was not delivered to, when that is fewer than the whole envelope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+}
+
+/// Failure to store an incoming message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The disk (or quota) is full: `452 4.3.1`.
+    #[error("spool storage full: {0}")]
+    Full(#[source] io::Error),
+    /// Any other I/O failure: `451 4.3.0`.
+    #[error("spool write failed: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl StoreError {
+    fn from_io(e: io::Error) -> Self {
+        if is_storage_full(&e) { StoreError::Full(e) } else { StoreError::Io(e) }
+    }
+}
+
+fn is_storage_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
+/// Failure to read a message back.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No such message (delivered, purged or moved meanwhile).
+    #[error("no such message")]
+    NotFound,
+    /// The file exists but cannot be trusted; it belongs in quarantine.
+    #[error("corrupt spool file: {0}")]
+    Corrupt(String),
+    /// Reading failed.
+    #[error("reading spool file: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where a message is in the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Waiting for delivery (`queue/`).
+    Queue,
+    /// Given up (`dead/`).
+    Dead,
+}
+
+impl Area {
+    fn dir(self) -> &'static str {
+        match self {
+            Area::Queue => "queue",
+            Area::Dead => "dead",
+        }
+    }
+}
+
+/// A summary of one spooled message, for listings (reads only the header line).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its id.
+    pub id: QueueId,
+    /// Pending or dead.
+    pub area: Area,
+    /// Its metadata, or why it could not be read.
+    pub header: Result<Header, String>,
+}
+
+/// The spool directory.
+#[derive(Debug)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `root`. Does not clean anything up; the running
+    /// relay calls [`Spool::recover`] once it holds the lock.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry"] {
+            create_private_dir(&root.join(dir))?;
+        }
+        Ok(Self { root })
+    }
+
+    /// The spool's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory dry-run output goes to.
+    pub fn dry_run_dir(&self) -> PathBuf {
+        self.root.join("dry-run")
+    }
+
+    /// Takes the spool's lock file so no second relay runs on the same spool. The lock is held as
+    /// long as the returned file is open.
+    pub fn lock(&self) -> io::Result<File> {
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(self.root.join("relay.lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("the spool {} is in use by another postmark-relay", self.root.display()),
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Removes leftovers of writes that never completed (never acknowledged, so never promised).
+    pub fn recover(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn path(&self, area: Area, id: &QueueId, ext: &str) -> PathBuf {
+        self.root.join(area.dir()).join(format!("{id}.{ext}"))
+    }
+
+    /// Stores a new message durably and returns its id. Runs on the blocking pool.
+    pub async fn store(self: &std::sync::Arc<Self>, envelope: Envelope, raw: Vec<u8>) -> Result<QueueId, StoreError> {
+        let spool = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || spool.store_blocking(&envelope, &raw))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?
+    }
+
+    /// Blocking body of [`Spool::store`].
+    pub fn store_blocking(&self, envelope: &Envelope, raw: &[u8]) -> Result<QueueId, StoreError> {
+        let id = QueueId::generate();
+        let header = Header {
+            envelope: envelope.clone(),
+            size: raw.len() as u64,
+            checksum: checksum(raw),
+            received_ms: now_ms(),
+        };
+        self.write_message(&id, &header, raw)?;
+        Ok(id)
+    }
+
+    /// Writes `queue/<id>.msg` durably (tmp file, fsync, rename, fsync dir). Used for new messages
+    /// and to replace the envelope of a partly delivered one.
+    fn write_message(&self, id: &QueueId, header: &Header, raw: &[u8]) -> Result<(), StoreError> {
+        let tmp = self.root.join("tmp").join(format!("{id}.msg"));
+        let dest = self.path(Area::Queue, id, "msg");
+        let result = (|| -> io::Result<()> {
+            let mut file = private_file().write(true).create_new(true).open(&tmp)?;
+            let mut head = Vec::with_capacity(MAGIC.len() + 256);
+            head.extend_from_slice(MAGIC);
+            serde_json::to_writer(&mut head, header).map_err(io::Error::other)?;
+            head.push(b'\n');
+            file.write_all(&head)?;
+            file.write_all(raw)?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &dest)?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::from_io(e));
+        }
+        if let Err(e) = sync_dir(&self.root.join("queue")) {
+            // The rename may not survive a crash, and the client is about to hear 4xx: take the
+            // message back out so it is not delivered as well as resent by the client.
+            let _ = fs::remove_file(&dest);
+            return Err(StoreError::from_io(e));
+        }
+        Ok(())
+    }
+
+    /// Reads a pending message back, verifying its length and checksum.
+    pub fn load(&self, id: &QueueId) -> Result<StoredMessage, LoadError> {
+        self.load_from(Area::Queue, id)
+    }
+
+    /// Reads a message from either area.
+    pub fn load_from(&self, area: Area, id: &QueueId) -> Result<StoredMessage, LoadError> {
+        let path = self.path(area, id, "msg");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let mut reader = BufReader::new(file);
+        let (header, _) = read_header(&mut reader)?;
+        let mut raw = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
+        reader.read_to_end(&mut raw)?;
+        if raw.len() as u64 != header.size {
+            return Err(LoadError::Corrupt(format!(
+                "truncated: {} of {} message bytes present",
+                raw.len(),
+                header.size
+            )));
+        }
+        if checksum(&raw) != header.checksum {
+            return Err(LoadError::Corrupt("checksum mismatch".into()));
+        }
+        Ok(StoredMessage { id: id.clone(), header, raw })
+    }
+
+    /// Reads only the header of a message, and checks the file's length against it.
+    pub fn peek(&self, area: Area, id: &QueueId) -> Result<Header, LoadError> {
+        let path = self.path(area, id, "msg");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let len = file.metadata()?.len();
+        let mut reader = BufReader::new(file);
+        let (header, body_start) = read_header(&mut reader)?;
+        if len.saturating_sub(body_start) != header.size {
+            return Err(LoadError::Corrupt(format!(
+                "truncated: {} of {} message bytes present",
+                len.saturating_sub(body_start),
+                header.size
+            )));
+        }
+        Ok(header)
+    }
+
+    /// Ids of every message in an area, sorted (that is, by arrival).
+    pub fn ids(&self, area: Area) -> io::Result<Vec<QueueId>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(self.root.join(area.dir()))? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(".msg")
+                && let Some(id) = QueueId::parse(stem)
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Summaries of every message in an area.
+    pub fn entries(&self, area: Area) -> io::Result<Vec<Entry>> {
+        Ok(self
+            .ids(area)?
+            .into_iter()
+            .map(|id| {
+                let header = self.peek(area, &id).map_err(|e| e.to_string());
+                Entry { id, area, header }
+            })
+            .collect())
+    }
+
+    /// Where a message is, if anywhere.
+    pub fn locate(&self, id: &QueueId) -> Option<Area> {
+        [Area::Queue, Area::Dead].into_iter().find(|&area| self.path(area, id, "msg").exists())
+    }
+
+    /// Removes a message Postmark accepted. Not fsync'd: if the unlink is lost in a crash the
+    /// message is sent again (the documented duplicate window).
+    pub fn remove(&self, id: &QueueId) -> io::Result<()> {
+        remove_if_exists(&self.path(Area::Queue, id, "state"))?;
+        remove_if_exists(&self.path(Area::Queue, id, "msg"))
+    }
+
+    /// Deletes a message from whichever area holds it. Returns the area, or `None` if unknown.
+    pub fn purge(&self, id: &QueueId) -> io::Result<Option<Area>> {
+        let Some(area) = self.locate(id) else {
+            return Ok(None);
+        };
+        remove_if_exists(&self.path(area, id, "msg"))?;
+        remove_if_exists(&self.path(area, id, "state"))?;
+        remove_if_exists(&self.path(area, id, "json"))?;
+        remove_if_exists(&self.root.join("retry").join(id.as_str()))?;
+        Ok(Some(area))
+    }
+
+    /// Reads the retry state of a pending message (default if none was written).
+    pub fn state(&self, id: &QueueId) -> RetryState {
+        fs::read(self.path(Area::Queue, id, "state"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records the retry state of a pending message (advisory: written atomically, not fsync'd).
+    pub fn save_state(&self, id: &QueueId, state: &RetryState) -> io::Result<()> {
+        let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+        write_replace(&self.path(Area::Queue, id, "state"), &bytes, false)
+    }
+
+    /// Replaces the envelope of a pending message (after some recipients were delivered or
+    /// given up), keeping its bytes. Durable, like [`Spool::store`].
+    pub fn replace_envelope(&self, msg: &StoredMessage, envelope: Envelope) -> Result<(), StoreError> {
+        let header = Header { envelope, ..msg.header.clone() };
+        self.write_message(&msg.id, &header, &msg.raw)
+    }
+
+    /// Moves a pending message to `dead/` with the reason.
+    pub fn kill(&self, id: &QueueId, reason: &DeadReason) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(reason).map_err(io::Error::other)?;
+        write_replace(&self.path(Area::Dead, id, "json"), &bytes, true)?;
+        fs::rename(self.path(Area::Queue, id, "msg"), self.path(Area::Dead, id, "msg"))?;
+        sync_dir(&self.root.join("dead"))?;
+        remove_if_exists(&self.path(Area::Queue, id, "state"))
+    }
+
+    /// Stores a dead-letter copy of a message for a subset of its recipients (under a new id),
+    /// leaving the pending message alone. Returns the new id.
+    pub fn kill_copy(&self, msg: &StoredMessage, envelope: Envelope, reason: &DeadReason) -> io::Result<QueueId> {
+        let id = QueueId::generate();
+        let header = Header { envelope, ..msg.header.clone() };
+        let bytes = serde_json::to_vec_pretty(reason).map_err(io::Error::other)?;
+        write_replace(&self.path(Area::Dead, &id, "json"), &bytes, true)?;
+        let mut data = Vec::with_capacity(MAGIC.len() + 256 + msg.raw.len());
+        data.extend_from_slice(MAGIC);
+        serde_json::to_writer(&mut data, &header).map_err(io::Error::other)?;
+        data.push(b'\n');
+        data.extend_from_slice(&msg.raw);
+        write_replace(&self.path(Area::Dead, &id, "msg"), &data, true)?;
+        Ok(id)
+    }
+
+    /// The reason a dead letter was given up.
+    pub fn dead_reason(&self, id: &QueueId) -> Option<DeadReason> {
+        fs::read(self.path(Area::Dead, id, "json")).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    /// Moves a dead letter back into the queue with fresh retry state. Returns false if `id` is
+    /// not a dead letter.
+    pub fn revive(&self, id: &QueueId) -> io::Result<bool> {
+        let from = self.path(Area::Dead, id, "msg");
+        if !from.exists() {
+            return Ok(false);
+        }
+        let state = RetryState { revived_ms: Some(now_ms()), ..RetryState::default() };
+        self.save_state(id, &state)?;
+        fs::rename(&from, self.path(Area::Queue, id, "msg"))?;
+        sync_dir(&self.root.join("queue"))?;
+        remove_if_exists(&self.path(Area::Dead, id, "json"))?;
+        Ok(true)
+    }
+
+    /// Moves an unreadable message aside so it no longer blocks the queue.
+    pub fn quarantine(&self, area: Area, id: &QueueId, reason: &str) -> io::Result<PathBuf> {
+        let dir = self.root.join("quarantine");
+        let dest = dir.join(format!("{id}.msg"));
+        let note = serde_json::json!({ "reason": reason, "quarantined_ms": now_ms() });
+        write_replace(&dir.join(format!("{id}.json")), note.to_string().as_bytes(), false)?;
+        fs::rename(self.path(area, id, "msg"), &dest)?;
+        remove_if_exists(&self.path(area, id, "state"))?;
+        Ok(dest)
+    }
+
+    /// Asks a running relay to retry `id` now (it picks the marker up on its next scan).
+    pub fn request_retry(&self, id: &QueueId) -> io::Result<()> {
+        write_replace(&self.root.join("retry").join(id.as_str()), b"", false)
+    }
+
+    /// Takes every retry marker, returning the ids they name.
+    pub fn take_retry_requests(&self) -> io::Result<Vec<QueueId>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(self.root.join("retry"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let _ = fs::remove_file(entry.path());
+            if let Some(id) = name.to_str().and_then(QueueId::parse) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Writes a dry-run output file (atomic, not fsync'd) and returns its path.
+    pub fn write_dry_run(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        let path = self.dry_run_dir().join(name);
+        write_replace(&path, bytes, false)?;
+        Ok(path)
+    }
+}
+
+/// Reads the magic and header line; returns the header and the offset at which the message starts.
+fn read_header<R: Read>(reader: &mut BufReader<R>) -> Result<(Header, u64), LoadError> {
+    let mut magic = [0u8; MAGIC.len()];
+    match reader.read_exact(&mut magic) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(LoadError::Corrupt("file shorter than its magic line".into()));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if magic != MAGIC {
+        return Err(LoadError::Corrupt("not a postmark-relay spool file".into()));
+    }
+    let mut line = Vec::new();
+    let n = reader.by_ref().take(MAX_HEADER_LEN).read_until(b'\n', &mut line)?;
+    if line.last() != Some(&b'\n') {
+        return Err(LoadError::Corrupt("header line missing or too long".into()));
+    }
+    let header = serde_json::from_slice(&line[..line.len() - 1])
+        .map_err(|e| LoadError::Corrupt(format!("unreadable header: {e}")))?;
+    Ok((header, (MAGIC.len() + n) as u64))
+}
+
+/// FNV-1a 64 of `data` as 16 hex digits: cheap and enough to notice torn or edited files.
+pub fn checksum(data: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Creates `dir` (and its parents) readable by the owner only: spooled mail is private.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Options for a new spool file, readable by the owner only.
+fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `path` by way of a sibling temporary file and a rename; with `durable` the file and its
+/// directory are fsync'd.
+fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
+    let result = (|| {
+        let mut file = private_file().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        drop(file);
+        fs::rename(&tmp, path)?;
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spool() -> (tempfile::TempDir, Spool) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path().join("spool")).unwrap();
+        (dir, spool)
+    }
+
+    fn env() -> Envelope {
+        Envelope::new("s@example.com", ["a@example.com", "b@example.com"])
+    }
+
+    #[test]
+    fn ids_are_unique_sortable_and_filename_safe() {
+        let ids: Vec<QueueId> = (0..20_000).map(|_| QueueId::generate()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids, "generation order is sort order");
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "unique");
+        for id in &ids[..10] {
+            assert_eq!(id.as_str().len(), 24);
+            assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert_eq!(QueueId::parse(id.as_str()).as_ref(), Some(id));
+            assert!(id.created_ms().abs_diff(now_ms()) < 60_000);
+        }
+        for bad in
+            ["", "../../etc/passwd", "0123456789ABCDEF01234567", "0123456789abcdef0123456", "0123456789abcdef012345678"]
+        {
+            assert!(QueueId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn spooled_mail_is_readable_by_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_d, spool) = spool();
+        let id = spool.store_blocking(&env(), b"Subject: x\r\n\r\nb\r\n").unwrap();
+        let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(spool.root().join("queue").join(format!("{id}.msg"))), 0o600);
+        assert_eq!(mode(spool.root().join("queue")), 0o700);
+        assert_eq!(mode(spool.root().join("dead")), 0o700);
+    }
+
+    #[test]
+    fn a_stored_message_reads_back_exactly() {
+        let (_d, spool) = spool();
+        let raw = b"Subject: x\r\n\r\n\x00\xff binary \r\n".to_vec();
+        let id = spool.store_blocking(&env(), &raw).unwrap();
+        let msg = spool.load(&id).unwrap();
+        assert_eq!(msg.raw, raw);
+        assert_eq!(msg.header.envelope, env());
+        assert_eq!(msg.header.size, raw.len() as u64);
+        assert_eq!(spool.peek(Area::Queue, &id).unwrap(), msg.header);
+        assert_eq!(spool.ids(Area::Queue).unwrap(), vec![id.clone()]);
+        assert!(fs::read_dir(spool.root().join("tmp")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn truncated_and_corrupt_files_are_detected() {
+        let (_d, spool) = spool();
+        let id = spool.store_blocking(&env(), b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let path = spool.root().join("queue").join(format!("{id}.msg"));
+        let full = fs::read(&path).unwrap();
+
+        fs::write(&path, &full[..full.len() - 3]).unwrap();
+        assert!(matches!(spool.load(&id), Err(LoadError::Corrupt(r)) if r.contains("truncated")));
+        assert!(matches!(spool.peek(Area::Queue, &id), Err(LoadError::Corrupt(_))));
+
+        let mut flipped = full.clone();
+        *flipped.last_mut().unwrap() ^= 0x20;
+        fs::write(&path, &flipped).unwrap();
+        assert!(matches!(spool.load(&id), Err(LoadError::Corrupt(r)) if r.contains("checksum")));
+
+        fs::write(&path, b"PMRELAY1\n{not json").unwrap();
+        assert!(matches!(spool.load(&id), Err(LoadError::Corrupt(_))));
+        fs::write(&path, b"").unwrap();
+        assert!(matches!(spool.load(&id), Err(LoadError::Corrupt(_))));
+        fs::write(&path, b"GARBAGE!!\nmore").unwrap();
+        assert!(matches!(spool.load(&id), Err(LoadError::Corrupt(_))));
+
+        let dest = spool.quarantine(Area::Queue, &id, "test").unwrap();
+        assert!(dest.exists());
+        assert!(spool.ids(Area::Queue).unwrap().is_empty());
+        assert!(matches!(spool.load(&id), Err(LoadError::NotFound)));
+    }
+
+    #[test]
+    fn recover_removes_unacknowledged_partial_writes_only() {
+        let (_d, spool) = spool();
+        let id = spool.store_blocking(&env(), b"Subject: x\r\n\r\nb\r\n").unwrap();
+        fs::write(spool.root().join("tmp").join("partial.msg"), b"PMRELAY1\n{").unwrap();
+        assert_eq!(spool.recover().unwrap(), 1);
+        assert_eq!(spool.ids(Area::Queue).unwrap(), vec![id]);
+    }
+
+    #[test]
+    fn dead_letters_can_be_revived_and_purged() {
+        let (_d, spool) = spool();
+        let id = spool.store_blocking(&env(), b"Subject: x\r\n\r\nb\r\n").unwrap();
+        spool.save_state(&id, &RetryState { attempts: 2, ..RetryState::default() }).unwrap();
+        let reason = DeadReason { reason: "ErrorCode 406".into(), dead_ms: now_ms(), attempts: 3, recipients: vec![] };
+        spool.kill(&id, &reason).unwrap();
+        assert_eq!(spool.locate(&id), Some(Area::Dead));
+        assert_eq!(spool.dead_reason(&id), Some(reason));
+        assert!(!spool.root().join("queue").join(format!("{id}.state")).exists());
+
+        assert!(spool.revive(&id).unwrap());
+        assert_eq!(spool.locate(&id), Some(Area::Queue));
+        let state = spool.state(&id);
+        assert_eq!(state.attempts, 0);
+        assert!(state.revived_ms.is_some());
+        assert!(spool.load(&id).is_ok());
+        assert!(!spool.revive(&id).unwrap(), "not dead any more");
+
+        assert_eq!(spool.purge(&id).unwrap(), Some(Area::Queue));
+        assert_eq!(spool.locate(&id), None);
+        assert_eq!(spool.purge(&id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_dead_copy_for_some_recipients_keeps_the_original() {
+        let (_d, spool) = spool();
+        let id = spool.store_blocking(&env(), b"Subject: x\r\n\r\nb\r\n").unwrap();
+        let msg = spool.load(&id).unwrap();
+        let reason = DeadReason {
+            reason: "550".into(),
+            dead_ms: now_ms(),
+            attempts: 1,
+            recipients: vec!["b@example.com".into()],
+        };
+        let dead = spool.kill_copy(&msg, Envelope::new("s@example.com", ["b@example.com"]), &reason).unwrap();
+        assert_ne!(dead, id);
+        let copy = spool.load_from(Area::Dead, &dead).unwrap();
+        assert_eq!(copy.raw, msg.raw);
+        assert_eq!(copy.header.envelope.rcpt_to, ["b@example.com"]);
+        spool.replace_envelope(&msg, Envelope::new("s@example.com", ["a@example.com"])).unwrap();
+        assert_eq!(spool.load(&id).unwrap().header.envelope.rcpt_to, ["a@example.com"]);
+    }
+
+    #[test]
+    fn retry_markers_round_trip_and_ignore_junk() {
+        let (_d, spool) = spool();
+        let id = QueueId::generate();
+        spool.request_retry(&id).unwrap();
+        fs::write(spool.root().join("retry").join("junk"), b"").unwrap();
+        assert_eq!(spool.take_retry_requests().unwrap(), vec![id]);
+        assert!(spool.take_retry_requests().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_relay_cannot_lock_the_same_spool() {
+        let (_d, spool) = spool();
+        let _held = spool.lock().unwrap();
+        let other = Spool::open(spool.root()).unwrap();
+        let err = other.lock().unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_write_errors() {
+        assert!(matches!(
+            StoreError::from_io(io::Error::from_raw_os_error(28)), // ENOSPC
+            StoreError::Full(_)
+        ));
+        assert!(matches!(
+            StoreError::from_io(io::Error::from_raw_os_error(122)), // EDQUOT
+            StoreError::Full(_)
+        ));
+        assert!(matches!(
+            StoreError::from_io(io::Error::from_raw_os_error(5)), // EIO
+            StoreError::Io(_)
+        ));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let (_d, spool) = spool();
+        let queue = spool.root().join("queue");
+        fs::remove_dir(&queue).unwrap();
+        fs::write(&queue, b"file in the way").unwrap();
+        assert!(matches!(spool.store_blocking(&env(), b"x\r\n"), Err(StoreError::Io(_))));
+        assert!(fs::read_dir(spool.root().join("tmp")).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
+    async fn concurrent_stores_all_land() {
+        let (_d, spool) = spool();
+        let spool = std::sync::Arc::new(spool);
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let spool = std::sync::Arc::clone(&spool);
+            tasks.push(tokio::spawn(async move {
+                spool.store(env(), format!("Subject: {i}\r\n\r\nb\r\n").into_bytes()).await.unwrap()
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 32);
+        assert_eq!(spool.ids(Area::Queue).unwrap(), ids);
+    }
+}

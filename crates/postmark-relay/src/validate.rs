@@ -1,0 +1,218 @@
+//! Accept-time checks, run by the session at the end of DATA before the message is spooled.
+//!
+//! Anything Postmark would refuse because of the message's own shape is refused here with a
+//! 5xx, so the sending application learns at once instead of the mail dying in the queue:
+//!
+//! | Check | Path | Reply |
+//! |---|---|---|
+//! | no header section at all (mail-parser finds none; e.g. DATA without a blank-line-separated header) | both | `554 5.6.0` |
+//! | no usable sender: no valid From address and an empty (`<>`) or invalid envelope sender | both | `550 5.1.7` |
+//! | no envelope recipient, or more than 50 distinct ones | both | `554 5.5.0` / `550 5.5.3` |
+//! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
+//! | the `/email` JSON would exceed 10 MB (measured on the serialized request, base64 included) | API | `552 5.3.4` |
+//! | `TextBody` or `HtmlBody` over 5 MB | API | `552 5.3.4` |
+//! | what the API cannot represent: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | API | `554 5.6.0` |
+//!
+//! On the SMTP path the message goes to Postmark byte for byte and Postmark reads the `X-PM-*`
+//! headers itself, so only the checks marked "both" apply there.
+//!
+//! The message is parsed once. On the API path [`validate`] returns the converted request, so
+//! the caller can store or send it without converting again.
+
+use std::{fmt, io};
+
+use mail_parser::{Message, MimeHeaders, PartType};
+
+use crate::convert::{self, ConvertError, ConvertOptions, MAX_RECIPIENTS, SendEmailRequest, forbidden_extension};
+use crate::envelope::{Envelope, Via};
+
+/// Postmark's limit for one message on the API path: 10 MB, measured on the JSON request.
+pub const MAX_API_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Postmark's limit for `TextBody` and for `HtmlBody`.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Postmark's limit on the length of `Tag`.
+pub const MAX_TAG_CHARS: usize = 1000;
+/// Postmark's limits on `Metadata`: keys, key length, value length.
+pub const MAX_METADATA_KEYS: usize = 10;
+/// Longest metadata key Postmark accepts.
+pub const MAX_METADATA_KEY_CHARS: usize = 20;
+/// Longest metadata value Postmark accepts.
+pub const MAX_METADATA_VALUE_CHARS: usize = 80;
+
+/// What a valid message yields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// The converted request (API path only).
+    pub request: Option<SendEmailRequest>,
+    /// Size in bytes of `request` serialized as JSON (API path only).
+    pub json_len: Option<usize>,
+    /// The `X-PM-Message-Stream` header, if the message has one (the SMTP path picks its
+    /// credentials by it; on the API path it is already in `request`).
+    pub message_stream_header: Option<String>,
+}
+
+/// A refusal, with the SMTP reply to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Basic reply code (5xx).
+    pub code: u16,
+    /// Enhanced status code (RFC 3463), e.g. `"5.6.0"`.
+    pub enhanced: &'static str,
+    /// Human-readable reason (one line, no addresses, no content).
+    pub text: String,
+}
+
+impl Rejection {
+    fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Self {
+        Self { code, enhanced, text: text.into() }
+    }
+
+    /// The complete SMTP reply line, CRLF-terminated, e.g. `554 5.6.0 Reason\r\n`.
+    pub fn reply(&self) -> String {
+        format!("{self}\r\n")
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A reply line must not contain line breaks.
+        let text: String = self.text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        write!(f, "{} {} {}", self.code, self.enhanced, text)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl From<ConvertError> for Rejection {
+    fn from(e: ConvertError) -> Self {
+        match e {
+            ConvertError::Unparseable => Rejection::new(554, "5.6.0", e.to_string()),
+            ConvertError::NoSender => Rejection::new(550, "5.1.7", e.to_string()),
+            ConvertError::NoRecipients => Rejection::new(554, "5.5.0", e.to_string()),
+            ConvertError::TooManyRecipients { .. } => Rejection::new(550, "5.5.3", e.to_string()),
+            ConvertError::InvalidHeader { .. } => Rejection::new(554, "5.6.0", e.to_string()),
+        }
+    }
+}
+
+/// Runs every accept-time check on `raw` (the message after dot-unstuffing) and its envelope.
+pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions) -> Result<Accepted, Rejection> {
+    let message = convert::parse(raw).ok_or(ConvertError::Unparseable)?;
+    check_recipients(envelope)?;
+    if !convert::has_sender(&message, envelope) {
+        return Err(ConvertError::NoSender.into());
+    }
+    check_attachment_names(&message)?;
+    let message_stream_header = convert::message_stream_header(&message);
+
+    match via {
+        Via::Smtp => Ok(Accepted { request: None, json_len: None, message_stream_header }),
+        Via::Api => {
+            let request = convert::convert(&message, envelope, opts)?;
+            let json_len = check_api_limits(&request)?;
+            Ok(Accepted { request: Some(request), json_len: Some(json_len), message_stream_header })
+        }
+    }
+}
+
+fn check_recipients(envelope: &Envelope) -> Result<(), Rejection> {
+    let mut seen = std::collections::HashSet::new();
+    let distinct = envelope.rcpt_to.iter().filter(|a| seen.insert(convert::address_key(a))).count();
+    match distinct {
+        0 => Err(ConvertError::NoRecipients.into()),
+        n if n > MAX_RECIPIENTS => Err(ConvertError::TooManyRecipients { count: n }.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a part whose file name (either of the two places it can be given) ends in an
+/// extension Postmark refuses. Parts inside a forwarded message are not inspected: the
+/// forwarded message travels as one `.eml` file.
+fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
+    for part in &message.parts {
+        if matches!(part.body, PartType::Multipart(_)) {
+            continue;
+        }
+        let names = [
+            part.content_disposition().and_then(|cd| cd.attribute("filename")),
+            part.content_type().and_then(|ct| ct.attribute("name")),
+        ];
+        for name in names.into_iter().flatten() {
+            if let Some(ext) = forbidden_extension(name) {
+                return Err(Rejection::new(
+                    554,
+                    "5.6.0",
+                    format!("attachment type .{ext} is not allowed by Postmark; zip the file or remove it"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the limits Postmark applies to the JSON request; returns the JSON size.
+fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
+    for (field, body) in [("TextBody", &request.text_body), ("HtmlBody", &request.html_body)] {
+        if let Some(body) = body
+            && body.len() > MAX_BODY_BYTES
+        {
+            return Err(Rejection::new(
+                552,
+                "5.3.4",
+                format!("{field} is {} bytes; Postmark accepts at most 5 MB", body.len()),
+            ));
+        }
+    }
+    if let Some(tag) = &request.tag
+        && tag.chars().count() > MAX_TAG_CHARS
+    {
+        return Err(Rejection::new(554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
+    }
+    if request.metadata.len() > MAX_METADATA_KEYS {
+        return Err(Rejection::new(
+            554,
+            "5.6.0",
+            format!("{} X-PM-Metadata keys; Postmark accepts at most 10", request.metadata.len()),
+        ));
+    }
+    for (key, value) in &request.metadata {
+        if key.chars().count() > MAX_METADATA_KEY_CHARS {
+            return Err(Rejection::new(554, "5.6.0", "an X-PM-Metadata key is longer than 20 characters"));
+        }
+        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
+            return Err(Rejection::new(554, "5.6.0", "an X-PM-Metadata value is longer than 80 characters"));
+        }
+    }
+    let json_len = json_len(request);
+    if json_len > MAX_API_MESSAGE_BYTES {
+        return Err(Rejection::new(
+            552,
+            "5.3.4",
+            format!(
+                "the message is {json_len} bytes as Postmark JSON (attachments in base64); Postmark accepts at most 10 MB"
+            ),
+        ));
+    }
+    Ok(json_len)
+}
+
+/// The size of `request` serialized as JSON, counted without building the JSON.
+pub fn json_len(request: &SendEmailRequest) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing plain structs of strings into a writer that never fails cannot fail.
+    serde_json::to_writer(&mut count, request).expect("serializing a SendEmailRequest");
+    count.0
+}
+
+#[cfg(test)]
+mod tests;
