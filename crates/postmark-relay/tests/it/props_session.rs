@@ -310,8 +310,10 @@ fn message_size() -> impl Strategy<Value = usize> {
     prop_oneof![3 => Just(postmark_relay::config::MAX_MESSAGE_SIZE), 1 => 0usize..300]
 }
 
+/// 256 cases (about a second or two in a debug build); `PROPTEST_CASES=n` runs more.
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(256);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
 }
 
 proptest! {
