@@ -18,13 +18,18 @@
 //! | `--hostname NAME` | `RELAY_HOSTNAME` | `hostname` | `localhost` |
 //! | `--max-connections N` | `RELAY_MAX_CONNECTIONS` | `limits.max_connections` | 100 |
 //! | `--shutdown-timeout DURATION` | `RELAY_SHUTDOWN_TIMEOUT` | `shutdown_timeout` | `30s` |
-//! | – | `POSTMARK_SERVER_TOKEN` | `server_token` | – |
-//! | – | `POSTMARK_SMTP_ACCESS_KEY` | `smtp_access_key` | – |
-//! | – | `POSTMARK_SMTP_SECRET_KEY` | `smtp_secret_key` | – |
+//! | `--metrics ADDR` | `RELAY_METRICS` | `metrics` | off |
+//! | `--tls-cert PEM` | `RELAY_TLS_CERT` | `tls_cert` | none (no inbound STARTTLS) |
+//! | `--tls-key PEM` | `RELAY_TLS_KEY` | `tls_key` | none |
+//! | `--auth-users FILE` | `RELAY_AUTH_USERS` | `auth_users` | none (no client AUTH) |
+//! | `--allow-unauthenticated-from CIDR,…` | `RELAY_ALLOW_UNAUTHENTICATED_FROM` | `allow_unauthenticated_from` (a list) | none |
+//! | – | `POSTMARK_SERVER_TOKEN` (or `…_FILE`) | `server_token` (or `server_token_file`) | – |
+//! | – | `POSTMARK_SMTP_ACCESS_KEY` (or `…_FILE`) | `smtp_access_key` (or `smtp_access_key_file`) | – |
+//! | – | `POSTMARK_SMTP_SECRET_KEY` (or `…_FILE`) | `smtp_secret_key` (or `smtp_secret_key_file`) | – |
 //! | – | – | `[streams.<id>] access_key, secret_key` | – |
 //!
-//! The file's `[limits]` table also sets `command_timeout`, `data_timeout`,
-//! `max_session_duration`, `max_errors`,
+//! The file's `[limits]` table also sets `idle_timeout`, `command_timeout`, `data_timeout`,
+//! `max_session_duration` (all more than zero), `max_errors`,
 //! `max_message_size` (at most Postmark's 10 MB) and `max_recipients` (at most 50).
 
 use std::collections::BTreeMap;
@@ -35,6 +40,7 @@ use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::envelope::Via;
+use crate::secrets::{self, EnvSecrets};
 use crate::session::SessionConfig;
 
 /// Postmark's limit on one message: 10 MB.
@@ -105,18 +111,42 @@ pub struct Args {
     /// Host name announced to SMTP clients.
     #[arg(long, env = "RELAY_HOSTNAME", value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Most simultaneous SMTP connections; more are answered `421 4.3.2`.
+    /// Most simultaneous SMTP connections; more are answered `421 4.7.0` at once.
     #[arg(long, env = "RELAY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Certificate chain (PEM) for inbound STARTTLS; needs `--tls-key`.
+    #[arg(long, env = "RELAY_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for inbound STARTTLS; needs `--tls-cert`.
+    #[arg(long, env = "RELAY_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client AUTH (PLAIN, LOGIN) against this file of `user:$argon2id$...` lines
+    /// (make one with `postmark-relay hash-password USER`).
+    #[arg(long, env = "RELAY_AUTH_USERS", value_name = "FILE")]
+    pub auth_users: Option<PathBuf>,
+    /// Let clients from these private networks send without AUTH (e.g. `10.0.0.0/8,192.168.1.0/24`);
+    /// needed to listen on a non-loopback address without `--auth-users`.
+    #[arg(long, env = "RELAY_ALLOW_UNAUTHENTICATED_FROM", value_name = "CIDR[,CIDR...]")]
+    pub allow_unauthenticated_from: Option<String>,
     /// How long shutdown waits for sessions and deliveries in flight.
     #[arg(long, env = "RELAY_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+    /// Serve Prometheus metrics at `/metrics` and a health check at `/healthz` on this address
+    /// (e.g. `127.0.0.1:9102`).
+    #[arg(long, env = "RELAY_METRICS", value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Inspect and act on pending and dead messages.
+    /// Print a line for the `--auth-users` file: USER and an Argon2id hash of the password read
+    /// from standard input (never from the command line).
+    HashPassword {
+        /// User name (no `:`, spaces or control characters).
+        user: String,
+    },
     Queue {
         /// What to do.
         #[command(subcommand)]
@@ -196,7 +226,7 @@ pub struct SmtpKey {
 }
 
 /// Every credential the relay knows.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     /// `POSTMARK_SERVER_TOKEN`: the API token, also usable as SMTP user and password.
     pub server_token: Option<Secret>,
@@ -284,8 +314,14 @@ pub struct Config {
     pub max_connections: usize,
     /// Per-session limits and timeouts.
     pub session: SessionConfig,
+    /// Inbound TLS, client AUTH and the unauthenticated allow-list (files are loaded at start).
+    pub access: AccessConfig,
+    /// Where the credentials came from, to read them again on reload.
+    pub(crate) sources: CredentialSources,
     /// Credentials.
     pub credentials: Credentials,
+    /// Address of the `/metrics` and `/healthz` listener, if any.
+    pub metrics: Option<String>,
 }
 
 /// The TOML file.
@@ -304,12 +340,20 @@ struct FileConfig {
     max_retry_delay: Option<String>,
     message_lifetime: Option<String>,
     shutdown_timeout: Option<String>,
+    metrics: Option<String>,
     #[serde(default)]
     dry_run: bool,
     hostname: Option<String>,
     server_token: Option<Secret>,
     smtp_access_key: Option<Secret>,
     smtp_secret_key: Option<Secret>,
+    server_token_file: Option<PathBuf>,
+    smtp_access_key_file: Option<PathBuf>,
+    smtp_secret_key_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    auth_users: Option<PathBuf>,
+    allow_unauthenticated_from: Option<Vec<String>>,
     #[serde(default)]
     streams: BTreeMap<String, SmtpKey>,
     #[serde(default)]
@@ -320,6 +364,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     max_connections: Option<usize>,
+    idle_timeout: Option<String>,
     command_timeout: Option<String>,
     data_timeout: Option<String>,
     max_session_duration: Option<String>,
@@ -344,12 +389,17 @@ fn err(msg: impl Into<String>) -> ConfigError {
 
 /// Reads the config file named by `args.config`, if any.
 fn read_file(args: &Args) -> Result<FileConfig, ConfigError> {
-    let Some(path) = &args.config else {
+    read_file_at(args.config.as_deref())
+}
+
+fn read_file_at(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
         return Ok(FileConfig::default());
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| err(format!("cannot read config file {}: {e}", path.display())))?;
-    let file: FileConfig = toml::from_str(&text).map_err(|e| err(format!("config file {}: {e}", path.display())))?;
+    let file: FileConfig =
+        toml::from_str(&text).map_err(|e| err(format!("config file {}: {}", path.display(), toml_error(&e, &text))))?;
     let has_secrets = file.server_token.is_some()
         || file.smtp_access_key.is_some()
         || file.smtp_secret_key.is_some()
@@ -358,6 +408,28 @@ fn read_file(args: &Args) -> Result<FileConfig, ConfigError> {
         warn_if_readable_by_others(path);
     }
     Ok(file)
+}
+
+/// A TOML error without the source line toml would quote (it may hold a token): the line
+/// number and the message, with any double-quoted value in the message replaced by `"..."`.
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let mut msg = String::new();
+    let mut quoted = false;
+    for c in e.message().trim().chars() {
+        if c == '"' {
+            quoted = !quoted;
+            msg.push_str(if quoted { "\"..." } else { "\"" });
+        } else if !quoted {
+            msg.push(if c == '\n' { ' ' } else { c });
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let line = text.as_bytes()[..span.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1;
+            format!("line {line}: {msg}")
+        }
+        None => msg,
+    }
 }
 
 #[cfg(unix)]
@@ -398,19 +470,10 @@ impl Config {
     /// from `env`, and defaults.
     pub fn resolve(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file = read_file(args)?;
-        let secret_env = |name: &str| env(name).filter(|v| !v.is_empty()).map(Secret::new);
-
-        let server_token = secret_env("POSTMARK_SERVER_TOKEN").or(file.server_token);
-        let access = secret_env("POSTMARK_SMTP_ACCESS_KEY").or(file.smtp_access_key);
-        let secret = secret_env("POSTMARK_SMTP_SECRET_KEY").or(file.smtp_secret_key);
-        let smtp = match (access, secret) {
-            (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
-            (None, None) => None,
-            _ => {
-                return Err(err("an SMTP token needs both POSTMARK_SMTP_ACCESS_KEY and POSTMARK_SMTP_SECRET_KEY"));
-            }
-        };
-        let credentials = Credentials { server_token, smtp, streams: file.streams };
+        let sources =
+            CredentialSources { config_file: args.config.clone(), env: EnvSecrets::capture(env).map_err(err)? };
+        let (credentials, _) = credentials_from(&sources.env, &file)?;
+        let access_config = AccessConfig::resolve(args, &file)?;
 
         let dry_run = args.dry_run || file.dry_run;
         let via = args.via.or(file.via);
@@ -439,6 +502,7 @@ impl Config {
         if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
             return Err(err(format!("--api-url must be an http:// or https:// URL, got {api_url:?}")));
         }
+        check_api_url(&api_url)?;
         let smtp_url = args.smtp_url.clone().or(file.smtp_url).unwrap_or_else(|| DEFAULT_SMTP_URL.into());
         let smtp_upstream = parse_smtp_url(&smtp_url)?;
 
@@ -485,6 +549,7 @@ impl Config {
             hostname: args.hostname.clone().or(file.hostname).unwrap_or(defaults.hostname),
             max_message_size,
             max_recipients,
+            idle_timeout: duration(None, limits.idle_timeout, "limits.idle_timeout", defaults.idle_timeout)?,
             command_timeout: duration(
                 None,
                 limits.command_timeout,
@@ -499,7 +564,19 @@ impl Config {
                 defaults.max_session_duration,
             )?,
             max_errors: limits.max_errors.unwrap_or(defaults.max_errors).max(1),
+            // Filled in at start-up, when the users file and the certificate are loaded.
+            access: crate::access::Access::default(),
         };
+        for (key, value) in [
+            ("idle_timeout", session.idle_timeout),
+            ("command_timeout", session.command_timeout),
+            ("data_timeout", session.data_timeout),
+            ("max_session_duration", session.max_session_duration),
+        ] {
+            if value.is_zero() {
+                return Err(err(format!("limits.{key} must be more than zero")));
+            }
+        }
         let max_connections = args.max_connections.or(limits.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1);
 
         Ok(Config {
@@ -516,9 +593,106 @@ impl Config {
             shutdown_timeout,
             max_connections,
             session,
+            access: access_config,
+            sources,
             credentials,
+            metrics: args.metrics.clone().or(file.metrics).filter(|s| !s.is_empty()),
         })
     }
+}
+
+/// Where the credentials came from: the config file and the environment (values or files).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CredentialSources {
+    config_file: Option<PathBuf>,
+    env: EnvSecrets,
+}
+
+impl Config {
+    /// Reads the credentials again from the same places as at start-up (the environment as
+    /// captured then, the secret files and the config file as they are now). Also returns every
+    /// file they were read from, to watch for changes.
+    pub fn reload_credentials(&self) -> Result<(Credentials, Vec<PathBuf>), ConfigError> {
+        let file = read_file_at(self.sources.config_file.as_deref())?;
+        let (credentials, mut files) = credentials_from(&self.sources.env, &file)?;
+        files.extend(self.sources.config_file.iter().cloned());
+        files.extend(self.sources.env.files().map(Path::to_path_buf));
+        Ok((credentials, files))
+    }
+}
+
+/// The credentials from the environment (first) and the config file; also the secret files the
+/// config file named.
+fn credentials_from(env: &EnvSecrets, file: &FileConfig) -> Result<(Credentials, Vec<PathBuf>), ConfigError> {
+    let mut files = Vec::new();
+    let mut pick = |name: &str, value: &Option<Secret>, path: &Option<PathBuf>, key: &str| {
+        let from_env = env.get(name).map_err(err)?;
+        let from_file = secrets::from_file_keys(value.clone(), path.as_deref(), key, &mut files).map_err(err)?;
+        Ok::<_, ConfigError>(from_env.or(from_file))
+    };
+    let server_token = pick(secrets::SERVER_TOKEN, &file.server_token, &file.server_token_file, "server_token")?;
+    let access = pick(secrets::SMTP_ACCESS_KEY, &file.smtp_access_key, &file.smtp_access_key_file, "smtp_access_key")?;
+    let secret = pick(secrets::SMTP_SECRET_KEY, &file.smtp_secret_key, &file.smtp_secret_key_file, "smtp_secret_key")?;
+    let smtp = match (access, secret) {
+        (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
+        (None, None) => None,
+        _ => {
+            return Err(err("an SMTP token needs both POSTMARK_SMTP_ACCESS_KEY and POSTMARK_SMTP_SECRET_KEY"));
+        }
+    };
+    Ok((Credentials { server_token, smtp, streams: file.streams.clone() }, files))
+}
+
+/// Inbound TLS, client AUTH and the allow-list, as configured (the files are read at start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// `--tls-cert` and `--tls-key`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--auth-users`.
+    pub auth_users: Option<PathBuf>,
+    /// `--allow-unauthenticated-from`, checked to be private networks.
+    pub allow_unauthenticated: Option<Vec<ipnet::IpNet>>,
+}
+
+impl AccessConfig {
+    fn resolve(args: &Args, file: &FileConfig) -> Result<Self, ConfigError> {
+        let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+        let tls = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(err("--tls-cert and --tls-key go together")),
+        };
+        let allow = match (&args.allow_unauthenticated_from, &file.allow_unauthenticated_from) {
+            (Some(list), _) => Some(crate::access::parse_networks(list).map_err(err)?),
+            (None, Some(list)) => Some(crate::access::parse_networks(&list.join(",")).map_err(err)?),
+            (None, None) => None,
+        };
+        Ok(Self {
+            tls,
+            auth_users: args.auth_users.clone().or_else(|| file.auth_users.clone()),
+            allow_unauthenticated: allow,
+        })
+    }
+}
+
+/// A plain-`http` API URL is allowed only to a loopback host: the server token travels in a
+/// request header.
+fn check_api_url(api_url: &str) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(api_url).map_err(|e| err(format!("--api-url {api_url:?}: {e}")))?;
+    if url.scheme() != "http" {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(crate::access::is_loopback);
+    if loopback {
+        return Ok(());
+    }
+    Err(err(format!(
+        "--api-url {api_url}: plain http is allowed only to a loopback host (the server token would cross the \
+         network in clear); use https://"
+    )))
 }
 
 fn auto_via(credentials: &Credentials) -> Via {
@@ -643,7 +817,11 @@ message_stream = "broadcasts"
 server_token = "file-token"
 
 [limits]
+idle_timeout = "1s"
 command_timeout = "7s"
+data_timeout = "2s"
+max_session_duration = "3s"
+max_errors = 4
 max_recipients = 10
 "#,
         );
@@ -654,6 +832,10 @@ max_recipients = 10
         assert_eq!(c.max_retry_delay, Duration::from_secs(300));
         assert_eq!(c.message_stream.as_deref(), Some("broadcasts"));
         assert_eq!(c.session.command_timeout, Duration::from_secs(7));
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(1));
+        assert_eq!(c.session.data_timeout, Duration::from_secs(2));
+        assert_eq!(c.session.max_session_duration, Duration::from_secs(3));
+        assert_eq!(c.session.max_errors, 4);
         assert_eq!(c.session.max_recipients, 10);
         assert_eq!(c.mode, Mode::Send(Via::Api));
         assert_eq!(c.credentials.server_token.as_ref().map(Secret::expose), Some("file-token"));
@@ -695,6 +877,10 @@ secret_key = "s2"
         let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
         assert!(e.to_string().contains("unknown"), "{e}");
 
+        let path = write_file(&dir, "[limits]\nidle_timeout = \"0s\"\n");
+        let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("limits.idle_timeout must be more than zero"), "{e}");
+
         let path = write_file(&dir, "[limits]\nmax_message_size = 20000000\n");
         let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
         assert!(e.to_string().contains("max_message_size"), "{e}");
@@ -713,6 +899,18 @@ secret_key = "s2"
         assert!(Cli::try_parse_from(&argv).is_err());
         argv = vec!["postmark-relay", "--max-retry-delay", "soon"];
         assert!(Cli::try_parse_from(&argv).is_err());
+    }
+
+    #[test]
+    fn metrics_address_comes_from_flag_env_or_file_and_is_off_by_default() {
+        assert_eq!(Config::resolve(&args(&[]), &env_of(&[])).unwrap().metrics, None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(&dir, "metrics = \"127.0.0.1:9102\"\n");
+        let p = path.to_str().unwrap();
+        let c = Config::resolve(&args(&["--config", p]), &env_of(&[])).unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9102"));
+        let c = Config::resolve(&args(&["--config", p, "--metrics", "127.0.0.1:9200"]), &env_of(&[])).unwrap();
+        assert_eq!(c.metrics.as_deref(), Some("127.0.0.1:9200"));
     }
 
     #[test]
@@ -753,5 +951,114 @@ secret_key = "s2"
         assert_eq!(cli.args.spool, Some(PathBuf::from("/s")));
         assert!(Cli::try_parse_from(["postmark-relay", "queue", "retry"]).is_err());
         assert!(Cli::try_parse_from(["postmark-relay", "queue", "retry", "x", "--all"]).is_err());
+    }
+
+    #[test]
+    fn plain_http_api_urls_only_to_loopback() {
+        let token = env_of(&[("POSTMARK_SERVER_TOKEN", "t")]);
+        for ok in [
+            "https://api.postmarkapp.com",
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://localhost:3000/x",
+            "http://[::1]:80",
+        ] {
+            assert!(Config::resolve(&args(&["--api-url", ok]), &token).is_ok(), "{ok}");
+        }
+        for bad in ["http://api.postmarkapp.com", "http://10.0.0.1:8080", "http://[::]:80", "http://0.0.0.0"] {
+            let e = Config::resolve(&args(&["--api-url", bad]), &token).unwrap_err();
+            assert!(e.to_string().contains("plain http is allowed only to a loopback host"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn access_settings_resolve_and_are_checked() {
+        let none = env_of(&[]);
+        let c = Config::resolve(&args(&[]), &none).unwrap();
+        assert_eq!(c.access, AccessConfig::default());
+        let c = Config::resolve(
+            &args(&[
+                "--tls-cert",
+                "/c.pem",
+                "--tls-key",
+                "/k.pem",
+                "--auth-users",
+                "/users",
+                "--allow-unauthenticated-from",
+                "10.0.0.0/8,192.168.0.0/16",
+            ]),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(c.access.tls, Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem"))));
+        assert_eq!(c.access.auth_users, Some(PathBuf::from("/users")));
+        assert_eq!(c.access.allow_unauthenticated.as_ref().map(Vec::len), Some(2));
+        let e = Config::resolve(&args(&["--tls-cert", "/c.pem"]), &none).unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
+        let e = Config::resolve(&args(&["--allow-unauthenticated-from", "0.0.0.0/0"]), &none).unwrap_err();
+        assert!(e.to_string().contains("public"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(&dir, "allow_unauthenticated_from = [\"172.16.0.0/12\"]\nauth_users = \"/u\"\n");
+        let c = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &none).unwrap();
+        assert_eq!(c.access.allow_unauthenticated.unwrap()[0].to_string(), "172.16.0.0/12");
+        assert_eq!(c.access.auth_users, Some(PathBuf::from("/u")));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_are_read_again_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "token-one\n").unwrap();
+        let t = token_file.to_str().unwrap();
+        let c = Config::resolve(&args(&[]), &env_of(&[("POSTMARK_SERVER_TOKEN_FILE", t)])).unwrap();
+        assert_eq!(c.mode, Mode::Send(Via::Api));
+        assert_eq!(c.credentials.server_token.as_ref().unwrap().expose(), "token-one");
+        std::fs::write(&token_file, "token-two").unwrap();
+        let (reloaded, files) = c.reload_credentials().unwrap();
+        assert_eq!(reloaded.server_token.unwrap().expose(), "token-two");
+        assert_eq!(files, std::slice::from_ref(&token_file));
+        std::fs::write(&token_file, "").unwrap();
+        let e = c.reload_credentials().unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+
+        // From the config file: key_file, read again (with the file itself) on reload.
+        let access = dir.path().join("access");
+        let secret = dir.path().join("secret");
+        std::fs::write(&access, "acc-1").unwrap();
+        std::fs::write(&secret, "sec-1").unwrap();
+        let cfg =
+            write_file(&dir, &format!("smtp_access_key_file = {:?}\nsmtp_secret_key_file = {:?}\n", access, secret));
+        let c = Config::resolve(&args(&["--config", cfg.to_str().unwrap()]), &env_of(&[])).unwrap();
+        assert_eq!(c.mode, Mode::Send(Via::Smtp));
+        assert_eq!(c.credentials.smtp.as_ref().unwrap().secret_key.expose(), "sec-1");
+        std::fs::write(&secret, "sec-2").unwrap();
+        let (reloaded, mut files) = c.reload_credentials().unwrap();
+        assert_eq!(reloaded.smtp.unwrap().secret_key.expose(), "sec-2");
+        files.sort();
+        let mut want = vec![access.clone(), secret.clone(), cfg.clone()];
+        want.sort();
+        assert_eq!(files, want);
+
+        let cfg = write_file(&dir, &format!("server_token = \"x\"\nserver_token_file = {:?}\n", token_file));
+        let e = Config::resolve(&args(&["--config", cfg.to_str().unwrap()]), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_config_file_is_reported_without_quoting_its_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "server_token = \"tok-LEAK-123\nlisten = 1\n",
+            "server_token = \"tok-LEAK-123\" junk\n",
+            "streams = \"tok-LEAK-123\"\n",
+            "[streams.x]\naccess_key = \"tok-LEAK-123\"\n",
+        ] {
+            let path = write_file(&dir, text);
+            let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
+            let e = e.to_string();
+            assert!(!e.contains("LEAK"), "{text:?} leaked: {e}");
+            assert!(e.contains("line "), "{e}");
+        }
     }
 }

@@ -107,9 +107,17 @@ static PARSER: LazyLock<MessageParser> =
     LazyLock::new(|| MessageParser::new().with_minimal_headers().default_header_text());
 
 /// Parses `raw` the way the converter and the validator need it; `None` when it has no header
-/// section at all.
+/// section at all, or when the parser panics.
+///
+/// mail-parser 0.11.9 has a `debug_assert!` (parsers/message.rs:485, "Invalid part ID, could not
+/// find multipart") that crafted MIME structure reaches: the `convert` fuzz target found it with a
+/// part header block after the closing boundary of a multipart holding a `message/rfc822` part
+/// (see `a_parser_panic_makes_the_message_unparseable` in the tests). Release builds skip the
+/// assertion and recover; a debug build panics. Any panic of the parser counts as "unparseable",
+/// so the client gets a permanent `554 5.6.0` instead of a `451` it would retry for ever.
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    PARSER.parse(raw)
+    // The parser is immutable and `raw` only borrowed: nothing is left half-updated by a panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| PARSER.parse(raw))).ok().flatten()
 }
 
 /// Converts one message with its envelope into a Postmark send request.
@@ -230,13 +238,18 @@ pub(crate) fn has_sender(message: &Message<'_>, envelope: &Envelope) -> bool {
 }
 
 /// The mailboxes of an address header, groups flattened, entries without an address skipped.
+///
+/// The address is cleaned exactly as [`address::key`] sees it (blanks and stray angle brackets
+/// at either end removed): mail-parser reads a damaged `To: a@example.com>` as the address
+/// `a@example.com>`, which matches the envelope's `a@example.com` by key and would otherwise be
+/// sent to Postmark with the `>`.
 fn mailboxes(header: &Header<'_>) -> Vec<Mailbox> {
     let HeaderValue::Address(list) = &header.value else {
         return Vec::new();
     };
     list.iter()
         .filter_map(|addr| {
-            let address = addr.address()?.trim();
+            let address = addr.address()?.trim().trim_start_matches('<').trim_end_matches('>').trim();
             (!address.is_empty()).then(|| Mailbox {
                 name: addr.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
                 address: address.to_owned(),

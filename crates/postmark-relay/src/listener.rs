@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -18,7 +17,7 @@ use crate::shutdown::ShutdownSignal;
 pub struct ListenerConfig {
     /// Session limits and timeouts.
     pub session: Arc<SessionConfig>,
-    /// Most simultaneous sessions; further connections get `421 4.3.2` and are closed.
+    /// Most simultaneous sessions; further connections get `421 4.7.0` and are closed at once.
     pub max_connections: usize,
     /// How long sessions may take to finish once shutdown begins.
     pub drain_timeout: Duration,
@@ -29,6 +28,7 @@ pub async fn serve(listener: TcpListener, cfg: ListenerConfig, acceptor: Arc<Acc
     let permits = Arc::new(Semaphore::new(cfg.max_connections));
     let mut sessions = JoinSet::new();
     let mut backoff = Duration::from_millis(10);
+    let mut refused = Refused::default();
     loop {
         while sessions.try_join_next().is_some() {}
         let accepted = tokio::select! {
@@ -53,20 +53,13 @@ pub async fn serve(listener: TcpListener, cfg: ListenerConfig, acceptor: Arc<Acc
         };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, limit = cfg.max_connections, "connection refused: too many connections");
-            let hostname = cfg.session.hostname.clone();
-            sessions.spawn(async move {
-                let mut stream = stream;
-                let line = format!("421 4.3.2 {hostname} Too many connections, try again later\r\n");
-                let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                    stream.write_all(line.as_bytes()).await?;
-                    stream.shutdown().await
-                })
-                .await;
-            });
+            refused.note(peer, cfg.max_connections);
+            acceptor.metrics().rejected(crate::metrics::Reject::ConnectionLimit);
+            refuse(stream, &cfg.session.hostname);
             continue;
         };
-        let session = Session::new(stream, Arc::clone(&cfg.session), Arc::clone(&acceptor), shutdown.clone());
+        let session =
+            Session::new(stream, Arc::clone(&cfg.session), Arc::clone(&acceptor), shutdown.clone()).peer(peer);
         let span = tracing::info_span!("session", %peer);
         sessions.spawn(
             async move {
@@ -97,6 +90,34 @@ pub async fn serve(listener: TcpListener, cfg: ListenerConfig, acceptor: Arc<Acc
                 while sessions.join_next().await.is_some() {}
                 break;
             }
+        }
+    }
+}
+
+/// Answers a connection over the limit with `421 4.7.0` and closes it, at once: one
+/// non-blocking write into the new socket's empty send buffer, no task and no queue, so a flood
+/// of connections costs nothing beyond the accept itself.
+fn refuse(stream: tokio::net::TcpStream, hostname: &str) {
+    let line = format!("421 4.7.0 {hostname} Too many connections, try again later\r\n");
+    let _ = stream.try_write(line.as_bytes());
+    drop(stream);
+}
+
+/// Logs refused connections at most once a second (a flood must not become a log flood).
+#[derive(Debug, Default)]
+struct Refused {
+    since_last_log: u64,
+    last_log: Option<tokio::time::Instant>,
+}
+
+impl Refused {
+    fn note(&mut self, peer: std::net::SocketAddr, limit: usize) {
+        self.since_last_log += 1;
+        let now = tokio::time::Instant::now();
+        if self.last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            tracing::warn!(%peer, limit, refused = self.since_last_log, "connections refused: too many connections");
+            self.since_last_log = 0;
+            self.last_log = Some(now);
         }
     }
 }

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     init_tracing();
     let env = |name: &str| std::env::var(name).ok();
     match &cli.command {
+        Some(Command::HashPassword { user }) => hash_password(user),
         Some(Command::Queue { action }) => {
             let spool = match resolve_spool(&cli.args, &env)
                 .map_err(|e| e.to_string())
@@ -69,6 +70,48 @@ async fn serve(config: Config) -> ExitCode {
     }
     relay.stop().await;
     ExitCode::SUCCESS
+}
+
+/// `hash-password USER`: reads the password from standard input (prompting twice, without
+/// echo, on a terminal) and prints the `--auth-users` line.
+fn hash_password(user: &str) -> ExitCode {
+    if let Err(e) = postmark_relay::auth::check_user_name(user) {
+        eprintln!("postmark-relay: {e}");
+        return ExitCode::from(2);
+    }
+    let password = match read_password() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("postmark-relay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match postmark_relay::auth::hash_line(user, password.as_bytes()) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("postmark-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("Again: ").map_err(|e| format!("cannot read the password: {e}"))?;
+        if first != again {
+            return Err("the two passwords differ".into());
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::stdin().lock(), &mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_string())
 }
 
 fn init_tracing() {

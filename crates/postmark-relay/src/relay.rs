@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
 use crate::config::{Config, DryRunReason, Mode};
 use crate::convert::ConvertOptions;
 use crate::delivery::{self, Backend, Worker, WorkerConfig};
 use crate::envelope::Via;
 use crate::listener::{self, ListenerConfig};
-use crate::session::Acceptor;
+use crate::metrics::{self, Metrics};
+use crate::reload::Reloader;
+use crate::session::{Acceptor, SessionConfig};
 use crate::shutdown::Shutdown;
 use crate::spool::Spool;
 
@@ -46,20 +49,36 @@ pub enum StartError {
     /// The upstream client cannot be set up.
     #[error("{0}")]
     Upstream(String),
+    /// The access policy refuses the configuration (an open relay), or its files cannot be
+    /// loaded (users file, TLS certificate).
+    #[error("{0}")]
+    Access(String),
 }
 
 /// A relay that is running.
 #[derive(Debug)]
 pub struct RunningRelay {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     task: JoinHandle<()>,
+    reload: Arc<Notify>,
 }
 
 impl RunningRelay {
+    /// Reads credentials, the users file and the certificate again, as SIGHUP does.
+    pub fn reload(&self) {
+        self.reload.notify_one();
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the `/metrics` and `/healthz` listener, if `--metrics` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Begins a graceful shutdown.
@@ -83,6 +102,15 @@ impl RunningRelay {
 pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     // One crypto provider for every rustls user in the process (mail-send, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    // Access first: an open-relay configuration is refused before anything else happens.
+    let access = Access::load(&config.access).map_err(StartError::Access)?;
+    let listen_err = |source| StartError::Listen { addr: config.listen.clone(), source };
+    let listen_addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen).await.map_err(listen_err)?.collect();
+    if listen_addrs.is_empty() {
+        return Err(listen_err(std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")));
+    }
+    crate::access::check_listen(&listen_addrs, &access).map_err(StartError::Access)?;
 
     let spool_err = |source| StartError::Spool { path: config.spool.display().to_string(), source };
     let spool = Arc::new(Spool::open(&config.spool).map_err(spool_err)?);
@@ -111,15 +139,26 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         Mode::Send(Via::Smtp) => Backend::Smtp(delivery::smtp::Smtp::new(&config).map_err(StartError::Upstream)?),
     };
 
-    let listener = TcpListener::bind(&config.listen)
+    let listener = TcpListener::bind(&listen_addrs[..])
         .await
         .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
     let local_addr =
         listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
 
+    let metrics_listener = match &config.metrics {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { addr: format!("{addr} (--metrics)"), source })?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+
     let shutdown = Shutdown::new();
+    let metrics = Arc::new(Metrics::default());
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
-    let mut worker = Worker::new(
+    let worker = Worker::new(
         Arc::clone(&spool),
         backend,
         WorkerConfig {
@@ -129,22 +168,48 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         },
         queued_rx,
         shutdown.signal(),
-    );
+    )
+    .with_metrics(Arc::clone(&metrics));
+    let (credentials_tx, credentials_rx) = watch::channel(Arc::new(config.credentials.clone()));
+    let mut worker = worker.with_credential_updates(credentials_rx);
     let pending = worker.load_pending().map_err(spool_err)?;
-    let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx));
+    let acceptor = Arc::new(
+        Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx).with_metrics(Arc::clone(&metrics)),
+    );
 
+    // Before the banner: from here on SIGHUP reloads instead of ending the process.
+    let reload = Arc::new(Notify::new());
+    let reloader = Reloader::new(config.clone(), access.clone(), credentials_tx, Arc::clone(&reload));
     banner(&config, local_addr, pending);
+    access.log_policy();
+    let metrics_task = metrics_listener.map(|listener| {
+        if let Some(addr) = metrics_addr {
+            if addr.ip().is_loopback() {
+                tracing::info!(metrics = %addr, "serving Prometheus metrics at /metrics and a health check at /healthz");
+            } else {
+                tracing::warn!(
+                    metrics = %addr,
+                    "the metrics listener is NOT on a loopback address: anyone who can reach it reads queue sizes, \
+                     traffic counts and pause reasons; restrict it with a firewall or bind it to 127.0.0.1"
+                );
+            }
+        }
+        let health = Arc::new(metrics::server::Health::new(Arc::clone(&metrics), config.spool.clone(), shutdown.signal()));
+        metrics::server::serve(listener, health, shutdown.signal())
+    });
 
     let listener_cfg = ListenerConfig {
-        session: Arc::new(config.session.clone()),
+        session: Arc::new(SessionConfig { access, ..config.session.clone() }),
         max_connections: config.max_connections,
         drain_timeout: config.shutdown_timeout,
     };
     let drain = config.shutdown_timeout;
     let signal = shutdown.signal();
     let mut signal_for_worker = shutdown.signal();
+    let reload_signal = shutdown.signal();
     let task = tokio::spawn(async move {
         let _lock = lock;
+        let reloader = tokio::spawn(reloader.run(reload_signal));
         let worker = tokio::spawn(worker.run());
         listener::serve(listener, listener_cfg, acceptor, signal).await;
         // The listener returns only once shutdown has begun; give the worker the same deadline
@@ -155,10 +220,14 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             tracing::warn!("shutdown deadline passed during a delivery; the message stays spooled");
             abort.abort();
         }
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
+        reloader.abort();
         tracing::info!("postmark-relay stopped");
     });
 
-    Ok(RunningRelay { local_addr, shutdown, task })
+    Ok(RunningRelay { local_addr, metrics_addr, shutdown, task, reload })
 }
 
 fn banner(config: &Config, addr: SocketAddr, pending: usize) {

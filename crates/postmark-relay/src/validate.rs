@@ -25,6 +25,7 @@ use mail_parser::{Message, MimeHeaders, PartType};
 
 use crate::convert::{self, ConvertError, ConvertOptions, MAX_RECIPIENTS, SendEmailRequest, forbidden_extension};
 use crate::envelope::{Envelope, Via};
+use crate::metrics::Reject;
 
 /// Postmark's limit for one message on the API path: 10 MB, measured on the JSON request.
 pub const MAX_API_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -60,11 +61,13 @@ pub struct Rejection {
     pub enhanced: &'static str,
     /// Human-readable reason (one line, no addresses, no content).
     pub text: String,
+    /// The refusal's class, for `postmark_relay_rejected_total{reason}`.
+    pub reason: Reject,
 }
 
 impl Rejection {
-    fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Self {
-        Self { code, enhanced, text: text.into() }
+    fn new(reason: Reject, code: u16, enhanced: &'static str, text: impl Into<String>) -> Self {
+        Self { code, enhanced, text: text.into(), reason }
     }
 
     /// The complete SMTP reply line, CRLF-terminated, e.g. `554 5.6.0 Reason\r\n`.
@@ -86,11 +89,11 @@ impl std::error::Error for Rejection {}
 impl From<ConvertError> for Rejection {
     fn from(e: ConvertError) -> Self {
         match e {
-            ConvertError::Unparseable => Rejection::new(554, "5.6.0", e.to_string()),
-            ConvertError::NoSender => Rejection::new(550, "5.1.7", e.to_string()),
-            ConvertError::NoRecipients => Rejection::new(554, "5.5.0", e.to_string()),
-            ConvertError::TooManyRecipients { .. } => Rejection::new(550, "5.5.3", e.to_string()),
-            ConvertError::InvalidHeader { .. } => Rejection::new(554, "5.6.0", e.to_string()),
+            ConvertError::Unparseable => Rejection::new(Reject::Unparseable, 554, "5.6.0", e.to_string()),
+            ConvertError::NoSender => Rejection::new(Reject::Sender, 550, "5.1.7", e.to_string()),
+            ConvertError::NoRecipients => Rejection::new(Reject::Recipients, 554, "5.5.0", e.to_string()),
+            ConvertError::TooManyRecipients { .. } => Rejection::new(Reject::Recipients, 550, "5.5.3", e.to_string()),
+            ConvertError::InvalidHeader { .. } => Rejection::new(Reject::Unrepresentable, 554, "5.6.0", e.to_string()),
         }
     }
 }
@@ -140,6 +143,7 @@ fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
         for name in names.into_iter().flatten() {
             if let Some(ext) = forbidden_extension(name) {
                 return Err(Rejection::new(
+                    Reject::Attachment,
                     554,
                     "5.6.0",
                     format!("attachment type .{ext} is not allowed by Postmark; zip the file or remove it"),
@@ -157,6 +161,7 @@ fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
             && body.len() > MAX_BODY_BYTES
         {
             return Err(Rejection::new(
+                Reject::Size,
                 552,
                 "5.3.4",
                 format!("{field} is {} bytes; Postmark accepts at most 5 MB", body.len()),
@@ -166,10 +171,11 @@ fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
     if let Some(tag) = &request.tag
         && tag.chars().count() > MAX_TAG_CHARS
     {
-        return Err(Rejection::new(554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
+        return Err(Rejection::new(Reject::Unrepresentable, 554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
     }
     if request.metadata.len() > MAX_METADATA_KEYS {
         return Err(Rejection::new(
+            Reject::Unrepresentable,
             554,
             "5.6.0",
             format!("{} X-PM-Metadata keys; Postmark accepts at most 10", request.metadata.len()),
@@ -177,15 +183,26 @@ fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
     }
     for (key, value) in &request.metadata {
         if key.chars().count() > MAX_METADATA_KEY_CHARS {
-            return Err(Rejection::new(554, "5.6.0", "an X-PM-Metadata key is longer than 20 characters"));
+            return Err(Rejection::new(
+                Reject::Unrepresentable,
+                554,
+                "5.6.0",
+                "an X-PM-Metadata key is longer than 20 characters",
+            ));
         }
         if value.chars().count() > MAX_METADATA_VALUE_CHARS {
-            return Err(Rejection::new(554, "5.6.0", "an X-PM-Metadata value is longer than 80 characters"));
+            return Err(Rejection::new(
+                Reject::Unrepresentable,
+                554,
+                "5.6.0",
+                "an X-PM-Metadata value is longer than 80 characters",
+            ));
         }
     }
     let json_len = json_len(request);
     if json_len > MAX_API_MESSAGE_BYTES {
         return Err(Rejection::new(
+            Reject::Size,
             552,
             "5.3.4",
             format!(

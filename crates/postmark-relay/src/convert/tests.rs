@@ -503,3 +503,36 @@ X-PM-Message-Stream: s2\r\nX-PM-Metadata-k: 1\r\nx-pm-metadata-k: 2\r\nX-PM-Trac
     assert_eq!(req.track_opens, Some(false));
     assert!(req.headers.is_empty());
 }
+
+/// Found by the property test `damaged_messages_never_panic_and_keep_the_envelope`
+/// (tests/it/props_convert.rs, 2026-11-22): mail-parser reads `To: aaa@example.com>, …` as the
+/// address `aaa@example.com>`, which matched the envelope by key and went to Postmark as
+/// `"To": "aaa@example.com>"`, an address Postmark would refuse (or read as another mailbox).
+#[test]
+fn stray_angle_brackets_around_a_header_address_are_not_sent() {
+    let raw = b"From: s@example.com\r\nTo: aaa@example.com>, <<ccc@example.com>\r\n\r\nx\r\n";
+    let envelope = env("", &["aaa@example.com", "ccc@example.com"]);
+    let req = to_postmark(raw, &envelope, &ConvertOptions::default()).unwrap();
+    assert_eq!(req.to, "aaa@example.com, ccc@example.com");
+    assert_eq!(req.bcc, None);
+}
+
+/// Found by the `convert` fuzz target (fuzz/fuzz_targets/convert.rs, 2026-11-22, minimised by
+/// hand): a `message/rfc822` part whose inner message runs into the closing boundary, followed by
+/// another part header block after it, trips a `debug_assert!` in mail-parser 0.11.9. A debug
+/// build used to panic in `parse` (the session then answered `451` for ever); release builds
+/// recover. Either way the result must be a conversion or `Unparseable`, never a panic.
+#[test]
+fn a_parser_panic_makes_the_message_unparseable() {
+    let raw = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+                Content-Type: message/rfc822\r\n\r\nX: y\r\n--b--\r\nContent-Type: message/rfc822\r\n\r\n\r\n--b--\r\n";
+    match to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()) {
+        Ok(_) | Err(ConvertError::Unparseable) => {}
+        Err(e) => panic!("unexpected error {e}"),
+    }
+    let via = crate::envelope::Via::Smtp;
+    match crate::validate::validate(raw, &env("", &["ann@example.org"]), via, &ConvertOptions::default()) {
+        Ok(_) => {}
+        Err(r) => assert_eq!((r.code, r.enhanced), (554, "5.6.0"), "{r}"),
+    }
+}

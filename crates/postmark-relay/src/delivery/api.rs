@@ -14,6 +14,7 @@ use postmark_server::{ServerClient, ServerClientBuilder, Token};
 use super::Outcome;
 use super::policy::{Class, classify_error_code, classify_http};
 use crate::convert::{self, ConvertOptions};
+use crate::metrics::{Metrics, Path};
 use crate::spool::StoredMessage;
 
 /// Most messages per `/email/batch` request (Postmark's limit).
@@ -33,22 +34,24 @@ pub fn request_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<SendEma
 pub struct Api {
     client: ServerClient,
     convert: ConvertOptions,
+    base_url: String,
+    timeout: Duration,
 }
 
 impl Api {
     /// A backend sending to `base_url` with the server token.
     pub fn new(base_url: &str, token: &str, timeout: Duration, convert: ConvertOptions) -> Result<Self, String> {
-        let client = ServerClientBuilder::new(Token::new(token))
-            .base_url(base_url)
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("postmark-relay/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot set up the API client: {e}"))?;
-        Ok(Self { client, convert })
+        let client = client(base_url, token, timeout)?;
+        Ok(Self { client, convert, base_url: base_url.to_string(), timeout })
     }
 
-    pub(super) async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
+    /// Sends with a new server token from now on (credential rotation).
+    pub fn set_token(&mut self, token: &str) -> Result<(), String> {
+        self.client = client(&self.base_url, token, self.timeout)?;
+        Ok(())
+    }
+
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
         let mut requests = Vec::new();
         let mut index = Vec::new();
@@ -62,9 +65,9 @@ impl Api {
             }
         }
         let results = if requests.len() > 1 {
-            self.send_batch(requests).await
+            self.send_batch(requests, metrics).await
         } else if let Some(request) = requests.pop() {
-            vec![self.send_one(request).await]
+            vec![self.send_one(request, metrics).await]
         } else {
             Vec::new()
         };
@@ -77,18 +80,24 @@ impl Api {
             .collect()
     }
 
-    async fn send_one(&self, request: SendEmailRequest) -> Outcome {
-        match self.client.send_email().body(request).send().await {
+    async fn send_one(&self, request: SendEmailRequest, metrics: &Metrics) -> Outcome {
+        let started = std::time::Instant::now();
+        let sent = self.client.send_email().body(request).send().await;
+        metrics.upstream_latency(Path::Api, started.elapsed());
+        match sent {
             Ok(resp) => item_outcome(&resp.into_inner()),
             Err(e) => error_outcome(&postmark_server::Error::from(e)),
         }
     }
 
-    async fn send_batch(&self, requests: Vec<SendEmailRequest>) -> Vec<Outcome> {
+    async fn send_batch(&self, requests: Vec<SendEmailRequest>, metrics: &Metrics) -> Vec<Outcome> {
         let n = requests.len();
         // Kept for a one-by-one fallback if Postmark refuses the batch as a whole.
         let copies = requests.clone();
-        match self.client.send_email_batch().body(requests).send().await {
+        let started = std::time::Instant::now();
+        let sent = self.client.send_email_batch().body(requests).send().await;
+        metrics.upstream_latency(Path::Api, started.elapsed());
+        match sent {
             Ok(resp) => {
                 let items = resp.into_inner();
                 let mut out: Vec<Outcome> = items.iter().take(n).map(item_outcome).collect();
@@ -106,7 +115,7 @@ impl Api {
                         tracing::warn!(messages = n, error = %reason, "Postmark refused the batch as a whole; sending its messages one by one");
                         let mut out = Vec::with_capacity(n);
                         for req in copies {
-                            out.push(self.send_one(req).await);
+                            out.push(self.send_one(req, metrics).await);
                         }
                         out
                     }
@@ -115,6 +124,16 @@ impl Api {
             }
         }
     }
+}
+
+fn client(base_url: &str, token: &str, timeout: Duration) -> Result<ServerClient, String> {
+    ServerClientBuilder::new(Token::new(token))
+        .base_url(base_url)
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("postmark-relay/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up the API client: {e}"))
 }
 
 /// The outcome of one `SendEmailResponse` (the answer to `/email`, or one batch item).

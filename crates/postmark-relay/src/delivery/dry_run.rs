@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::Outcome;
 use crate::convert::ConvertOptions;
 use crate::envelope::Via;
+use crate::metrics::{Metrics, Path};
 use crate::spool::{Spool, StoredMessage};
 
 /// The dry-run backend.
@@ -25,8 +26,16 @@ impl DryRun {
         Self { spool, via, convert }
     }
 
-    pub(super) async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
-        messages.iter().map(|m| self.write(m)).collect()
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
+        messages
+            .iter()
+            .map(|m| {
+                let started = std::time::Instant::now();
+                let outcome = self.write(m);
+                metrics.upstream_latency(Path::DryRun, started.elapsed());
+                outcome
+            })
+            .collect()
     }
 
     fn write(&self, msg: &StoredMessage) -> Outcome {

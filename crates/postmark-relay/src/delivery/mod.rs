@@ -15,9 +15,11 @@ pub mod smtp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::config::Credentials;
 use crate::envelope::Envelope;
+use crate::metrics::{Dead, Deferral, Metrics, Path};
 use crate::shutdown::ShutdownSignal;
 use crate::spool::{self, Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
 use schedule::{Entry, Schedule};
@@ -80,11 +82,32 @@ impl Backend {
         }
     }
 
-    async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
+    /// The `path` label of its metrics.
+    pub fn path(&self) -> Path {
         match self {
-            Backend::DryRun(b) => b.deliver(messages).await,
-            Backend::Api(b) => b.deliver(messages).await,
-            Backend::Smtp(b) => b.deliver(messages).await,
+            Backend::DryRun(_) => Path::DryRun,
+            Backend::Api(_) => Path::Api,
+            Backend::Smtp(_) => Path::Smtp,
+        }
+    }
+
+    /// Uses new credentials from now on (rotation without a restart).
+    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), String> {
+        match self {
+            Backend::DryRun(_) => Ok(()),
+            Backend::Api(b) => match &credentials.server_token {
+                Some(token) => b.set_token(token.expose()),
+                None => Err("the new configuration has no server token".into()),
+            },
+            Backend::Smtp(b) => b.set_credentials(credentials),
+        }
+    }
+
+    async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
+        match self {
+            Backend::DryRun(b) => b.deliver(messages, metrics).await,
+            Backend::Api(b) => b.deliver(messages, metrics).await,
+            Backend::Smtp(b) => b.deliver(messages, metrics).await,
         }
     }
 }
@@ -112,6 +135,8 @@ pub struct Worker {
     shutdown: ShutdownSignal,
     paused_until_ms: u64,
     pauses: u32,
+    metrics: Arc<Metrics>,
+    credentials: Option<watch::Receiver<Arc<Credentials>>>,
 }
 
 impl Worker {
@@ -123,7 +148,55 @@ impl Worker {
         incoming: mpsc::UnboundedReceiver<QueueId>,
         shutdown: ShutdownSignal,
     ) -> Self {
-        Self { spool, backend, cfg, schedule: Schedule::default(), incoming, shutdown, paused_until_ms: 0, pauses: 0 }
+        Self {
+            spool,
+            backend,
+            cfg,
+            schedule: Schedule::default(),
+            incoming,
+            shutdown,
+            paused_until_ms: 0,
+            pauses: 0,
+            metrics: Arc::default(),
+            credentials: None,
+        }
+    }
+
+    /// Takes new credentials from `updates` (reloads on SIGHUP or a changed secret file); each
+    /// update also ends a pause.
+    pub fn with_credential_updates(mut self, updates: watch::Receiver<Arc<Credentials>>) -> Self {
+        self.credentials = Some(updates);
+        self
+    }
+
+    /// Switches the backend to the latest credentials; if delivery was paused (a refused token,
+    /// say), it resumes at once with every waiting message due now.
+    fn use_new_credentials(&mut self) {
+        let Some(updates) = &mut self.credentials else {
+            return;
+        };
+        let credentials = Arc::clone(&updates.borrow_and_update());
+        if let Err(e) = self.backend.set_credentials(&credentials) {
+            tracing::error!(error = %e, "cannot use the reloaded credentials; keeping the current ones");
+            return;
+        }
+        let now = spool::now_ms();
+        if self.paused_until_ms > now {
+            tracing::info!("credentials reloaded: resuming delivery");
+            self.paused_until_ms = 0;
+            self.pauses = 0;
+            self.metrics.resume();
+            for id in self.schedule.waiting() {
+                self.schedule.reschedule(&id, now);
+            }
+        }
+    }
+
+    /// Records into `metrics` (by default into a registry of its own that nobody reads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.schedule.observe(Arc::clone(&metrics));
+        self.metrics = metrics;
+        self
     }
 
     /// Loads every pending message from the spool (quarantining unreadable ones); all are due
@@ -164,6 +237,7 @@ impl Worker {
 
     fn quarantine(&mut self, id: &QueueId, reason: &str) {
         self.schedule.remove(id);
+        self.metrics.quarantined();
         match self.spool.quarantine(Area::Queue, id, reason) {
             Ok(path) => tracing::warn!(
                 queue_id = %id,
@@ -185,6 +259,7 @@ impl Worker {
                     tracing::info!("retry requested by the operator: resuming delivery");
                     self.paused_until_ms = 0;
                     self.pauses = 0;
+                    self.metrics.resume();
                 }
                 for id in ids {
                     if self.schedule.contains(&id) {
@@ -219,6 +294,9 @@ impl Worker {
             if self.shutdown.is_triggered() {
                 break;
             }
+            if self.credentials.as_ref().is_some_and(|c| c.has_changed().unwrap_or(false)) {
+                self.use_new_credentials();
+            }
             while let Ok(id) = self.incoming.try_recv() {
                 self.adopt(&id, spool::now_ms());
             }
@@ -231,6 +309,10 @@ impl Worker {
                     next_full_scan =
                         now.saturating_add(duration_ms(self.cfg.rescan_interval).saturating_mul(FULL_SCAN_EVERY));
                 }
+            }
+            if self.paused_until_ms <= now && self.schedule.is_empty() {
+                // Nothing left to try the configuration with (purged meanwhile).
+                self.metrics.resume();
             }
             let batch = if self.paused_until_ms > now { Vec::new() } else { self.take_batch(now) };
             if batch.is_empty() {
@@ -249,10 +331,11 @@ impl Worker {
                         None => incoming_closed = true,
                     },
                     () = tokio::time::sleep(sleep) => {}
+                    () = credential_update(&mut self.credentials) => self.use_new_credentials(),
                 }
                 continue;
             }
-            let outcomes = self.backend.deliver(&batch).await;
+            let outcomes = self.backend.deliver(&batch, &self.metrics).await;
             for (msg, outcome) in batch.iter().zip(outcomes) {
                 self.apply(msg, outcome);
             }
@@ -301,6 +384,8 @@ impl Worker {
                 }
                 self.schedule.remove(id);
                 self.pauses = 0;
+                self.metrics.delivered(self.backend.path());
+                self.metrics.resume();
                 tracing::info!(
                     queue_id = %id,
                     size = msg.raw.len(),
@@ -309,11 +394,11 @@ impl Worker {
                     "delivered"
                 );
             }
-            Outcome::Transient(reason) => self.defer(msg, &reason, true),
-            Outcome::Permanent(reason) => self.kill(msg, &reason),
+            Outcome::Transient(reason) => self.defer(msg, &reason, Deferral::Transient),
+            Outcome::Permanent(reason) => self.kill(msg, &reason, Dead::Permanent),
             Outcome::Operator(reason) => {
                 self.pause(&reason);
-                self.defer(msg, &reason, false);
+                self.defer(msg, &reason, Deferral::Paused);
             }
             Outcome::PerRecipient(r) => self.apply_split(msg, r),
         }
@@ -326,12 +411,13 @@ impl Worker {
             return self.apply(msg, Outcome::Delivered { reference: r.reference });
         }
         if r.retry.is_empty() && r.delivered.is_empty() {
-            return self.kill(msg, &r.failed_reason);
+            return self.kill(msg, &r.failed_reason, Dead::Permanent);
         }
         if r.failed.is_empty() && r.delivered.is_empty() {
-            return self.defer(msg, &r.retry_reason, true);
+            return self.defer(msg, &r.retry_reason, Deferral::Transient);
         }
         if !r.delivered.is_empty() {
+            self.metrics.delivered(self.backend.path());
             tracing::info!(queue_id = %id, size, recipients = r.delivered.len(), message_id = %r.reference, "delivered to some recipients");
         }
         if !r.failed.is_empty() {
@@ -344,6 +430,7 @@ impl Worker {
             };
             match self.spool.kill_copy(msg, envelope, &reason) {
                 Ok(dead_id) => {
+                    self.metrics.dead_lettered(Dead::Recipients);
                     tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients")
                 }
                 Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot write dead letter"),
@@ -360,14 +447,16 @@ impl Worker {
         if let Err(e) = self.spool.replace_envelope(msg, envelope.clone()) {
             // Keep the old envelope: the delivered recipients may get a second copy.
             tracing::error!(queue_id = %id, error = %e, "cannot narrow the envelope to the recipients left; they may receive a duplicate");
-            return self.defer(msg, &r.retry_reason, true);
+            return self.defer(msg, &r.retry_reason, Deferral::Recipients);
         }
         let mut narrowed = msg.clone();
         narrowed.header.envelope = envelope;
-        self.defer(&narrowed, &r.retry_reason, true);
+        self.defer(&narrowed, &r.retry_reason, Deferral::Recipients);
     }
 
-    fn defer(&mut self, msg: &StoredMessage, reason: &str, count_attempt: bool) {
+    /// Schedules another attempt; a [`Deferral::Paused`] one does not count as an attempt.
+    fn defer(&mut self, msg: &StoredMessage, reason: &str, class: Deferral) {
+        let count_attempt = class != Deferral::Paused;
         let id = &msg.id;
         let now = spool::now_ms();
         let Some(entry) = self.schedule.get(id).cloned() else {
@@ -376,8 +465,9 @@ impl Worker {
         let attempts = entry.attempts + u32::from(count_attempt);
         if count_attempt && now >= entry.expires_ms {
             let reason = format!("gave up after {attempts} attempts over the message lifetime; last error: {reason}");
-            return self.kill(msg, &reason);
+            return self.kill(msg, &reason, Dead::Expired);
         }
+        self.metrics.deferred(class);
         let due = if count_attempt {
             now + duration_ms(policy::backoff(attempts, self.cfg.max_retry_delay, rand::random::<f64>()))
         } else {
@@ -407,20 +497,23 @@ impl Worker {
         );
     }
 
-    fn kill(&mut self, msg: &StoredMessage, reason: &str) {
+    fn kill(&mut self, msg: &StoredMessage, reason: &str, class: Dead) {
         let id = &msg.id;
         let attempts = self.schedule.get(id).map_or(0, |e| e.attempts) + 1;
         let dead =
             DeadReason { reason: reason.to_string(), dead_ms: spool::now_ms(), attempts, recipients: Vec::new() };
         self.schedule.remove(id);
         match self.spool.kill(id, &dead) {
-            Ok(()) => tracing::info!(
+            Ok(()) => {
+                self.metrics.dead_lettered(class);
+                tracing::info!(
                 queue_id = %id,
                 size = msg.raw.len(),
                 recipients = msg.header.envelope.rcpt_to.len(),
                 error = %reason,
                 "dead letter"
-            ),
+                )
+            }
             Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot move message to dead letters"),
         }
     }
@@ -434,12 +527,26 @@ impl Worker {
         let wait = policy::backoff(self.pauses + 4, self.cfg.max_retry_delay, 1.0 - f64::EPSILON)
             .max(Duration::from_millis(100));
         self.paused_until_ms = now + duration_ms(wait);
+        self.metrics.pause(reason);
         tracing::error!(
             error = %reason,
             resume_in_ms = duration_ms(wait),
             "DELIVERY PAUSED: Postmark refused the relay's credentials or account; no mail is bounced, \
-             it stays queued. Fix the configuration, then restart or run `postmark-relay queue retry --all`"
+             it stays queued. Fix the configuration (a token file or the config file is re-read when it \
+             changes, or on SIGHUP), or run `postmark-relay queue retry --all`"
         );
+    }
+}
+
+/// Resolves when new credentials arrive; never, without an update channel (or once it is gone).
+async fn credential_update(updates: &mut Option<watch::Receiver<Arc<Credentials>>>) {
+    match updates {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *updates = None;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

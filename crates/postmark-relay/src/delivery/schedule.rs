@@ -1,9 +1,15 @@
 //! When each pending message is due: a min-heap of (due time, id) with lazy deletion, so finding
 //! the next due message costs O(log n) and the worker sleeps exactly until then.
+//!
+//! The schedule also keeps the arrival times of its messages (a counted multiset) and publishes
+//! the queue depth and the oldest arrival to the metrics on every change, so a scrape never
+//! lists the spool.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
 
+use crate::metrics::Metrics;
 use crate::spool::QueueId;
 
 /// Scheduling facts about one pending message.
@@ -24,9 +30,29 @@ const IN_FLIGHT: u64 = u64::MAX;
 pub struct Schedule {
     heap: BinaryHeap<Reverse<(u64, QueueId)>>,
     entries: HashMap<QueueId, Entry>,
+    /// Arrival time (ms, from the id) → how many known messages arrived then.
+    arrivals: BTreeMap<u64, u32>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Schedule {
+    /// Publishes the queue depth and oldest arrival to `metrics` from now on.
+    pub fn observe(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+        self.publish();
+    }
+
+    fn publish(&self) {
+        if let Some(m) = &self.metrics {
+            m.set_queue(self.entries.len(), self.oldest_arrival_ms());
+        }
+    }
+
+    /// When the oldest known message arrived (ms since the Unix epoch).
+    pub fn oldest_arrival_ms(&self) -> Option<u64> {
+        self.arrivals.keys().next().copied()
+    }
+
     /// Number of messages known (due, waiting or in flight).
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -52,7 +78,11 @@ impl Schedule {
         if entry.due_ms != IN_FLIGHT {
             self.heap.push(Reverse((entry.due_ms, id.clone())));
         }
-        self.entries.insert(id, entry);
+        let arrived = id.created_ms();
+        if self.entries.insert(id, entry).is_none() {
+            *self.arrivals.entry(arrived).or_default() += 1;
+            self.publish();
+        }
     }
 
     /// Makes a known message due at `due_ms` (after a failure, or now on request).
@@ -65,7 +95,16 @@ impl Schedule {
 
     /// Forgets a message (delivered, dead or gone).
     pub fn remove(&mut self, id: &QueueId) -> Option<Entry> {
-        self.entries.remove(id)
+        let removed = self.entries.remove(id)?;
+        let arrived = id.created_ms();
+        if let Some(n) = self.arrivals.get_mut(&arrived) {
+            *n -= 1;
+            if *n == 0 {
+                self.arrivals.remove(&arrived);
+            }
+        }
+        self.publish();
+        Some(removed)
     }
 
     /// Drops heap items that no longer match their entry.
@@ -146,6 +185,38 @@ mod tests {
         assert_eq!(s.pop_due(500), Some(id(1)));
         s.reschedule(&id(1), 50);
         assert_eq!(s.pop_due(60), Some(id(1)));
+    }
+
+    #[test]
+    fn depth_and_oldest_arrival_are_published_on_every_change() {
+        let metrics = Arc::new(Metrics::default());
+        let mut s = Schedule::default();
+        s.observe(Arc::clone(&metrics));
+        let gauge = |m: &Metrics, name: &str| {
+            let text = m.render(0x10_000);
+            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string)).unwrap()
+        };
+        // Ids carry their arrival time: 0x8000 ms, 0x9000 ms (twice, with other suffixes).
+        let a = QueueId::parse("000000008000000001000000").unwrap();
+        let b = QueueId::parse("000000009000000002000000").unwrap();
+        let c = QueueId::parse("000000009000000003000000").unwrap();
+        s.insert(b.clone(), entry(1));
+        s.insert(a.clone(), entry(1));
+        s.insert(c.clone(), entry(1));
+        s.insert(c.clone(), entry(5)); // a replacement, not a new message
+        assert_eq!(gauge(&metrics, "postmark_relay_queue_depth"), "3");
+        assert_eq!(s.oldest_arrival_ms(), Some(0x8000));
+        assert_eq!(gauge(&metrics, "postmark_relay_oldest_pending_age_seconds"), "32.768");
+        s.remove(&a);
+        assert_eq!(s.oldest_arrival_ms(), Some(0x9000));
+        s.remove(&b);
+        assert_eq!(s.oldest_arrival_ms(), Some(0x9000), "c arrived at the same time and is still there");
+        assert!(s.remove(&b).is_none());
+        assert_eq!(gauge(&metrics, "postmark_relay_queue_depth"), "1");
+        s.remove(&c);
+        assert_eq!(s.oldest_arrival_ms(), None);
+        assert_eq!(gauge(&metrics, "postmark_relay_queue_depth"), "0");
+        assert_eq!(gauge(&metrics, "postmark_relay_oldest_pending_age_seconds"), "0.000");
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!   CRLF, so exactly one trailing CRLF is dropped first ([`data_bytes`]) and the upstream copy is
 //!   byte-identical. mail-send also dot-stuffs a `.` after a *bare* CR or LF (a defence against
 //!   SMTP smuggling); a strict receiver keeps that extra dot, so a message with a bare CR/LF
-//!   followed by `.` is the one case that does not arrive byte-identical.
+//!   followed by `.` is the one case that does not arrive byte-identical. mail-send does *not*
+//!   stuff a dot at the very start of the message, so [`data_bytes`] does: a message whose first
+//!   line is `.` would otherwise end the upstream DATA at once, and the rest of it would be read
+//!   upstream as commands (SMTP smuggling through the relay).
 //! * One connection per credential is kept open and reused; it is replaced when it fails or has
 //!   been idle for [`IDLE_REUSE`].
 //! * Per recipient: 2xx sent, 4xx retried later, 5xx a dead letter for that recipient.
@@ -34,6 +37,7 @@ use tokio_rustls::client::TlsStream;
 use super::policy::{Class, classify_smtp};
 use super::{Outcome, RecipientOutcome};
 use crate::config::{Config, Credentials as Creds, SmtpUpstream};
+use crate::metrics::{Metrics, Path as MetricsPath};
 use crate::spool::StoredMessage;
 
 /// A pooled connection idle longer than this is replaced rather than reused (servers commonly
@@ -46,8 +50,19 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// `\r\n.\r\n` whatever the message ends with, so a message that already ends in CRLF (every
 /// message received over SMTP does) would arrive with one extra empty line. Dropping exactly one
 /// trailing CRLF makes the upstream copy byte-identical.
-pub fn data_bytes(raw: &[u8]) -> &[u8] {
-    raw.strip_suffix(b"\r\n").unwrap_or(raw)
+///
+/// A leading `.` is doubled: mail-send stuffs every dot after a CR or LF, but not one at the
+/// start of the data, where the upstream removes one dot (the first line starts there).
+pub fn data_bytes(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let data = raw.strip_suffix(b"\r\n").unwrap_or(raw);
+    if data.first() == Some(&b'.') {
+        let mut stuffed = Vec::with_capacity(data.len() + 1);
+        stuffed.push(b'.');
+        stuffed.extend_from_slice(data);
+        std::borrow::Cow::Owned(stuffed)
+    } else {
+        std::borrow::Cow::Borrowed(data)
+    }
 }
 
 /// Builds the TLS connector: the platform's roots plus the PEM certificates in `extra_ca`.
@@ -126,10 +141,23 @@ impl Smtp {
         })
     }
 
-    pub(super) async fn deliver(&mut self, messages: &[StoredMessage]) -> Vec<Outcome> {
+    /// Logs in with new credentials from now on (credential rotation); open connections, which
+    /// logged in with the old ones, are closed.
+    pub fn set_credentials(&mut self, credentials: &Creds) -> Result<(), String> {
+        if credentials.smtp.is_none() && credentials.streams.is_empty() && credentials.server_token.is_none() {
+            return Err("the new configuration has no SMTP token and no server token".into());
+        }
+        self.credentials = credentials.clone();
+        self.pool.clear();
+        Ok(())
+    }
+
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
         let mut out = Vec::with_capacity(messages.len());
         for msg in messages {
+            let started = Instant::now();
             out.push(self.deliver_one(msg).await);
+            metrics.upstream_latency(MetricsPath::Smtp, started.elapsed());
         }
         out
     }
@@ -360,10 +388,13 @@ mod tests {
 
     #[test]
     fn exactly_one_trailing_crlf_is_dropped() {
-        assert_eq!(data_bytes(b"a\r\n\r\n"), b"a\r\n");
-        assert_eq!(data_bytes(b"a\r\n"), b"a");
-        assert_eq!(data_bytes(b"a"), b"a");
-        assert_eq!(data_bytes(b""), b"");
+        assert_eq!(&*data_bytes(b"a\r\n\r\n"), b"a\r\n");
+        assert_eq!(&*data_bytes(b"a\r\n"), b"a");
+        assert_eq!(&*data_bytes(b"a"), b"a");
+        assert_eq!(&*data_bytes(b""), b"");
+        // mail-send does not stuff a dot at the very start; the relay does.
+        assert_eq!(&*data_bytes(b".\r\nMAIL FROM:<e@example.com>\r\n"), b"..\r\nMAIL FROM:<e@example.com>");
+        assert_eq!(&*data_bytes(b".x\r\n"), b"..x");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::reply::Reply;
 use super::{Event, Protocol, State};
 use crate::convert::ConvertOptions;
 use crate::envelope::{Envelope, Via};
+use crate::metrics::{Metrics, Reject};
 use crate::spool::{QueueId, Spool, StoreError};
 use crate::validate;
 
@@ -16,7 +17,10 @@ impl Protocol {
     pub(super) fn data(&mut self, out: &mut Vec<u8>) -> Option<Event> {
         match &self.tx {
             None => self.error(out, Reply::new(503, "5.5.1", "Send MAIL FROM first")),
-            Some(tx) if tx.rcpt_to.is_empty() => self.error(out, Reply::new(554, "5.5.1", "No valid recipients")),
+            // RFC 5321 §3.3 allows 503 or 554 here; 503 says "send RCPT first" (RFC 2920 §3.1).
+            Some(tx) if tx.rcpt_to.is_empty() => {
+                self.error(out, Reply::new(503, "5.5.1", "No valid recipients, send RCPT TO first"))
+            }
             Some(_) => {
                 self.state = State::Data(DataReader::new(self.cfg.max_message_size));
                 Reply::plain(354, "End data with <CR><LF>.<CR><LF>").write_to(out);
@@ -26,7 +30,7 @@ impl Protocol {
     }
 
     /// Feeds message bytes; at the end of the message yields it (or answers `552 5.3.4` if it
-    /// was over the limit).
+    /// was over the size limit, `500 5.5.2` if a line was over 998 octets).
     pub(super) fn data_bytes(&mut self, bytes: &mut std::slice::Iter<'_, u8>, out: &mut Vec<u8>) -> Option<Event> {
         let State::Data(reader) = &mut self.state else {
             return None;
@@ -42,8 +46,19 @@ impl Protocol {
         let tx = self.tx.take().unwrap_or_default();
         self.reset_after_message();
         match raw {
-            Some(raw) => Some(Event::Message(Envelope { mail_from: tx.mail_from, rcpt_to: tx.rcpt_to }, raw)),
-            None => {
+            Ok(raw) => Some(Event::Message(Envelope { mail_from: tx.mail_from, rcpt_to: tx.rcpt_to }, raw)),
+            Err(Refusal::LineTooLong) => {
+                self.metrics.rejected(Reject::Syntax);
+                Reply::new(
+                    500,
+                    "5.5.2",
+                    format!("Line too long: a line of the message is over {MAX_TEXT_LINE} octets (RFC 5322 2.1.1)"),
+                )
+                .write_to(out);
+                None
+            }
+            Err(Refusal::TooBig) => {
+                self.metrics.rejected(Reject::Size);
                 Reply::new(552, "5.3.4", format!("Message size exceeds fixed maximum message size of {limit} bytes"))
                     .write_to(out);
                 None
@@ -77,18 +92,41 @@ enum Position {
 /// * The CRLF before the final dot belongs to the message, so a stored message ends in CRLF.
 /// * At most `limit` bytes are ever buffered: a message that grows past the limit is dropped at
 ///   once and the rest is read to its end without being kept.
+/// * A line may hold at most [`MAX_TEXT_LINE`] octets (RFC 5322 §2.1.1: 998 plus CRLF; RFC 5321
+///   §4.5.3.1.6: 1000 with CRLF, not counting a stuffed dot). A longer line refuses the message
+///   the same way: the buffer is freed at once and the rest is discarded up to the final dot,
+///   then the reply is `500 5.5.2`. For this count any CR or LF ends a line (so bare-LF text with
+///   short lines is fine); a single 100 MB line costs no memory.
 #[derive(Debug)]
 pub(crate) struct DataReader {
     position: Position,
     buf: Vec<u8>,
     limit: usize,
-    oversize: bool,
+    /// Octets of the message so far (also once it is no longer kept).
+    size: usize,
+    /// Octets of the current line so far (after unstuffing, without its CR or LF).
+    line_len: usize,
+    /// Set once a line was too long; being too big wins over it.
+    line_too_long: bool,
+}
+
+/// Longest text line of a message, without its line break (RFC 5322 §2.1.1).
+pub(crate) const MAX_TEXT_LINE: usize = 998;
+
+/// Why a message was read to its end but not kept. When both apply the reply is `552`: a
+/// client that shortens its lines would still be refused for the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Over the size limit: `552 5.3.4`.
+    TooBig,
+    /// A line over [`MAX_TEXT_LINE`]: `500 5.5.2`.
+    LineTooLong,
 }
 
 impl DataReader {
     /// A reader for one message of at most `limit` bytes.
     pub(crate) fn new(limit: usize) -> Self {
-        Self { position: Position::LineStart, buf: Vec::new(), limit, oversize: false }
+        Self { position: Position::LineStart, buf: Vec::new(), limit, size: 0, line_len: 0, line_too_long: false }
     }
 
     /// Bytes of memory held for the message so far.
@@ -97,18 +135,39 @@ impl DataReader {
         self.buf.capacity()
     }
 
-    /// The message once [`DataReader::feed`] returned true; `None` if it was over the limit.
-    pub(crate) fn take(&mut self) -> Option<Vec<u8>> {
-        (!self.oversize).then(|| std::mem::take(&mut self.buf))
+    /// The message once [`DataReader::feed`] returned true, or why it was not kept.
+    pub(crate) fn take(&mut self) -> Result<Vec<u8>, Refusal> {
+        if self.size > self.limit {
+            Err(Refusal::TooBig)
+        } else if self.line_too_long {
+            Err(Refusal::LineTooLong)
+        } else {
+            Ok(std::mem::take(&mut self.buf))
+        }
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        if self.oversize {
+        let refused = self.size > self.limit || self.line_too_long;
+        self.size = self.size.saturating_add(bytes.len());
+        if refused {
+            return;
+        }
+        // The first piece continues the current line; the last one is the new current line.
+        let mut pieces = bytes.split(|&b| b == b'\r' || b == b'\n');
+        let mut current = self.line_len + pieces.next().map_or(0, <[u8]>::len);
+        let mut longest = current;
+        for piece in pieces {
+            current = piece.len();
+            longest = longest.max(current);
+        }
+        self.line_len = current;
+        if longest > MAX_TEXT_LINE {
+            self.line_too_long = true;
+            self.buf = Vec::new();
             return;
         }
         let len = self.buf.len();
-        if len + bytes.len() > self.limit {
-            self.oversize = true;
+        if self.size > self.limit {
             self.buf = Vec::new();
             return;
         }
@@ -192,13 +251,25 @@ pub struct Acceptor {
     via: Via,
     convert: Arc<ConvertOptions>,
     queued: mpsc::UnboundedSender<QueueId>,
+    metrics: Arc<Metrics>,
 }
 
 impl Acceptor {
     /// An acceptor storing into `spool`, validating for delivery `via` (with the conversion
     /// settings the delivery will use), and announcing new messages on `queued`.
     pub fn new(spool: Arc<Spool>, via: Via, convert: ConvertOptions, queued: mpsc::UnboundedSender<QueueId>) -> Self {
-        Self { spool, via, convert: Arc::new(convert), queued }
+        Self { spool, via, convert: Arc::new(convert), queued, metrics: Arc::default() }
+    }
+
+    /// Records into `metrics` (by default into a registry of its own that nobody reads).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The registry sessions record into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Validates and stores one message; the reply is `250` only once the message is on disk.
@@ -209,30 +280,35 @@ impl Acceptor {
         let via = self.via;
         let convert = Arc::clone(&self.convert);
         let result = tokio::task::spawn_blocking(move || -> Result<QueueId, Outcome> {
-            check(&raw, &envelope, via, &convert).map_err(Outcome::Rejected)?;
+            check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             spool.store_blocking(&envelope, &raw).map_err(Outcome::Spool)
         })
         .await;
         match result {
             Ok(Ok(id)) => {
                 tracing::info!(queue_id = %id, size, recipients, "queued");
+                self.metrics.accepted(size);
                 let _ = self.queued.send(id.clone());
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
             }
-            Ok(Err(Outcome::Rejected(reply))) => {
+            Ok(Err(Outcome::Rejected(reply, reason))) => {
                 tracing::info!(size, recipients, reply = %reply, "rejected at end of DATA");
+                self.metrics.rejected(reason);
                 reply
             }
             Ok(Err(Outcome::Spool(StoreError::Full(e)))) => {
                 tracing::error!(size, recipients, error = %e, "spool full; message refused with 452");
+                self.metrics.rejected(Reject::SpoolFull);
                 Reply::new(452, "4.3.1", "Insufficient system storage, try again later")
             }
             Ok(Err(Outcome::Spool(StoreError::Io(e)))) => {
                 tracing::error!(size, recipients, error = %e, "spool write failed; message refused with 451");
+                self.metrics.rejected(Reject::SpoolError);
                 Reply::new(451, "4.3.0", "Local error writing the message, try again later")
             }
             Err(join) => {
                 tracing::error!(size, recipients, error = %join, "spool task failed; message refused with 451");
+                self.metrics.rejected(Reject::SpoolError);
                 Reply::new(451, "4.3.0", "Local error writing the message, try again later")
             }
         }
@@ -240,12 +316,14 @@ impl Acceptor {
 }
 
 enum Outcome {
-    Rejected(Reply),
+    Rejected(Reply, Reject),
     Spool(StoreError),
 }
 
 /// Accept-time checks (what Postmark would reject for the message's own shape), answered with a
 /// 5xx at the end of DATA.
-fn check(raw: &[u8], envelope: &Envelope, via: Via, convert: &ConvertOptions) -> Result<(), Reply> {
-    validate::validate(raw, envelope, via, convert).map(|_| ()).map_err(|r| Reply::new(r.code, r.enhanced, r.text))
+fn check(raw: &[u8], envelope: &Envelope, via: Via, convert: &ConvertOptions) -> Result<(), (Reply, Reject)> {
+    validate::validate(raw, envelope, via, convert)
+        .map(|_| ())
+        .map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
 }

@@ -11,7 +11,14 @@ impl Protocol {
         let first = format!("{} Hello {}", self.cfg.hostname, sanitize(&host));
         self.helo = Some(host);
         let size = format!("SIZE {}", self.cfg.max_message_size);
-        write_multiline(out, 250, &[&first, "PIPELINING", &size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]);
+        let mut lines = vec![first.as_str(), "PIPELINING", &size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"];
+        if self.starttls_offered() {
+            lines.push("STARTTLS");
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN");
+        }
+        write_multiline(out, 250, &lines);
     }
 
     /// `HELO`: plain SMTP, no extension list.

@@ -13,6 +13,9 @@ impl Protocol {
         if self.helo.is_none() {
             return self.error(out, Reply::new(503, "5.5.1", "Send EHLO or HELO first"));
         }
+        if self.needs_auth() {
+            return self.error(out, Reply::new(530, "5.7.0", "Authentication required"));
+        }
         if self.tx.is_some() {
             return self.error(out, Reply::new(503, "5.5.1", "Sender already specified"));
         }
@@ -28,6 +31,10 @@ impl Protocol {
                     format!("Message size exceeds fixed maximum message size of {} bytes", self.cfg.max_message_size),
                 ),
             );
+        }
+        // smtp-proto turns invalid UTF-8 into U+FFFD; such an address is not the one sent.
+        if from.address.contains('\u{fffd}') {
+            return self.error(out, Reply::new(501, "5.1.7", "Invalid sender address (not UTF-8)"));
         }
         let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
         if !smtputf8 && !from.address.is_ascii() {

@@ -15,6 +15,10 @@ impl Protocol {
             return self.error(out, Reply::new(503, "5.5.1", "Send MAIL FROM first"));
         };
         let address = to.address;
+        // smtp-proto turns invalid UTF-8 into U+FFFD; such an address is not the one sent.
+        if address.contains('\u{fffd}') {
+            return self.error(out, Reply::new(501, "5.1.3", "Invalid recipient address (not UTF-8)"));
+        }
         if address.is_empty() || !address.contains('@') {
             return self.error(out, Reply::new(501, "5.1.3", "Recipient must be a full address (local@domain)"));
         }
@@ -28,6 +32,7 @@ impl Protocol {
         }
         if tx.rcpt_to.len() >= max {
             // Not counted as a client error: this is the normal way to split a large send.
+            self.metrics.rejected(crate::metrics::Reject::Recipients);
             Reply::new(
                 452,
                 "4.5.3",

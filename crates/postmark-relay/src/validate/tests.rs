@@ -202,7 +202,7 @@ fn a_message_without_header_section_is_refused() {
 
 #[test]
 fn reply_lines_never_break() {
-    let r = Rejection::new(554, "5.6.0", "two\r\nlines");
+    let r = Rejection::new(Reject::Other, 554, "5.6.0", "two\r\nlines");
     assert_eq!(r.reply(), "554 5.6.0 two  lines\r\n");
 }
 
@@ -211,4 +211,20 @@ fn json_len_matches_serde_json() {
     let raw = fixture("filenames.eml");
     let request = crate::convert::to_postmark(&raw, &env("", &["ann@example.org"]), &opts()).unwrap();
     assert_eq!(json_len(&request), serde_json::to_vec(&request).unwrap().len());
+}
+
+#[test]
+fn each_refusal_carries_its_metrics_reason() {
+    let to = env("a@example.com", &["ann@example.org"]);
+    let rcpt: Vec<String> = (0..51).map(|i| format!("r{i}@example.org")).collect();
+    let cases: [(Vec<u8>, Envelope, Reject); 5] = [
+        (fixture("no-from.eml"), env("", &["ann@example.org"]), Reject::Sender),
+        (fixture("forbidden-attachment.eml"), to.clone(), Reject::Attachment),
+        (fixture("alternative.eml"), Envelope::new("a@example.com", rcpt), Reject::Recipients),
+        (Vec::new(), to.clone(), Reject::Unparseable),
+        (b"From: a@example.com\r\nX-PM-TrackOpens: maybe\r\n\r\nhi\r\n".to_vec(), to.clone(), Reject::Unrepresentable),
+    ];
+    for (raw, envelope, want) in cases {
+        assert_eq!(rejected(&raw, &envelope, Via::Api).reason, want, "{}", rejected(&raw, &envelope, Via::Api));
+    }
 }

@@ -75,7 +75,7 @@ async fn connections_over_the_limit_get_421() {
     assert!(read_reply(&mut first).await.starts_with("220 "));
     let mut second = BufReader::new(TcpStream::connect(relay.addr).await.unwrap());
     let reply = read_reply(&mut second).await;
-    assert!(reply.starts_with("421 4.3.2 "), "{reply}");
+    assert!(reply.starts_with("421 4.7.0 "), "{reply}");
     // Once the first leaves, a new client gets in.
     first.get_mut().write_all(b"QUIT\r\n").await.unwrap();
     assert!(read_reply(&mut first).await.starts_with("221 "));

@@ -245,9 +245,8 @@ impl Attachment {
             FileName::Plain(n) => {
                 head.push_str(&format!("Content-Disposition: {disposition};\r\n filename=\"{}\"\r\n", quote(n)))
             }
-            FileName::Rfc2231(n) => {
-                head.push_str(&format!("Content-Disposition: {disposition}; filename*=utf-8''{}\r\n", pct(n.as_bytes())))
-            }
+            FileName::Rfc2231(n) => head
+                .push_str(&format!("Content-Disposition: {disposition}; filename*=utf-8''{}\r\n", pct(n.as_bytes()))),
             FileName::Rfc2231Split(n, at) => {
                 let at = (0..=*at.min(&n.len())).rev().find(|&i| n.is_char_boundary(i)).unwrap_or(0);
                 let (a, b) = n.split_at(at);
@@ -443,8 +442,11 @@ fn local_part() -> impl Strategy<Value = String> {
 }
 
 fn mailbox() -> impl Strategy<Value = Mailbox> {
-    (name(), local_part(), proptest::sample::select(DOMAINS))
-        .prop_map(|(name, local, domain)| Mailbox { name, local, domain: domain.to_owned() })
+    (name(), local_part(), proptest::sample::select(DOMAINS)).prop_map(|(name, local, domain)| Mailbox {
+        name,
+        local,
+        domain: domain.to_owned(),
+    })
 }
 
 fn address_list() -> impl Strategy<Value = AddressList> {
@@ -459,18 +461,23 @@ fn address_list() -> impl Strategy<Value = AddressList> {
 fn text_part(html: bool) -> impl Strategy<Value = TextPart> {
     let charset = prop_oneof![Just(Charset::Utf8), Just(Charset::Latin1)];
     let cte = prop_oneof![Just(Cte::SevenBit), Just(Cte::EightBit), Just(Cte::Qp), Just(Cte::Base64)];
-    (charset, cte, proptest::collection::vec("[ -~\u{a0}-\u{ff}]{0,60}", 1..6)).prop_map(move |(charset, cte, mut lines)| {
-        // 7bit must be ASCII.
-        let cte = if cte == Cte::SevenBit && lines.iter().any(|l| !l.is_ascii()) { Cte::EightBit } else { cte };
-        if html {
-            lines.insert(0, "<p>".to_owned());
-        }
-        TextPart { lines, charset, cte }
-    })
+    (charset, cte, proptest::collection::vec("[ -~\u{a0}-\u{ff}]{0,60}", 1..6)).prop_map(
+        move |(charset, cte, mut lines)| {
+            // 7bit must be ASCII.
+            let cte = if cte == Cte::SevenBit && lines.iter().any(|l| !l.is_ascii()) { Cte::EightBit } else { cte };
+            if html {
+                lines.insert(0, "<p>".to_owned());
+            }
+            TextPart { lines, charset, cte }
+        },
+    )
 }
 
 fn file_name() -> impl Strategy<Value = String> {
-    ("[A-Za-z0-9 _äöüéñ中文,;'()=-]{1,16}", prop_oneof![Just("pdf"), Just("txt"), Just("png"), Just("csv"), Just("dat")])
+    (
+        "[A-Za-z0-9 _äöüéñ中文,;'()=-]{1,16}",
+        prop_oneof![Just("pdf"), Just("txt"), Just("png"), Just("csv"), Just("dat")],
+    )
         .prop_map(|(stem, ext)| format!("{}.{ext}", stem.trim()))
         .prop_filter("a stem left after trimming", |n| !n.starts_with('.'))
 }
@@ -487,7 +494,9 @@ fn file_name_form() -> impl Strategy<Value = FileName> {
 
 fn attachment() -> impl Strategy<Value = Attachment> {
     let binary = (
-        proptest::sample::select(&["application/octet-stream", "application/pdf", "image/png", "application/x-custom"][..]),
+        proptest::sample::select(
+            &["application/octet-stream", "application/pdf", "image/png", "application/x-custom"][..],
+        ),
         proptest::collection::vec(any::<u8>(), 0..400),
         prop_oneof![Just(Cte::Base64), Just(Cte::Qp)],
         prop_oneof![2 => file_name_form(), 1 => Just(FileName::None)],
@@ -654,7 +663,12 @@ fn check_mail(m: &Mail, raw: &[u8], req: &SendEmailRequest) -> Result<(), TestCa
     }
 
     // Attachments, in order.
-    prop_assert_eq!(req.attachments.len(), m.attachments.len(), "attachment count; raw:\n{}", String::from_utf8_lossy(raw));
+    prop_assert_eq!(
+        req.attachments.len(),
+        m.attachments.len(),
+        "attachment count; raw:\n{}",
+        String::from_utf8_lossy(raw)
+    );
     for (i, (got, want)) in req.attachments.iter().zip(&m.attachments).enumerate() {
         let bytes = B64.decode(&got.content).map_err(|e| TestCaseError::fail(format!("attachment {i}: {e}")))?;
         prop_assert!(
@@ -724,7 +738,8 @@ proptest! {
         let mut raw = m.render();
         apply(&mut raw, &edits);
         if let Ok(req) = to_postmark(&raw, &m.envelope(), &ConvertOptions::default()) {
-            check_recipients(&req, &m.rcpt)?;
+            check_recipients(&req, &m.rcpt)
+                .map_err(|e| TestCaseError::fail(format!("{e}\nraw: {:?}", String::from_utf8_lossy(&raw))))?;
         }
         let _ = postmark_relay::validate::validate(&raw, &m.envelope(), Via::Api, &ConvertOptions::default());
         let _ = postmark_relay::validate::validate(&raw, &m.envelope(), Via::Smtp, &ConvertOptions::default());
@@ -740,4 +755,3 @@ proptest! {
         let _ = postmark_relay::validate::validate(&raw, &envelope, Via::Api, &ConvertOptions::default());
     }
 }
-
