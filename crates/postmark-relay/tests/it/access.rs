@@ -137,7 +137,10 @@ fn hash_password(user: &str, stdin: &str) -> Result<String, String> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // The child may refuse bad input and exit before reading stdin; its exit status and stderr then tell.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "writing the password: {e}");
+    }
     let out = child.wait_with_output().unwrap();
     if out.status.success() {
         Ok(String::from_utf8(out.stdout).unwrap().trim_end().to_string())
