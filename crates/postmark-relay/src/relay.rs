@@ -119,6 +119,14 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     if leftovers > 0 {
         tracing::info!(files = leftovers, "removed incomplete writes left by an earlier run (never acknowledged)");
     }
+    let journal = spool.recover_journal().map_err(spool_err)?;
+    if journal.segments > 0 {
+        tracing::info!(
+            segments = journal.segments,
+            replayed = journal.replayed,
+            "checked the journal left by an earlier run (replayed messages are ones a reboot lost from queue/)"
+        );
+    }
 
     let convert = ConvertOptions { message_stream: config.message_stream.clone() };
     let backend = match config.mode {
@@ -174,7 +182,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let mut worker = worker.with_credential_updates(credentials_rx);
     let pending = worker.load_pending().map_err(spool_err)?;
     let acceptor = Arc::new(
-        Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx).with_metrics(Arc::clone(&metrics)),
+        Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx)
+            .map_err(spool_err)?
+            .with_metrics(Arc::clone(&metrics)),
     );
 
     // Before the banner: from here on SIGHUP reloads instead of ending the process.

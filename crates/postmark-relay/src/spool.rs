@@ -37,6 +37,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 
+mod journal;
+
+pub use journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES};
+
 const MAGIC: &[u8] = b"PMRELAY1\n";
 /// Longest header line accepted when reading a spool file back (the envelope of 50 recipients of
 /// 256 bytes each fits comfortably).
@@ -108,6 +112,13 @@ pub struct Header {
     pub checksum: String,
     /// When the message was first accepted (ms since the Unix epoch). Its lifetime counts from here.
     pub received_ms: u64,
+}
+
+impl Header {
+    /// The header of a message arriving now.
+    pub fn new(envelope: Envelope, raw: &[u8]) -> Self {
+        Self { envelope, size: raw.len() as u64, checksum: checksum(raw), received_ms: now_ms() }
+    }
 }
 
 /// A message read back from the spool.
@@ -226,7 +237,7 @@ impl Spool {
     /// relay calls [`Spool::recover`] once it holds the lock.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry"] {
+        for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry", "journal"] {
             create_private_dir(&root.join(dir))?;
         }
         Ok(Self { root })
@@ -284,13 +295,7 @@ impl Spool {
     /// Blocking body of [`Spool::store`].
     pub fn store_blocking(&self, envelope: &Envelope, raw: &[u8]) -> Result<QueueId, StoreError> {
         let id = QueueId::generate();
-        let header = Header {
-            envelope: envelope.clone(),
-            size: raw.len() as u64,
-            checksum: checksum(raw),
-            received_ms: now_ms(),
-        };
-        self.write_message(&id, &header, raw)?;
+        self.write_message(&id, &Header::new(envelope.clone(), raw), raw)?;
         Ok(id)
     }
 
@@ -301,11 +306,7 @@ impl Spool {
         let dest = self.path(Area::Queue, id, "msg");
         let result = (|| -> io::Result<()> {
             let mut file = private_file().write(true).create_new(true).open(&tmp)?;
-            let mut head = Vec::with_capacity(MAGIC.len() + 256);
-            head.extend_from_slice(MAGIC);
-            serde_json::to_writer(&mut head, header).map_err(io::Error::other)?;
-            head.push(b'\n');
-            file.write_all(&head)?;
+            file.write_all(&encode_head(header)?)?;
             file.write_all(raw)?;
             file.sync_all()?;
             drop(file);
@@ -465,10 +466,7 @@ impl Spool {
         let header = Header { envelope, ..msg.header.clone() };
         let bytes = serde_json::to_vec_pretty(reason).map_err(io::Error::other)?;
         write_replace(&self.path(Area::Dead, &id, "json"), &bytes, true)?;
-        let mut data = Vec::with_capacity(MAGIC.len() + 256 + msg.raw.len());
-        data.extend_from_slice(MAGIC);
-        serde_json::to_writer(&mut data, &header).map_err(io::Error::other)?;
-        data.push(b'\n');
+        let mut data = encode_head(&header)?;
         data.extend_from_slice(&msg.raw);
         write_replace(&self.path(Area::Dead, &id, "msg"), &data, true)?;
         Ok(id)
@@ -530,6 +528,15 @@ impl Spool {
         write_replace(&path, bytes, false)?;
         Ok(path)
     }
+}
+
+/// The start of a spool file: the magic line and the header line.
+fn encode_head(header: &Header) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(MAGIC.len() + 256);
+    head.extend_from_slice(MAGIC);
+    serde_json::to_writer(&mut head, header).map_err(io::Error::other)?;
+    head.push(b'\n');
+    Ok(head)
 }
 
 /// Reads the magic and header line; returns the header and the offset at which the message starts.

@@ -63,7 +63,7 @@ fn start(access: Access, peer: &str) -> Client<DuplexStream> {
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(spool_dir.path()).unwrap());
     let (tx, queued) = mpsc::unbounded_channel();
-    let acceptor = Arc::new(Acceptor::new(spool, Via::Smtp, Default::default(), tx));
+    let acceptor = Arc::new(Acceptor::new(spool, Via::Smtp, Default::default(), tx).unwrap());
     let cfg = Arc::new(SessionConfig { access, max_errors: 50, ..SessionConfig::default() });
     let (client, server) = tokio::io::duplex(64 * 1024);
     let shutdown = Shutdown::new();

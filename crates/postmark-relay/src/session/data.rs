@@ -9,7 +9,7 @@ use super::{Event, Protocol, State};
 use crate::convert::ConvertOptions;
 use crate::envelope::{Envelope, Via};
 use crate::metrics::{Metrics, Reject};
-use crate::spool::{QueueId, Spool, StoreError};
+use crate::spool::{Committer, Header, QueueId, Spool, StoreError};
 use crate::validate;
 
 impl Protocol {
@@ -247,7 +247,7 @@ impl DataReader {
 /// delivery worker, and produce the reply.
 #[derive(Debug)]
 pub struct Acceptor {
-    spool: Arc<Spool>,
+    committer: Committer,
     via: Via,
     convert: Arc<ConvertOptions>,
     queued: mpsc::UnboundedSender<QueueId>,
@@ -255,10 +255,17 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// An acceptor storing into `spool`, validating for delivery `via` (with the conversion
-    /// settings the delivery will use), and announcing new messages on `queued`.
-    pub fn new(spool: Arc<Spool>, via: Via, convert: ConvertOptions, queued: mpsc::UnboundedSender<QueueId>) -> Self {
-        Self { spool, via, convert: Arc::new(convert), queued, metrics: Arc::default() }
+    /// An acceptor storing into `spool` (through a group committer it starts), validating for
+    /// delivery `via` (with the conversion settings the delivery will use), and announcing new
+    /// messages on `queued`. Fails only if the committer's threads cannot be started.
+    pub fn new(
+        spool: Arc<Spool>,
+        via: Via,
+        convert: ConvertOptions,
+        queued: mpsc::UnboundedSender<QueueId>,
+    ) -> std::io::Result<Self> {
+        let committer = Committer::start(spool)?;
+        Ok(Self { committer, via, convert: Arc::new(convert), queued, metrics: Arc::default() })
     }
 
     /// Records into `metrics` (by default into a registry of its own that nobody reads).
@@ -276,14 +283,19 @@ impl Acceptor {
     pub async fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> Reply {
         let size = raw.len();
         let recipients = envelope.rcpt_to.len();
-        let spool = Arc::clone(&self.spool);
         let via = self.via;
         let convert = Arc::clone(&self.convert);
-        let result = tokio::task::spawn_blocking(move || -> Result<QueueId, Outcome> {
+        // Parsing and hashing run on the blocking pool; the write joins the next group commit.
+        let checked = tokio::task::spawn_blocking(move || -> Result<(Header, Vec<u8>), Outcome> {
             check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-            spool.store_blocking(&envelope, &raw).map_err(Outcome::Spool)
+            Ok((Header::new(envelope, &raw), raw))
         })
         .await;
+        let result = match checked {
+            Ok(Ok((header, raw))) => Ok(self.committer.store(header, raw).await.map_err(Outcome::Spool)),
+            Ok(Err(outcome)) => Ok(Err(outcome)),
+            Err(join) => Err(join),
+        };
         match result {
             Ok(Ok(id)) => {
                 tracing::info!(queue_id = %id, size, recipients, "queued");

@@ -340,7 +340,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path()).unwrap());
         let (tx, rx) = mpsc::unbounded_channel();
-        let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Smtp, Default::default(), tx));
+        let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Smtp, Default::default(), tx).unwrap());
         let shutdown = Shutdown::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
         let session = Session::new(server, cfg, acceptor, shutdown.signal());

@@ -387,6 +387,17 @@ async fn kill_9_during_a_burst_of_concurrent_sessions_loses_no_acknowledged_mess
     })
     .await;
     relay.kill9();
+    // A request the relay sent just before it died may still be on its way through the fake:
+    // wait until the fake's log stops growing before reading it.
+    let mut seen = fake.requests().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = fake.requests().len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
     let delivered_before_kill = fake.emails().len();
     // The last request Postmark got before the kill: its answer may never have been read, so
     // exactly its messages may be sent again (the one duplicate window, times the batch size).

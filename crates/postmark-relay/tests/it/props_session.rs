@@ -54,7 +54,7 @@ pub(crate) fn run_session(input: &[u8], chunks: &[usize], max_message_size: usiz
     let dir = temp_dir();
     let spool = Arc::new(Spool::open(dir.path()).expect("spool"));
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Api, ConvertOptions::default(), tx));
+    let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Api, ConvertOptions::default(), tx).unwrap());
     let cfg = Arc::new(SessionConfig { hostname: HOST.into(), max_message_size, ..SessionConfig::default() });
     let shutdown = Shutdown::new();
     let (client, server) = tokio::io::duplex(64 * 1024);

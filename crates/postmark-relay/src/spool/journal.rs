@@ -1,0 +1,636 @@
+//! Group commit: the messages of many sessions made durable by one `fdatasync`.
+//!
+//! Making each message durable on its own costs two synchronous disk writes (the file, then the
+//! directory entry of its rename), and concurrent sessions cannot share them. Instead, sessions
+//! hand their messages to one committer thread, which takes everything that is waiting and:
+//!
+//! 1. writes each message to `tmp/<id>.msg` (page cache only);
+//! 2. appends all of them to the current journal segment `journal/<name>.wal` and calls
+//!    `fdatasync` once: from here on the batch survives a crash of the process or of the machine;
+//! 3. renames each file into `queue/` and answers the sessions, which reply `250`.
+//!
+//! If step 1 fails for a message, only that message is refused; if step 2 fails, the whole batch
+//! is refused (`451`/`452`) and its files are removed, so nothing refused is ever delivered.
+//! While one batch is being synced the next one gathers, so the number of syncs per second stays
+//! bounded by the disk while the number of messages per sync grows with the load.
+//!
+//! **Checkpoints.** A segment is closed once it is [`CHECKPOINT_EVERY`] old (or
+//! [`MAX_SEGMENT_BYTES`] long). A second thread then fsyncs the files of its messages that are
+//! still spooled (usually few: most were delivered meanwhile) and the `queue/` and `dead/`
+//! directories, and deletes the segment. A checkpoint never delays a session.
+//!
+//! **Recovery** ([`Spool::recover_journal`], at start-up, before anything is delivered). Each
+//! segment starts with the kernel's boot id. If the machine has not rebooted since the segment
+//! was written, the page cache survived, and every file it names is exactly as the dead process
+//! left it: the segment is only checkpointed. After a reboot (power loss, kernel crash) the
+//! files may be lost or torn, so every message of the segment that is neither a valid file in
+//! `queue/` nor a dead letter is written back to `queue/` from the journal. A message delivered
+//! in the last second before such a crash can therefore be sent again: at-least-once, as
+//! documented for the spool.
+//!
+//! A segment is `PMWAL1 <boot id>\n` followed by records: the payload length as a little-endian
+//! `u64`, then the payload (the 24-byte queue id and the complete spool file). A record is
+//! trusted only if it is complete and its spool file checks out (magic, length, checksum);
+//! reading stops at the first one that is not (a batch torn by a crash was never acknowledged).
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::{Area, Header, ID_LEN, QueueId, Spool, StoreError, encode_head, now_ms, private_file, sync_dir};
+
+/// How long a journal segment stays open before it is closed and checkpointed; also bounds how
+/// much recent traffic a reboot can make the relay send twice.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A segment is closed early once it holds this much.
+pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most messages one sync covers (a bound on the latency of the last one in a batch).
+const MAX_BATCH_MESSAGES: usize = 1024;
+/// Most bytes one sync covers.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+const SEGMENT_MAGIC: &[u8] = b"PMWAL1 ";
+const SEGMENT_EXT: &str = "wal";
+/// Boot id written when the kernel does not tell one: never equal to the current one, so such a
+/// segment is always replayed.
+const UNKNOWN_BOOT: &str = "unknown";
+
+static SEGMENT_SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+/// One message waiting for the committer.
+struct Job {
+    header: Header,
+    raw: Vec<u8>,
+    reply: oneshot::Sender<Result<QueueId, StoreError>>,
+}
+
+/// A message written to `tmp/`, waiting for the batch's sync.
+struct Written {
+    job: Job,
+    id: QueueId,
+    head: Vec<u8>,
+}
+
+/// The handle sessions store new messages through. Dropping it (with every clone of the
+/// acceptor that owns it) stops the committer after its last batch and checkpoints the open
+/// segment.
+#[derive(Debug)]
+pub struct Committer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    /// Starts the committer and checkpoint threads for `spool`.
+    pub fn start(spool: Arc<Spool>) -> io::Result<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let (closed_tx, closed_rx) = mpsc::channel::<Closed>();
+        let checkpoint_spool = Arc::clone(&spool);
+        let checkpointer = thread::Builder::new().name("spool-checkpoint".into()).spawn(move || {
+            for closed in closed_rx {
+                checkpoint_logged(&checkpoint_spool, &closed);
+            }
+        })?;
+        thread::Builder::new().name("spool-commit".into()).spawn(move || {
+            run(&spool, &rx, &closed_tx);
+            drop(closed_tx);
+            let _ = checkpointer.join();
+        })?;
+        Ok(Self { jobs })
+    }
+
+    /// Stores a message durably; returns its id once it is in the journal and in `queue/`.
+    pub async fn store(&self, header: Header, raw: Vec<u8>) -> Result<QueueId, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Io(io::Error::other("the spool committer has stopped"));
+        self.jobs.send(Job { header, raw, reply }).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// A segment being appended to.
+struct Segment {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    opened: Instant,
+    ids: Vec<QueueId>,
+}
+
+/// A closed segment, for the checkpoint thread.
+struct Closed {
+    path: PathBuf,
+    ids: Vec<QueueId>,
+}
+
+impl Segment {
+    /// Creates a new segment and makes its directory entry durable.
+    fn create(spool: &Spool) -> io::Result<Self> {
+        let dir = spool.root.join("journal");
+        let seq = SEGMENT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{:016x}-{seq:08x}.{SEGMENT_EXT}", now_ms()));
+        let mut file = private_file().append(true).create_new(true).open(&path)?;
+        let result = (|| {
+            let mut head = SEGMENT_MAGIC.to_vec();
+            head.extend_from_slice(boot_id().as_bytes());
+            head.push(b'\n');
+            file.write_all(&head)?;
+            file.sync_all()?;
+            sync_dir(&dir)?;
+            Ok(head.len() as u64)
+        })();
+        match result {
+            Ok(len) => Ok(Self { path, file, len, opened: Instant::now(), ids: Vec::new() }),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    fn close(self) -> Closed {
+        Closed { path: self.path, ids: self.ids }
+    }
+}
+
+/// The committer loop: gather what is waiting, commit it, close segments when they are due.
+fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>) {
+    let mut segment: Option<Segment> = None;
+    loop {
+        let first = match &segment {
+            Some(s) => match jobs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(s.opened.elapsed())) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match jobs.recv() {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+        };
+        if segment.as_ref().is_some_and(|s| s.opened.elapsed() >= CHECKPOINT_EVERY || s.len >= MAX_SEGMENT_BYTES)
+            && let Some(s) = segment.take()
+        {
+            let _ = closed.send(s.close());
+        }
+        let Some(first) = first else { continue };
+        let mut bytes = first.raw.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    bytes += job.raw.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(spool, &mut segment, closed, batch);
+    }
+    if let Some(s) = segment.take() {
+        let _ = closed.send(s.close());
+    }
+}
+
+/// Commits one batch: files to `tmp/`, one journal append and sync, renames, answers.
+fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Closed>, batch: Vec<Job>) {
+    let mut written = Vec::with_capacity(batch.len());
+    for job in batch {
+        let id = QueueId::generate();
+        match write_tmp(spool, &id, &job) {
+            Ok(head) => written.push(Written { job, id, head }),
+            Err(e) => {
+                let _ = job.reply.send(Err(StoreError::from_io(e)));
+            }
+        }
+    }
+    if written.is_empty() {
+        return;
+    }
+    if let Err(e) = append(spool, segment, closed, &written) {
+        for w in written {
+            let _ = fs::remove_file(spool.root.join("tmp").join(format!("{}.msg", w.id)));
+            let _ = w.job.reply.send(Err(StoreError::from_io(io::Error::new(e.kind(), e.to_string()))));
+        }
+        return;
+    }
+    for w in written {
+        let tmp = spool.root.join("tmp").join(format!("{}.msg", w.id));
+        let result = match fs::rename(&tmp, spool.path(Area::Queue, &w.id, "msg")) {
+            Ok(()) => Ok(w.id),
+            Err(e) => {
+                // In the journal but never acknowledged: refusing it is safe (see the module docs).
+                let _ = fs::remove_file(&tmp);
+                Err(StoreError::from_io(e))
+            }
+        };
+        let _ = w.job.reply.send(result);
+    }
+}
+
+/// Writes a message to `tmp/<id>.msg` without syncing; returns the file's head (magic and header).
+fn write_tmp(spool: &Spool, id: &QueueId, job: &Job) -> io::Result<Vec<u8>> {
+    let head = encode_head(&job.header)?;
+    let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
+    let result = (|| {
+        let mut file = private_file().write(true).create_new(true).open(&tmp)?;
+        file.write_all(&head)?;
+        file.write_all(&job.raw)
+    })();
+    match result {
+        Ok(()) => Ok(head),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Appends the batch to the open segment (opening one if needed) and syncs it. On failure the
+/// segment is cut back to its last good length, or closed if even that fails.
+fn append(
+    spool: &Spool,
+    segment: &mut Option<Segment>,
+    closed: &mpsc::Sender<Closed>,
+    written: &[Written],
+) -> io::Result<()> {
+    if segment.is_none() {
+        *segment = Some(Segment::create(spool)?);
+    }
+    let Some(seg) = segment.as_mut() else { unreachable!("a segment was just opened") };
+    let total: usize = written.iter().map(|w| 8 + ID_LEN + w.head.len() + w.job.raw.len()).sum();
+    let mut buf = Vec::with_capacity(total);
+    for w in written {
+        let payload = (ID_LEN + w.head.len() + w.job.raw.len()) as u64;
+        buf.extend_from_slice(&payload.to_le_bytes());
+        buf.extend_from_slice(w.id.as_str().as_bytes());
+        buf.extend_from_slice(&w.head);
+        buf.extend_from_slice(&w.job.raw);
+    }
+    match seg.file.write_all(&buf).and_then(|()| seg.file.sync_data()) {
+        Ok(()) => {
+            seg.len += buf.len() as u64;
+            seg.ids.extend(written.iter().map(|w| w.id.clone()));
+            Ok(())
+        }
+        Err(e) => {
+            // Nothing of this batch was acknowledged; make sure a later batch does not land behind
+            // a torn record (reading stops there), or give the segment up.
+            if seg.file.set_len(seg.len).and_then(|()| seg.file.sync_data()).is_err()
+                && let Some(s) = segment.take()
+            {
+                let _ = closed.send(s.close());
+            }
+            Err(e)
+        }
+    }
+}
+
+fn checkpoint_logged(spool: &Spool, closed: &Closed) {
+    if let Err(e) = checkpoint(spool, &closed.path, &closed.ids) {
+        tracing::warn!(
+            segment = %closed.path.display(),
+            error = %e,
+            "journal checkpoint failed; the segment is kept and checked again at the next start"
+        );
+    }
+}
+
+/// Makes the messages of a closed segment durable in their own files, then deletes the segment.
+fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId]) -> io::Result<()> {
+    for id in ids {
+        for area in [Area::Queue, Area::Dead] {
+            match File::open(spool.path(area, id, "msg")) {
+                Ok(file) => {
+                    file.sync_all()?;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    sync_dir(&spool.root.join("queue"))?;
+    sync_dir(&spool.root.join("dead"))?;
+    match fs::remove_file(segment) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    sync_dir(&spool.root.join("journal"))
+}
+
+/// What [`Spool::recover_journal`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalRecovery {
+    /// Segments found (left by a process that did not stop cleanly).
+    pub segments: usize,
+    /// Messages written back to `queue/` from the journal (after a reboot).
+    pub replayed: usize,
+}
+
+/// One segment read back.
+struct SegmentContents {
+    boot_id: String,
+    records: Vec<(QueueId, Header, Vec<u8>)>,
+    /// Bytes after the last trusted record (a torn batch, never acknowledged).
+    torn_bytes: u64,
+}
+
+impl Spool {
+    /// Replays or checkpoints the journal segments a previous run left behind (see the module
+    /// documentation). Call once, holding the lock, before anything is delivered.
+    pub fn recover_journal(&self) -> io::Result<JournalRecovery> {
+        let dir = self.root.join("journal");
+        let mut segments: Vec<PathBuf> = fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXT))
+            .collect();
+        segments.sort();
+        let current_boot = boot_id();
+        let mut report = JournalRecovery::default();
+        for path in segments {
+            report.segments += 1;
+            let contents = read_segment(&path)?;
+            if contents.torn_bytes > 0 {
+                tracing::info!(
+                    segment = %path.display(),
+                    bytes = contents.torn_bytes,
+                    "journal segment ends in a torn batch (never acknowledged); ignoring it"
+                );
+            }
+            let ids: Vec<QueueId> = contents.records.iter().map(|(id, _, _)| id.clone()).collect();
+            if contents.boot_id != current_boot || current_boot == UNKNOWN_BOOT {
+                for (id, header, raw) in &contents.records {
+                    if self.load(id).is_ok() || self.path(Area::Dead, id, "msg").exists() {
+                        continue;
+                    }
+                    self.write_message(id, header, raw).map_err(|e| match e {
+                        StoreError::Full(e) | StoreError::Io(e) => e,
+                    })?;
+                    report.replayed += 1;
+                }
+            }
+            checkpoint(self, &path, &ids)?;
+        }
+        Ok(report)
+    }
+}
+
+/// Reads a segment up to its last trusted record.
+fn read_segment(path: &Path) -> io::Result<SegmentContents> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data)?;
+    let mut contents = SegmentContents { boot_id: String::new(), records: Vec::new(), torn_bytes: 0 };
+    let Some(rest) = data.strip_prefix(SEGMENT_MAGIC) else {
+        // Torn while being created: it never held anything.
+        contents.torn_bytes = data.len() as u64;
+        return Ok(contents);
+    };
+    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+        contents.torn_bytes = data.len() as u64;
+        return Ok(contents);
+    };
+    contents.boot_id = String::from_utf8_lossy(&rest[..nl]).into_owned();
+    let mut rest = &rest[nl + 1..];
+    while !rest.is_empty() {
+        let Some(record) = parse_record(rest) else { break };
+        let (id, header, raw, used) = record;
+        contents.records.push((id, header, raw));
+        rest = &rest[used..];
+    }
+    contents.torn_bytes = rest.len() as u64;
+    Ok(contents)
+}
+
+/// Parses one record; `None` if it is incomplete or does not check out.
+fn parse_record(data: &[u8]) -> Option<(QueueId, Header, Vec<u8>, usize)> {
+    let len = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+    let len = usize::try_from(len).ok()?;
+    let payload = data.get(8..8usize.checked_add(len)?)?;
+    let id = QueueId::parse(std::str::from_utf8(payload.get(..ID_LEN)?).ok()?)?;
+    let mut reader = BufReader::new(&payload[ID_LEN..]);
+    let (header, body_start) = super::read_header(&mut reader).ok()?;
+    let raw = payload[ID_LEN..].get(usize::try_from(body_start).ok()?..)?;
+    if raw.len() as u64 != header.size || super::checksum(raw) != header.checksum {
+        return None;
+    }
+    Some((id, header, raw.to_vec(), 8 + len))
+}
+
+/// The kernel's boot id: it changes on every boot, so a segment written under the current one
+/// was written since the last boot and its files are still in the page cache.
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .unwrap_or_else(|| UNKNOWN_BOOT.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+
+    fn spool() -> (tempfile::TempDir, Arc<Spool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path().join("spool")).unwrap());
+        (dir, spool)
+    }
+
+    fn message(n: usize) -> (Header, Vec<u8>) {
+        let raw = format!("Subject: journal {n}\r\n\r\nbody {n}\r\n").into_bytes();
+        (Header::new(Envelope::new("s@example.com", [format!("r{n}@example.com")]), &raw), raw)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    /// A segment as a crashed relay would have left it, written under `boot`.
+    fn segment_bytes(boot: &str, records: &[(QueueId, Header, Vec<u8>)]) -> Vec<u8> {
+        let mut out = format!("PMWAL1 {boot}\n").into_bytes();
+        for (id, header, raw) in records {
+            let head = encode_head(header).unwrap();
+            out.extend_from_slice(&((ID_LEN + head.len() + raw.len()) as u64).to_le_bytes());
+            out.extend_from_slice(id.as_str().as_bytes());
+            out.extend_from_slice(&head);
+            out.extend_from_slice(raw);
+        }
+        out
+    }
+
+    fn records(n: usize) -> Vec<(QueueId, Header, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let (h, r) = message(i);
+                (QueueId::generate(), h, r)
+            })
+            .collect()
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_messages_all_land_in_the_journal_and_the_queue() {
+        let (_d, spool) = spool();
+        let committer = Arc::new(Committer::start(Arc::clone(&spool)).unwrap());
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..200 {
+            let committer = Arc::clone(&committer);
+            tasks.spawn(async move {
+                let (header, raw) = message(n);
+                (committer.store(header, raw.clone()).await.unwrap(), raw)
+            });
+        }
+        let mut stored = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            stored.push(r.unwrap());
+        }
+        for (id, raw) in &stored {
+            assert_eq!(&spool.load(id).unwrap().raw, raw, "{id}");
+        }
+        assert_eq!(spool.ids(Area::Queue).unwrap().len(), 200);
+        assert!(names(&spool.root().join("tmp")).is_empty(), "nothing left in tmp/");
+        // The open segment holds every acknowledged message, readable back exactly.
+        let segments = names(&spool.root().join("journal"));
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        let contents = read_segment(&spool.root().join("journal").join(&segments[0])).unwrap();
+        assert_eq!(contents.boot_id, boot_id());
+        assert_eq!(contents.records.len(), 200);
+        assert_eq!(contents.torn_bytes, 0);
+        for (id, raw) in &stored {
+            assert!(contents.records.iter().any(|(i, _, r)| i == id && r == raw), "{id} in the journal");
+        }
+        // Once the segment is due, it is checkpointed and deleted; the messages stay queued.
+        wait_until("the checkpoint", || names(&spool.root().join("journal")).is_empty());
+        assert_eq!(spool.ids(Area::Queue).unwrap().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_committer_checkpoints_the_open_segment() {
+        let (_d, spool) = spool();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let (header, raw) = message(1);
+        let id = committer.store(header, raw).await.unwrap();
+        assert_eq!(names(&spool.root().join("journal")).len(), 1);
+        drop(committer);
+        wait_until("the final checkpoint", || names(&spool.root().join("journal")).is_empty());
+        assert!(spool.load(&id).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_journaled_is_refused_and_leaves_nothing() {
+        let (_d, spool) = spool();
+        // A file where the journal directory should be: no segment can be created.
+        fs::remove_dir(spool.root().join("journal")).unwrap();
+        fs::write(spool.root().join("journal"), b"in the way").unwrap();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let (header, raw) = message(1);
+        let err = committer.store(header, raw).await.unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+        assert!(spool.ids(Area::Queue).unwrap().is_empty(), "a refused message is never queued");
+        assert!(names(&spool.root().join("tmp")).is_empty(), "and leaves nothing in tmp/");
+        // Once the directory is back, the next message is stored.
+        fs::remove_file(spool.root().join("journal")).unwrap();
+        fs::create_dir(spool.root().join("journal")).unwrap();
+        let (header, raw) = message(2);
+        let id = committer.store(header, raw).await.unwrap();
+        assert!(spool.load(&id).is_ok());
+    }
+
+    #[test]
+    fn after_a_reboot_lost_messages_are_written_back_from_the_journal() {
+        let (_d, spool) = spool();
+        let recs = records(4);
+        // 0: its file survived; 1: lost; 2: torn (its file is shorter than its header says);
+        // 3: given up meanwhile (a dead letter).
+        spool.write_message(&recs[0].0, &recs[0].1, &recs[0].2).unwrap();
+        spool.write_message(&recs[2].0, &recs[2].1, &recs[2].2).unwrap();
+        let torn = spool.path(Area::Queue, &recs[2].0, "msg");
+        let len = fs::metadata(&torn).unwrap().len();
+        File::options().write(true).open(&torn).unwrap().set_len(len - 3).unwrap();
+        spool.write_message(&recs[3].0, &recs[3].1, &recs[3].2).unwrap();
+        let reason = super::super::DeadReason { reason: "x".into(), dead_ms: 1, attempts: 1, recipients: vec![] };
+        spool.kill(&recs[3].0, &reason).unwrap();
+        let mut bytes = segment_bytes("00000000-0000-0000-0000-000000000000", &recs);
+        bytes.extend_from_slice(b"\x40\x00\x00"); // a torn batch after the last good record
+        fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), bytes).unwrap();
+
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2 });
+        for (id, _, raw) in &recs[..3] {
+            assert_eq!(&spool.load(id).unwrap().raw, raw, "{id} is queued intact");
+        }
+        assert!(spool.load(&recs[3].0).is_err(), "a dead letter is not queued again");
+        assert_eq!(spool.locate(&recs[3].0), Some(Area::Dead));
+        assert!(names(&spool.root().join("journal")).is_empty(), "the segment is gone");
+        // Recovery is idempotent.
+        assert_eq!(spool.recover_journal().unwrap(), JournalRecovery::default());
+    }
+
+    #[test]
+    fn without_a_reboot_the_journal_is_only_checkpointed() {
+        let (_d, spool) = spool();
+        let recs = records(2);
+        // 0 was delivered (unlinked) before the process died; 1 is still queued.
+        spool.write_message(&recs[1].0, &recs[1].1, &recs[1].2).unwrap();
+        fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), segment_bytes(&boot_id(), &recs))
+            .unwrap();
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0 });
+        assert!(spool.load(&recs[0].0).is_err(), "a delivered message is not sent again");
+        assert!(spool.load(&recs[1].0).is_ok());
+        assert!(names(&spool.root().join("journal")).is_empty());
+    }
+
+    #[test]
+    fn damaged_segments_yield_only_their_trusted_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = records(3);
+        let good = segment_bytes("b", &recs);
+        let path = dir.path().join("s.wal");
+        // Every truncation keeps exactly the records that are complete.
+        let ends: Vec<usize> = (1..=3).map(|n| segment_bytes("b", &recs[..n]).len()).collect();
+        for cut in [0, 3, 9, 10, 30, ends[0], ends[0] + 5, ends[1] - 1, ends[2]] {
+            fs::write(&path, &good[..cut]).unwrap();
+            let c = read_segment(&path).unwrap();
+            let expect = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(c.records.len(), expect, "cut at {cut}");
+        }
+        // A flipped byte in the second message stops reading there.
+        let mut bad = good.clone();
+        bad[ends[1] - 4] ^= 0x20;
+        fs::write(&path, &bad).unwrap();
+        let c = read_segment(&path).unwrap();
+        assert_eq!(c.records.len(), 1);
+        assert_eq!(c.torn_bytes as usize, bad.len() - ends[0]);
+        // A length field larger than the file, or absurd, is not trusted either.
+        let mut huge = segment_bytes("b", &[]);
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        huge.extend_from_slice(&[0; 64]);
+        fs::write(&path, &huge).unwrap();
+        assert!(read_segment(&path).unwrap().records.is_empty());
+        // Not a segment at all.
+        fs::write(&path, b"hello").unwrap();
+        let c = read_segment(&path).unwrap();
+        assert!(c.records.is_empty() && c.torn_bytes == 5);
+    }
+}
