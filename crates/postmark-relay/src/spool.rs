@@ -11,6 +11,8 @@
 //! | `quarantine/<id>.msg` + `.json` | files that could not be read back (corrupt or truncated) |
 //! | `dry-run/` | what dry-run mode would have sent |
 //! | `retry/<id>` | markers left by `postmark-relay queue retry`, picked up by the running relay |
+//! | `journal/*.wal` | the group-commit journal: the last second or so of accepted messages (see [`journal`]) |
+//! | `spare/` | files of delivered messages, written over by new ones (their old bytes stay until then) |
 //! | `relay.lock` | held (advisory `flock`) by the running relay so two relays never share a spool |
 //!
 //! A message file is `PMRELAY1\n`, one line of JSON ([`Header`]: envelope, size, checksum, arrival
@@ -30,6 +32,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -230,17 +233,24 @@ pub struct Entry {
 #[derive(Debug)]
 pub struct Spool {
     root: PathBuf,
+    /// Files of delivered messages kept in `spare/` for new messages to be written over: on
+    /// ext4 creating a file right after deleting many costs far more than renaming one.
+    spares: Mutex<Vec<PathBuf>>,
 }
+
+/// Most files kept in `spare/`.
+const MAX_SPARES: usize = 4096;
+static SPARE_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 impl Spool {
     /// Opens (creating if needed) the spool at `root`. Does not clean anything up; the running
     /// relay calls [`Spool::recover`] once it holds the lock.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry", "journal"] {
+        for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry", "journal", "spare"] {
             create_private_dir(&root.join(dir))?;
         }
-        Ok(Self { root })
+        Ok(Self { root, spares: Mutex::new(Vec::new()) })
     }
 
     /// The spool's root directory.
@@ -267,7 +277,8 @@ impl Spool {
         }
     }
 
-    /// Removes leftovers of writes that never completed (never acknowledged, so never promised).
+    /// Removes leftovers of writes that never completed (never acknowledged, so never promised),
+    /// and the spare files of an earlier run. Returns how many unfinished writes there were.
     pub fn recover(&self) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.root.join("tmp"))? {
@@ -277,7 +288,38 @@ impl Spool {
                 removed += 1;
             }
         }
+        for entry in fs::read_dir(self.root.join("spare"))? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                fs::remove_file(entry.path())?;
+            }
+        }
         Ok(removed)
+    }
+
+    /// Takes a spare file to write a new message over, if there is one.
+    fn take_spare(&self) -> Option<PathBuf> {
+        self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
+    }
+
+    /// Moves the file at `path` (a delivered message, or a spare a failed write used) to
+    /// `spare/`, or deletes it once enough spares are kept.
+    fn retire(&self, path: &Path) -> io::Result<()> {
+        let mut spares = self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spares.len() < MAX_SPARES {
+            let seq = SPARE_SEQUENCE.fetch_add(1, Ordering::Relaxed);
+            let spare = self.root.join("spare").join(format!("{seq:08x}-{:08x}", rand::random::<u32>()));
+            match fs::rename(path, &spare) {
+                Ok(()) => {
+                    spares.push(spare);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(_) => {}
+            }
+        }
+        drop(spares);
+        remove_if_exists(path)
     }
 
     fn path(&self, area: Area, id: &QueueId, ext: &str) -> PathBuf {
@@ -410,11 +452,12 @@ impl Spool {
         [Area::Queue, Area::Dead].into_iter().find(|&area| self.path(area, id, "msg").exists())
     }
 
-    /// Removes a message Postmark accepted. Not fsync'd: if the unlink is lost in a crash the
-    /// message is sent again (the documented duplicate window).
+    /// Removes a message Postmark accepted (its file becomes a spare for a new message). Not
+    /// fsync'd: if the removal is lost in a crash the message is sent again (the documented
+    /// duplicate window).
     pub fn remove(&self, id: &QueueId) -> io::Result<()> {
         remove_if_exists(&self.path(Area::Queue, id, "state"))?;
-        remove_if_exists(&self.path(Area::Queue, id, "msg"))
+        self.retire(&self.path(Area::Queue, id, "msg"))
     }
 
     /// Deletes a message from whichever area holds it. Returns the area, or `None` if unknown.

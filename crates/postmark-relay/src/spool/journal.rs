@@ -71,11 +71,12 @@ struct Job {
     reply: oneshot::Sender<Result<QueueId, StoreError>>,
 }
 
-/// A message written to `tmp/`, waiting for the batch's sync.
+/// A message written to a file (in `tmp/`, or a spare), waiting for the batch's sync.
 struct Written {
     job: Job,
     id: QueueId,
     head: Vec<u8>,
+    file: PathBuf,
 }
 
 /// The handle sessions store new messages through. Dropping it (with every clone of the
@@ -203,8 +204,8 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
     let mut written = Vec::with_capacity(batch.len());
     for job in batch {
         let id = QueueId::generate();
-        match write_tmp(spool, &id, &job) {
-            Ok(head) => written.push(Written { job, id, head }),
+        match write_file(spool, &id, &job) {
+            Ok((head, file)) => written.push(Written { job, id, head, file }),
             Err(e) => {
                 let _ = job.reply.send(Err(StoreError::from_io(e)));
             }
@@ -215,18 +216,17 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
     }
     if let Err(e) = append(spool, segment, closed, &written) {
         for w in written {
-            let _ = fs::remove_file(spool.root.join("tmp").join(format!("{}.msg", w.id)));
+            let _ = spool.retire(&w.file);
             let _ = w.job.reply.send(Err(StoreError::from_io(io::Error::new(e.kind(), e.to_string()))));
         }
         return;
     }
     for w in written {
-        let tmp = spool.root.join("tmp").join(format!("{}.msg", w.id));
-        let result = match fs::rename(&tmp, spool.path(Area::Queue, &w.id, "msg")) {
+        let result = match fs::rename(&w.file, spool.path(Area::Queue, &w.id, "msg")) {
             Ok(()) => Ok(w.id),
             Err(e) => {
                 // In the journal but never acknowledged: refusing it is safe (see the module docs).
-                let _ = fs::remove_file(&tmp);
+                let _ = spool.retire(&w.file);
                 Err(StoreError::from_io(e))
             }
         };
@@ -234,17 +234,29 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
     }
 }
 
-/// Writes a message to `tmp/<id>.msg` without syncing; returns the file's head (magic and header).
-fn write_tmp(spool: &Spool, id: &QueueId, job: &Job) -> io::Result<Vec<u8>> {
+/// Writes a message over a spare file, or else to `tmp/<id>.msg`, without syncing. Returns the
+/// file's head (magic and header) and where the file is.
+fn write_file(spool: &Spool, id: &QueueId, job: &Job) -> io::Result<(Vec<u8>, PathBuf)> {
     let head = encode_head(&job.header)?;
-    let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
-    let result = (|| {
-        let mut file = private_file().write(true).create_new(true).open(&tmp)?;
+    let len = (head.len() + job.raw.len()) as u64;
+    let write = |file: &mut File| -> io::Result<()> {
         file.write_all(&head)?;
-        file.write_all(&job.raw)
-    })();
-    match result {
-        Ok(()) => Ok(head),
+        file.write_all(&job.raw)?;
+        file.set_len(len)
+    };
+    if let Some(spare) = spool.take_spare() {
+        let result = File::options().write(true).open(&spare).and_then(|mut f| write(&mut f));
+        match result {
+            Ok(()) => return Ok((head, spare)),
+            Err(_) => {
+                // An unusable spare: drop it and write a new file instead.
+                let _ = fs::remove_file(&spare);
+            }
+        }
+    }
+    let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
+    match private_file().write(true).create_new(true).open(&tmp).and_then(|mut f| write(&mut f)) {
+        Ok(()) => Ok((head, tmp)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
@@ -522,6 +534,32 @@ mod tests {
         // Once the segment is due, it is checkpointed and deleted; the messages stay queued.
         wait_until("the checkpoint", || names(&spool.root().join("journal")).is_empty());
         assert_eq!(spool.ids(Area::Queue).unwrap().len(), 200);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_delivered_file_is_written_over_by_the_next_message_exactly() {
+        use std::os::unix::fs::MetadataExt;
+        let (_d, spool) = spool();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let long = b"Subject: long\r\n\r\n".iter().copied().chain(vec![b'x'; 10_000]).collect::<Vec<u8>>();
+        let header = Header::new(Envelope::new("s@example.com", ["a@example.com"]), &long);
+        let first = committer.store(header, long).await.unwrap();
+        let inode = fs::metadata(spool.path(Area::Queue, &first, "msg")).unwrap().ino();
+        spool.remove(&first).unwrap();
+        assert!(spool.load(&first).is_err(), "delivered: gone from queue/");
+        assert_eq!(names(&spool.root().join("spare")).len(), 1, "kept as a spare");
+        let (header, raw) = message(2);
+        let second = committer.store(header, raw.clone()).await.unwrap();
+        let path = spool.path(Area::Queue, &second, "msg");
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "the spare was reused");
+        let msg = spool.load(&second).unwrap();
+        assert_eq!(msg.raw, raw, "no byte of the longer message it replaced is left");
+        assert!(names(&spool.root().join("spare")).is_empty());
+        // A restart's recovery clears spares left behind.
+        spool.remove(&second).unwrap();
+        assert_eq!(spool.recover().unwrap(), 0);
+        assert!(names(&spool.root().join("spare")).is_empty());
     }
 
     #[tokio::test]
