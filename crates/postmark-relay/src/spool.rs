@@ -42,7 +42,7 @@ use crate::envelope::Envelope;
 
 mod journal;
 
-pub use journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES};
+pub use journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
 
 const MAGIC: &[u8] = b"PMRELAY1\n";
 /// Longest header line accepted when reading a spool file back (the envelope of 50 recipients of
@@ -235,11 +235,20 @@ pub struct Spool {
     root: PathBuf,
     /// Files of delivered messages kept in `spare/` for new messages to be written over: on
     /// ext4 creating a file right after deleting many costs far more than renaming one.
-    spares: Mutex<Vec<PathBuf>>,
+    spares: Mutex<Spares>,
+}
+
+/// The files in `spare/`, with their sizes.
+#[derive(Debug, Default)]
+struct Spares {
+    files: Vec<(PathBuf, u64)>,
+    bytes: u64,
 }
 
 /// Most files kept in `spare/`.
-const MAX_SPARES: usize = 4096;
+const MAX_SPARES: usize = 1024;
+/// Most bytes kept in `spare/`; bigger files are deleted instead.
+const MAX_SPARE_BYTES: u64 = 32 * 1024 * 1024;
 static SPARE_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 impl Spool {
@@ -250,7 +259,7 @@ impl Spool {
         for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry", "journal", "spare"] {
             create_private_dir(&root.join(dir))?;
         }
-        Ok(Self { root, spares: Mutex::new(Vec::new()) })
+        Ok(Self { root, spares: Mutex::default() })
     }
 
     /// The spool's root directory.
@@ -299,19 +308,37 @@ impl Spool {
 
     /// Takes a spare file to write a new message over, if there is one.
     fn take_spare(&self) -> Option<PathBuf> {
-        self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop()
+        let mut spares = self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (path, len) = spares.files.pop()?;
+        spares.bytes -= len;
+        Some(path)
+    }
+
+    /// Deletes every spare file (when the disk is full). Returns how many there were.
+    fn drop_spares(&self) -> usize {
+        let files = std::mem::take(&mut *self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).files;
+        for (path, _) in &files {
+            let _ = fs::remove_file(path);
+        }
+        files.len()
     }
 
     /// Moves the file at `path` (a delivered message, or a spare a failed write used) to
     /// `spare/`, or deletes it once enough spares are kept.
     fn retire(&self, path: &Path) -> io::Result<()> {
+        let len = match fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let mut spares = self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spares.len() < MAX_SPARES {
+        if spares.files.len() < MAX_SPARES && spares.bytes + len <= MAX_SPARE_BYTES {
             let seq = SPARE_SEQUENCE.fetch_add(1, Ordering::Relaxed);
             let spare = self.root.join("spare").join(format!("{seq:08x}-{:08x}", rand::random::<u32>()));
             match fs::rename(path, &spare) {
                 Ok(()) => {
-                    spares.push(spare);
+                    spares.files.push((spare, len));
+                    spares.bytes += len;
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

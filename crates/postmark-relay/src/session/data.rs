@@ -9,7 +9,7 @@ use super::{Event, Protocol, State};
 use crate::convert::ConvertOptions;
 use crate::envelope::{Envelope, Via};
 use crate::metrics::{Metrics, Reject};
-use crate::spool::{Committer, Header, QueueId, Spool, StoreError};
+use crate::spool::{Committer, Header, Prepared, QueueId, Spool, StoreError};
 use crate::validate;
 
 impl Protocol {
@@ -286,13 +286,14 @@ impl Acceptor {
         let via = self.via;
         let convert = Arc::clone(&self.convert);
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
-        let checked = tokio::task::spawn_blocking(move || -> Result<(Header, Vec<u8>), Outcome> {
+        let spool = Arc::clone(self.committer.spool());
+        let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
             check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-            Ok((Header::new(envelope, &raw), raw))
+            spool.prepare(Header::new(envelope, &raw), raw).map_err(Outcome::Spool)
         })
         .await;
         let result = match checked {
-            Ok(Ok((header, raw))) => Ok(self.committer.store(header, raw).await.map_err(Outcome::Spool)),
+            Ok(Ok(prepared)) => Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool)),
             Ok(Err(outcome)) => Ok(Err(outcome)),
             Err(join) => Err(join),
         };

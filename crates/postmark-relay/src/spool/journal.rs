@@ -44,7 +44,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Area, Header, ID_LEN, QueueId, Spool, StoreError, encode_head, now_ms, private_file, sync_dir};
+use super::{
+    Area, Header, ID_LEN, QueueId, Spool, StoreError, encode_head, is_storage_full, now_ms, private_file, sync_dir,
+};
 
 /// How long a journal segment stays open before it is closed and checkpointed; also bounds how
 /// much recent traffic a reboot can make the relay send twice.
@@ -64,19 +66,32 @@ const UNKNOWN_BOOT: &str = "unknown";
 
 static SEGMENT_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
-/// One message waiting for the committer.
-struct Job {
-    header: Header,
-    raw: Vec<u8>,
-    reply: oneshot::Sender<Result<QueueId, StoreError>>,
-}
-
-/// A message written to a file (in `tmp/`, or a spare), waiting for the batch's sync.
-struct Written {
-    job: Job,
+/// A message written to its own file (a spare, or a new file in `tmp/`) but not yet committed:
+/// [`Spool::prepare`] makes one, on the caller's thread, so that sessions write their files in
+/// parallel and the committer only appends, syncs and renames. Dropped without being committed,
+/// its file becomes a spare.
+#[derive(Debug)]
+pub struct Prepared {
+    spool: Arc<Spool>,
     id: QueueId,
     head: Vec<u8>,
+    raw: Vec<u8>,
     file: PathBuf,
+    published: bool,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = self.spool.retire(&self.file);
+        }
+    }
+}
+
+/// One message waiting for the committer.
+struct Job {
+    prepared: Prepared,
+    reply: oneshot::Sender<Result<QueueId, StoreError>>,
 }
 
 /// The handle sessions store new messages through. Dropping it (with every clone of the
@@ -84,6 +99,7 @@ struct Written {
 /// segment.
 #[derive(Debug)]
 pub struct Committer {
+    spool: Arc<Spool>,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -92,26 +108,66 @@ impl Committer {
     pub fn start(spool: Arc<Spool>) -> io::Result<Self> {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (closed_tx, closed_rx) = mpsc::channel::<Closed>();
+        let spare_segment: SpareSegment = Arc::default();
         let checkpoint_spool = Arc::clone(&spool);
+        let spare = Arc::clone(&spare_segment);
         let checkpointer = thread::Builder::new().name("spool-checkpoint".into()).spawn(move || {
+            // Creating a segment costs two syncs; the checkpoint thread makes the next one ahead
+            // of time, so that a session never waits for that.
+            let refill = || {
+                let mut slot = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if slot.is_none() {
+                    *slot = Segment::create(&checkpoint_spool).ok();
+                }
+            };
+            refill();
             for closed in closed_rx {
                 checkpoint_logged(&checkpoint_spool, &closed);
+                refill();
+            }
+            if let Some(unused) = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+                let _ = checkpoint(&checkpoint_spool, &unused.path, &[]);
             }
         })?;
+        let commit_spool = Arc::clone(&spool);
         thread::Builder::new().name("spool-commit".into()).spawn(move || {
-            run(&spool, &rx, &closed_tx);
+            run(&commit_spool, &rx, &closed_tx, &spare_segment);
             drop(closed_tx);
             let _ = checkpointer.join();
         })?;
-        Ok(Self { jobs })
+        Ok(Self { spool, jobs })
     }
 
-    /// Stores a message durably; returns its id once it is in the journal and in `queue/`.
-    pub async fn store(&self, header: Header, raw: Vec<u8>) -> Result<QueueId, StoreError> {
+    /// The spool this committer writes to.
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
+    }
+
+    /// Commits a prepared message: returns its id once it is in the journal and in `queue/`.
+    pub async fn commit(&self, prepared: Prepared) -> Result<QueueId, StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Io(io::Error::other("the spool committer has stopped"));
-        self.jobs.send(Job { header, raw, reply }).map_err(|_| stopped())?;
+        self.jobs.send(Job { prepared, reply }).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Prepares (on the blocking pool) and commits a message.
+    pub async fn store(&self, header: Header, raw: Vec<u8>) -> Result<QueueId, StoreError> {
+        let spool = Arc::clone(&self.spool);
+        let prepared = tokio::task::spawn_blocking(move || spool.prepare(header, raw))
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))??;
+        self.commit(prepared).await
+    }
+}
+
+impl Spool {
+    /// Writes a new message to a file of its own, without syncing (blocking). Commit the result
+    /// with [`Committer::commit`]; only that makes it durable and queues it.
+    pub fn prepare(self: &Arc<Self>, header: Header, raw: Vec<u8>) -> Result<Prepared, StoreError> {
+        let id = QueueId::generate();
+        let (head, file) = write_file(self, &id, &header, &raw).map_err(StoreError::from_io)?;
+        Ok(Prepared { spool: Arc::clone(self), id, head, raw, file, published: false })
     }
 }
 
@@ -123,6 +179,9 @@ struct Segment {
     opened: Instant,
     ids: Vec<QueueId>,
 }
+
+/// A segment created ahead of time, for the committer to take.
+type SpareSegment = Arc<std::sync::Mutex<Option<Segment>>>;
 
 /// A closed segment, for the checkpoint thread.
 struct Closed {
@@ -161,7 +220,7 @@ impl Segment {
 }
 
 /// The committer loop: gather what is waiting, commit it, close segments when they are due.
-fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>) {
+fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>, spare: &SpareSegment) {
     let mut segment: Option<Segment> = None;
     loop {
         let first = match &segment {
@@ -181,15 +240,21 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>)
             let _ = closed.send(s.close());
         }
         let Some(first) = first else { continue };
-        let mut bytes = first.raw.len();
+        let mut bytes = first.prepared.raw.len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
             match jobs.try_recv() {
                 Ok(job) => {
-                    bytes += job.raw.len();
+                    bytes += job.prepared.raw.len();
                     batch.push(job);
                 }
                 Err(_) => break,
+            }
+        }
+        if segment.is_none() {
+            segment = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(s) = &mut segment {
+                s.opened = Instant::now();
             }
         }
         commit(spool, &mut segment, closed, batch);
@@ -201,47 +266,43 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>)
 
 /// Commits one batch: files to `tmp/`, one journal append and sync, renames, answers.
 fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Closed>, batch: Vec<Job>) {
-    let mut written = Vec::with_capacity(batch.len());
-    for job in batch {
-        let id = QueueId::generate();
-        match write_file(spool, &id, &job) {
-            Ok((head, file)) => written.push(Written { job, id, head, file }),
-            Err(e) => {
-                let _ = job.reply.send(Err(StoreError::from_io(e)));
-            }
-        }
+    let mut result = append(spool, segment, closed, &batch);
+    if result.as_ref().is_err_and(is_storage_full) && spool.drop_spares() > 0 {
+        // The spares held the space the journal needs: try once more without them.
+        result = append(spool, segment, closed, &batch);
     }
-    if written.is_empty() {
-        return;
-    }
-    if let Err(e) = append(spool, segment, closed, &written) {
-        for w in written {
-            let _ = spool.retire(&w.file);
-            let _ = w.job.reply.send(Err(StoreError::from_io(io::Error::new(e.kind(), e.to_string()))));
+    if let Err(e) = result {
+        for Job { prepared, reply } in batch {
+            // Dropping the prepared message turns its file into a spare (before the answer).
+            drop(prepared);
+            let _ = reply.send(Err(StoreError::from_io(io::Error::new(e.kind(), e.to_string()))));
         }
         return;
     }
-    for w in written {
-        let result = match fs::rename(&w.file, spool.path(Area::Queue, &w.id, "msg")) {
-            Ok(()) => Ok(w.id),
-            Err(e) => {
-                // In the journal but never acknowledged: refusing it is safe (see the module docs).
-                let _ = spool.retire(&w.file);
-                Err(StoreError::from_io(e))
+    for Job { mut prepared, reply } in batch {
+        let p = &mut prepared;
+        let result = match fs::rename(&p.file, spool.path(Area::Queue, &p.id, "msg")) {
+            Ok(()) => {
+                p.published = true;
+                Ok(p.id.clone())
             }
+            // In the journal but never acknowledged: refusing it is safe (see the module docs).
+            Err(e) => Err(StoreError::from_io(e)),
         };
-        let _ = w.job.reply.send(result);
+        // An unpublished file becomes a spare before the session hears the refusal.
+        drop(prepared);
+        let _ = reply.send(result);
     }
 }
 
 /// Writes a message over a spare file, or else to `tmp/<id>.msg`, without syncing. Returns the
 /// file's head (magic and header) and where the file is.
-fn write_file(spool: &Spool, id: &QueueId, job: &Job) -> io::Result<(Vec<u8>, PathBuf)> {
-    let head = encode_head(&job.header)?;
-    let len = (head.len() + job.raw.len()) as u64;
+fn write_file(spool: &Spool, id: &QueueId, header: &Header, raw: &[u8]) -> io::Result<(Vec<u8>, PathBuf)> {
+    let head = encode_head(header)?;
+    let len = (head.len() + raw.len()) as u64;
     let write = |file: &mut File| -> io::Result<()> {
         file.write_all(&head)?;
-        file.write_all(&job.raw)?;
+        file.write_all(raw)?;
         file.set_len(len)
     };
     if let Some(spare) = spool.take_spare() {
@@ -255,13 +316,18 @@ fn write_file(spool: &Spool, id: &QueueId, job: &Job) -> io::Result<(Vec<u8>, Pa
         }
     }
     let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
-    match private_file().write(true).create_new(true).open(&tmp).and_then(|mut f| write(&mut f)) {
-        Ok(()) => Ok((head, tmp)),
+    let attempt = || match private_file().write(true).create_new(true).open(&tmp).and_then(|mut f| write(&mut f)) {
+        Ok(()) => Ok(()),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)
         }
+    };
+    match attempt() {
+        Err(e) if is_storage_full(&e) && spool.drop_spares() > 0 => attempt()?,
+        other => other?,
     }
+    Ok((head, tmp))
 }
 
 /// Appends the batch to the open segment (opening one if needed) and syncs it. On failure the
@@ -270,25 +336,25 @@ fn append(
     spool: &Spool,
     segment: &mut Option<Segment>,
     closed: &mpsc::Sender<Closed>,
-    written: &[Written],
+    batch: &[Job],
 ) -> io::Result<()> {
     if segment.is_none() {
         *segment = Some(Segment::create(spool)?);
     }
     let Some(seg) = segment.as_mut() else { unreachable!("a segment was just opened") };
-    let total: usize = written.iter().map(|w| 8 + ID_LEN + w.head.len() + w.job.raw.len()).sum();
+    let total: usize = batch.iter().map(|j| 8 + ID_LEN + j.prepared.head.len() + j.prepared.raw.len()).sum();
     let mut buf = Vec::with_capacity(total);
-    for w in written {
-        let payload = (ID_LEN + w.head.len() + w.job.raw.len()) as u64;
+    for Job { prepared: p, .. } in batch {
+        let payload = (ID_LEN + p.head.len() + p.raw.len()) as u64;
         buf.extend_from_slice(&payload.to_le_bytes());
-        buf.extend_from_slice(w.id.as_str().as_bytes());
-        buf.extend_from_slice(&w.head);
-        buf.extend_from_slice(&w.job.raw);
+        buf.extend_from_slice(p.id.as_str().as_bytes());
+        buf.extend_from_slice(&p.head);
+        buf.extend_from_slice(&p.raw);
     }
     match seg.file.write_all(&buf).and_then(|()| seg.file.sync_data()) {
         Ok(()) => {
             seg.len += buf.len() as u64;
-            seg.ids.extend(written.iter().map(|w| w.id.clone()));
+            seg.ids.extend(batch.iter().map(|j| j.prepared.id.clone()));
             Ok(())
         }
         Err(e) => {
@@ -522,9 +588,15 @@ mod tests {
         assert_eq!(spool.ids(Area::Queue).unwrap().len(), 200);
         assert!(names(&spool.root().join("tmp")).is_empty(), "nothing left in tmp/");
         // The open segment holds every acknowledged message, readable back exactly.
-        let segments = names(&spool.root().join("journal"));
-        assert_eq!(segments.len(), 1, "{segments:?}");
-        let contents = read_segment(&spool.root().join("journal").join(&segments[0])).unwrap();
+        // (Besides it there may be an empty one, made ahead of time for the next second.)
+        let journal = spool.root().join("journal");
+        let used: Vec<PathBuf> = names(&journal)
+            .into_iter()
+            .map(|n| journal.join(n))
+            .filter(|p| !read_segment(p).unwrap().records.is_empty())
+            .collect();
+        assert_eq!(used.len(), 1, "{used:?}");
+        let contents = read_segment(&used[0]).unwrap();
         assert_eq!(contents.boot_id, boot_id());
         assert_eq!(contents.records.len(), 200);
         assert_eq!(contents.torn_bytes, 0);
@@ -532,7 +604,7 @@ mod tests {
             assert!(contents.records.iter().any(|(i, _, r)| i == id && r == raw), "{id} in the journal");
         }
         // Once the segment is due, it is checkpointed and deleted; the messages stay queued.
-        wait_until("the checkpoint", || names(&spool.root().join("journal")).is_empty());
+        wait_until("the checkpoint", || !used[0].exists());
         assert_eq!(spool.ids(Area::Queue).unwrap().len(), 200);
     }
 
@@ -568,7 +640,7 @@ mod tests {
         let committer = Committer::start(Arc::clone(&spool)).unwrap();
         let (header, raw) = message(1);
         let id = committer.store(header, raw).await.unwrap();
-        assert_eq!(names(&spool.root().join("journal")).len(), 1);
+        assert!(!names(&spool.root().join("journal")).is_empty());
         drop(committer);
         wait_until("the final checkpoint", || names(&spool.root().join("journal")).is_empty());
         assert!(spool.load(&id).is_ok());
