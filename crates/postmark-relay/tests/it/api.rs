@@ -132,6 +132,50 @@ async fn several_due_messages_go_through_one_batch_with_per_item_results() {
     relay.stop().await;
 }
 
+/// A long queue of big messages goes out in batches of at most `MAX_BATCH_RAW_BYTES` (a single
+/// bigger message alone), so the relay's memory does not grow with the queue.
+#[tokio::test]
+async fn batches_are_bounded_in_bytes_as_well_as_in_messages() {
+    let fake = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let spool = Spool::open(&spool_dir).unwrap();
+    // 7 messages of 1.5 MB (2 fit in one batch, 3 do not), then one of 5 MB (over the cap alone).
+    let sized = |subject: &str, len: usize| {
+        let mut raw = message(subject);
+        raw.extend_from_slice(b"\r\n");
+        while raw.len() < len {
+            raw.extend_from_slice(&[b'a'; 98]);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw
+    };
+    let env = Envelope::new("sender@example.com", ["rcpt@example.com"]);
+    for i in 0..7 {
+        spool.store_blocking(&env, &sized(&format!("big-{i}"), 1_500_000)).unwrap();
+    }
+    spool.store_blocking(&env, &sized("huge", 5_000_000)).unwrap();
+    let url = fake.url();
+    let mut relay =
+        TestRelay::start_on(dir, spool_dir, &["--api-url", url.as_str()], &[("POSTMARK_SERVER_TOKEN", TOKEN)]).await;
+    wait_for("all eight", Duration::from_secs(30), || (fake.emails().len() == 8).then_some(())).await;
+    let sizes: Vec<usize> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/email"))
+        .map(|r| match r.json().unwrap() {
+            serde_json::Value::Array(items) => items.len(),
+            _ => 1,
+        })
+        .collect();
+    let cap = postmark_relay::delivery::api::MAX_BATCH_RAW_BYTES;
+    assert!(cap < 3 * 1_500_000, "the test assumes three messages exceed the cap");
+    assert!(sizes.iter().all(|&n| n <= 2), "batches of at most two 1.5 MB messages: {sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 8);
+    assert!(sizes.len() >= 5, "{sizes:?}");
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn a_rejected_token_pauses_delivery_without_bouncing_and_resumes() {
     let fake = FakeApi::start().await;
