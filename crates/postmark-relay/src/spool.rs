@@ -1,4 +1,4 @@
-//! The durable spool: plain files, written and fsync'd before the client hears `250`.
+//! The durable spool: plain files, made durable before the client hears `250`.
 //!
 //! Layout under the spool directory:
 //!
@@ -16,17 +16,18 @@
 //! | `relay.lock` | held (advisory `flock`) by the running relay so two relays never share a spool |
 //!
 //! A message file is `PMRELAY1\n`, one line of JSON ([`Header`]: envelope, size, checksum, arrival
-//! time), `\n`, then the raw message. It is written to `tmp/`, fsync'd, renamed into `queue/`, and
-//! `queue/` itself is fsync'd; only then does [`Spool::store`] return. On any failure the file is
-//! removed again (from `tmp/`, or from `queue/` if only the directory sync failed), so the client's
-//! 4xx never leaves a copy behind that would later be delivered as well.
+//! time), `\n`, then the raw message.
 //!
-//! Writes of concurrent sessions run on the blocking thread pool side by side, so one slow fsync
-//! does not serialise the others.
+//! New messages from sessions are made durable by group commit ([`journal`]): one journal append
+//! and `fdatasync` covers every message that arrived meanwhile, and the message's own file is
+//! synced later, at the segment's checkpoint. [`Spool::store_blocking`] (used by tests and tools)
+//! and [`Spool::replace_envelope`] write a single file durably instead: to `tmp/`, fsync'd,
+//! renamed into `queue/`, and `queue/` fsync'd. On any failure the file is taken back, so the
+//! client's 4xx never leaves a copy behind that would later be delivered as well.
 //!
 //! **Duplicate window.** A message leaves `queue/` only after Postmark accepted it. If the relay
 //! dies (or the answer is lost on the way back) after Postmark accepted the message but before the
-//! file was unlinked, the message is sent again after restart. That is the one window in which a
+//! file was removed, the message is sent again after restart. That is the one window in which a
 //! duplicate is possible; delivery is at-least-once.
 
 use std::fs::{self, File, OpenOptions};
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Envelope;
 
-mod journal;
+pub mod journal;
 
 pub use journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
 
