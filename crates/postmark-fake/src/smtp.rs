@@ -289,6 +289,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
+        let _ = tcp.set_nodelay(true);
         shared.lock().connections += 1;
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
