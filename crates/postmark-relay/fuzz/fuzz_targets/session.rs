@@ -41,7 +41,8 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
     let spool = Arc::new(Spool::open(dir.path()).expect("spool"));
     // Nobody listens for new-message announcements; the acceptor ignores a closed channel.
     let (tx, _) = tokio::sync::mpsc::unbounded_channel();
-    let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Api, ConvertOptions::default(), tx));
+    let acceptor =
+        Arc::new(Acceptor::new(Arc::clone(&spool), Via::Api, ConvertOptions::default(), tx).expect("acceptor"));
     let config = |max_message_size| {
         Arc::new(SessionConfig { hostname: HOST.into(), max_message_size, ..SessionConfig::default() })
     };
