@@ -722,6 +722,35 @@ mod tests {
     }
 
     #[test]
+    fn spares_are_bounded_in_count_and_bytes_and_dropped_on_demand() {
+        let (_d, spool) = spool();
+        let make = |name: &str, len: u64| {
+            let path = spool.root().join("tmp").join(name);
+            File::create(&path).unwrap().set_len(len).unwrap(); // sparse: no real disk use
+            path
+        };
+        let spare_count = || fs::read_dir(spool.root().join("spare")).unwrap().count();
+        // A file that alone exceeds the byte budget is deleted, not kept.
+        let big = make("big", MAX_SPARE_BYTES + 1);
+        spool.retire(&big).unwrap();
+        assert!(!big.exists());
+        assert_eq!(spare_count(), 0);
+        // Small files are kept up to MAX_SPARES; the next one is deleted.
+        for i in 0..=MAX_SPARES {
+            let f = make(&format!("f{i}"), 10);
+            spool.retire(&f).unwrap();
+            assert!(!f.exists());
+        }
+        assert_eq!(spare_count(), MAX_SPARES);
+        // Retiring a file that is already gone is not an error.
+        spool.retire(&spool.root().join("tmp").join("gone")).unwrap();
+        // A full disk gives them all back.
+        assert_eq!(spool.drop_spares(), MAX_SPARES);
+        assert_eq!(spare_count(), 0);
+        assert!(spool.take_spare().is_none());
+    }
+
+    #[test]
     fn ids_are_unique_sortable_and_filename_safe() {
         let ids: Vec<QueueId> = (0..20_000).map(|_| QueueId::generate()).collect();
         let mut sorted = ids.clone();
