@@ -12,6 +12,7 @@
 //! | `--smtp-url URL` | `POSTMARK_SMTP_URL` | `smtp_url` | `smtp://smtp.postmarkapp.com:587` |
 //! | `--smtp-ca PEM` | `RELAY_SMTP_CA` | `smtp_ca` | none (system roots only) |
 //! | `--message-stream ID` | `RELAY_MESSAGE_STREAM` | `message_stream` | none (Postmark's `outbound`) |
+//! | `--empty-body-text TEXT` | `RELAY_EMPTY_BODY_TEXT` | `empty_body_text` | see [`crate::convert::DEFAULT_EMPTY_BODY_TEXT`] |
 //! | `--max-retry-delay DURATION` | `RELAY_MAX_RETRY_DELAY` | `max_retry_delay` | `10m` |
 //! | `--message-lifetime DURATION` | `RELAY_MESSAGE_LIFETIME` | `message_lifetime` | `3d` |
 //! | `--dry-run` | `RELAY_DRY_RUN` | `dry_run` | off |
@@ -99,6 +100,10 @@ pub struct Args {
     /// Message stream for messages without an `X-PM-Message-Stream` header.
     #[arg(long, env = "RELAY_MESSAGE_STREAM", value_name = "ID")]
     pub message_stream: Option<String>,
+    /// `TextBody` for a message with no text or HTML body of its own (Postmark refuses it
+    /// otherwise); `{attachments}` becomes the attachments' names.
+    #[arg(long, env = "RELAY_EMPTY_BODY_TEXT", value_name = "TEXT")]
+    pub empty_body_text: Option<String>,
     /// Longest wait between two delivery attempts (e.g. `2s`, `10m`).
     #[arg(long, env = "RELAY_MAX_RETRY_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     pub max_retry_delay: Option<Duration>,
@@ -304,6 +309,8 @@ pub struct Config {
     pub smtp_ca: Option<PathBuf>,
     /// Default message stream.
     pub message_stream: Option<String>,
+    /// The text for a message without a body of its own (`None`: the built-in one).
+    pub empty_body_text: Option<String>,
     /// Cap on the wait between attempts.
     pub max_retry_delay: Duration,
     /// How long a message is retried.
@@ -337,6 +344,7 @@ struct FileConfig {
     smtp_url: Option<String>,
     smtp_ca: Option<PathBuf>,
     message_stream: Option<String>,
+    empty_body_text: Option<String>,
     max_retry_delay: Option<String>,
     message_lifetime: Option<String>,
     shutdown_timeout: Option<String>,
@@ -588,6 +596,7 @@ impl Config {
             smtp: smtp_upstream,
             smtp_ca: args.smtp_ca.clone().or(file.smtp_ca),
             message_stream: args.message_stream.clone().or(file.message_stream).filter(|s| !s.is_empty()),
+            empty_body_text: args.empty_body_text.clone().or(file.empty_body_text).filter(|s| !s.trim().is_empty()),
             max_retry_delay,
             message_lifetime,
             shutdown_timeout,

@@ -43,17 +43,20 @@
 
 mod address;
 pub(crate) mod attachment;
+pub(crate) mod body;
 #[cfg(test)]
 mod tests;
 
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, PartType};
+use postmark_core::limits::is_valid_address;
 
 use self::address::Mailbox;
-pub use self::attachment::{FORBIDDEN_EXTENSIONS, forbidden_extension};
+pub use self::body::DEFAULT_EMPTY_BODY_TEXT;
 pub use crate::envelope::Envelope;
+pub use postmark_core::limits::{FORBIDDEN_EXTENSIONS, forbidden_extension};
 pub use postmark_server::types::{EmailAttachment, MessageHeader, SendEmailRequest, TrackLinks};
 
 /// Postmark's limit on To + Cc + Bcc addresses per message.
@@ -65,6 +68,10 @@ pub struct ConvertOptions {
     /// `--message-stream`: the stream used when the message has no `X-PM-Message-Stream`
     /// header. `None` leaves the choice to Postmark (its default transactional stream).
     pub message_stream: Option<String>,
+    /// `empty_body_text`: the `TextBody` of a message with no text or HTML body of its own
+    /// (`{attachments}` becomes the attachments' names); `None` uses
+    /// [`DEFAULT_EMPTY_BODY_TEXT`].
+    pub empty_body_text: Option<String>,
 }
 
 /// Why a message cannot become a Postmark request.
@@ -120,18 +127,58 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| PARSER.parse(raw))).ok().flatten()
 }
 
-/// Converts one message with its envelope into a Postmark send request.
-pub fn to_postmark(raw: &[u8], envelope: &Envelope, opts: &ConvertOptions) -> Result<SendEmailRequest, ConvertError> {
+/// Converts one message with its envelope into Postmark send requests (see [`convert`]).
+pub fn to_postmark(
+    raw: &[u8],
+    envelope: &Envelope,
+    opts: &ConvertOptions,
+) -> Result<Vec<SendEmailRequest>, ConvertError> {
     let message = parse(raw).ok_or(ConvertError::Unparseable)?;
     convert(&message, envelope, opts)
 }
 
 /// Converts an already parsed message (see [`parse`]).
+///
+/// Usually one request. Postmark requires `To`; when the message names none of its envelope
+/// recipients in `To` or `Cc` (only `Bcc`, `To: undisclosed-recipients:;`), listing them in `To`
+/// would show them to each other, so there is one request per recipient, each addressed `To`
+/// that recipient alone (as each of them would have seen it from a mail server delivering to
+/// them). When only `Cc` names recipients, `Cc` becomes `To`.
 pub fn convert(
     message: &Message<'_>,
     envelope: &Envelope,
     opts: &ConvertOptions,
-) -> Result<SendEmailRequest, ConvertError> {
+) -> Result<Vec<SendEmailRequest>, ConvertError> {
+    let (request, hidden) = convert_one(message, envelope, opts)?;
+    Ok(address_to(request, hidden))
+}
+
+/// Makes sure every request has a `To` (see [`convert`]); `hidden` are the `Bcc` recipients.
+fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEmailRequest> {
+    if !request.to.is_empty() {
+        return vec![request];
+    }
+    if let Some(cc) = request.cc.take() {
+        request.to = cc;
+        return vec![request];
+    }
+    request.bcc = None;
+    hidden
+        .into_iter()
+        .map(|rcpt| {
+            let mut copy = request.clone();
+            copy.to = rcpt;
+            copy
+        })
+        .collect()
+}
+
+/// The request before the `To` rule, and the recipients it has in `Bcc`.
+fn convert_one(
+    message: &Message<'_>,
+    envelope: &Envelope,
+    opts: &ConvertOptions,
+) -> Result<(SendEmailRequest, Vec<String>), ConvertError> {
     let rcpt = address::unique(&envelope.rcpt_to);
     if rcpt.is_empty() {
         return Err(ConvertError::NoRecipients);
@@ -155,6 +202,10 @@ pub fn convert(
         }
     }
     let routed = address::route(to_header, cc_header, &rcpt);
+    // Postmark refuses the whole message for one Reply-To address it cannot parse; keep the
+    // valid ones and the original text in a header of its own.
+    let reply_to_count = reply_to.len();
+    reply_to.retain(|m| is_valid_address(&m.address));
 
     let mut request = SendEmailRequest {
         from: from.to_header_text(),
@@ -181,16 +232,13 @@ pub fn convert(
     if routed.cc_shortened {
         push_original(&mut request, "X-Relay-Original-Cc", top, raw, &HeaderName::Cc);
     }
+    if reply_to.len() < reply_to_count || top.iter().any(|h| h.name == HeaderName::ReplyTo && mailboxes(h).is_empty()) {
+        push_original(&mut request, "X-Relay-Original-Reply-To", top, raw, &HeaderName::ReplyTo);
+    }
     request.message_stream = controls.message_stream.or_else(|| opts.message_stream.clone());
 
-    let body = bodies(message);
-    request.text_body = body.text;
-    request.html_body = body.html;
-    if request.text_body.is_none() && request.html_body.is_none() {
-        // Postmark wants at least one body; a message of attachments only has an empty one.
-        request.text_body = Some(String::new());
-    }
-    let html_lower = request.html_body.as_deref().map(str::to_ascii_lowercase);
+    let mut body = body::bodies(message);
+    let html_lower = body.html.as_deref().map(str::to_ascii_lowercase);
 
     let mut unnamed = 0;
     for (id, part) in message.parts.iter().enumerate() {
@@ -205,7 +253,26 @@ pub fn convert(
             content_id: file.content_id,
         });
     }
-    Ok(request)
+    let names: Vec<&str> = request.attachments.iter().map(|a| a.name.as_str()).collect();
+    body::fill_empty(&mut body, opts.empty_body_text.as_deref(), &names);
+    request.text_body = body.text;
+    request.html_body = body.html;
+    Ok((request, routed.bcc))
+}
+
+/// The file names the API path gives the message's parts: those that are not body text, or
+/// with `every_part` all leaf parts.
+pub(crate) fn attachment_names(message: &Message<'_>, every_part: bool) -> Vec<String> {
+    let body = if every_part { body::Bodies::default() } else { body::bodies(message) };
+    let mut unnamed = 0;
+    message
+        .parts
+        .iter()
+        .enumerate()
+        .filter(|(id, part)| !matches!(part.body, PartType::Multipart(_)) && !body.used.contains(id))
+        .filter(|(_, part)| !matches!(&part.body, PartType::Text(t) | PartType::Html(t) if body::is_blank(t)))
+        .map(|(_, part)| attachment::extract(message, part, None, &mut unnamed).name)
+        .collect()
 }
 
 /// The `From` mailbox, or the envelope sender standing in for it.
@@ -216,12 +283,12 @@ fn sender(message: &Message<'_>, envelope: &Envelope) -> Result<Mailbox, Convert
         .iter()
         .filter(|h| h.name == HeaderName::From)
         .flat_map(mailboxes)
-        .find(|m| address::is_valid(&m.address));
+        .find(|m| is_valid_address(&m.address));
     if let Some(mailbox) = from_header {
         return Ok(mailbox);
     }
     let envelope_from = envelope.mail_from.trim();
-    if address::is_valid(envelope_from) {
+    if is_valid_address(envelope_from) {
         return Ok(Mailbox { name: None, address: envelope_from.to_owned() });
     }
     Err(ConvertError::NoSender)
@@ -399,59 +466,6 @@ fn parse_track_links(value: &str) -> Result<TrackLinks, ConvertError> {
             value: shorten(value),
             expected: "None, HtmlAndText, HtmlOnly or TextOnly",
         }),
-    }
-}
-
-/// The body texts and the ids of the parts they came from.
-#[derive(Debug, Default)]
-struct Bodies {
-    text: Option<String>,
-    html: Option<String>,
-    used: Vec<usize>,
-}
-
-/// Collects the real `text/plain` and `text/html` body parts mail-parser found (its body lists
-/// also hold inline images and converted alternatives; those are filtered out here).
-fn bodies(message: &Message<'_>) -> Bodies {
-    let mut out = Bodies::default();
-    let is_body = |part: &mail_parser::MessagePart<'_>, subtype: &str| {
-        let (ctype, sub) = attachment::media_type(part);
-        ctype == "text" && sub == subtype && part.attachment_name().is_none()
-    };
-    for &id in &message.text_body {
-        let id = id as usize;
-        let Some(part) = message.parts.get(id) else { continue };
-        if let PartType::Text(text) = &part.body
-            && is_body(part, "plain")
-            && !out.used.contains(&id)
-        {
-            append(&mut out.text, text);
-            out.used.push(id);
-        }
-    }
-    for &id in &message.html_body {
-        let id = id as usize;
-        let Some(part) = message.parts.get(id) else { continue };
-        if let PartType::Html(html) = &part.body
-            && is_body(part, "html")
-            && !out.used.contains(&id)
-        {
-            append(&mut out.html, html);
-            out.used.push(id);
-        }
-    }
-    out
-}
-
-fn append(body: &mut Option<String>, text: &str) {
-    match body {
-        None => *body = Some(text.to_owned()),
-        Some(existing) => {
-            if !existing.is_empty() && !existing.ends_with('\n') {
-                existing.push_str(if existing.contains("\r\n") { "\r\n" } else { "\n" });
-            }
-            existing.push_str(text);
-        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod queue;
 pub mod relay;
 pub mod reload;
+pub mod repair;
 pub mod secrets;
 pub mod session;
 pub mod shutdown;

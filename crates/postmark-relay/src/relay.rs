@@ -128,7 +128,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         );
     }
 
-    let convert = ConvertOptions { message_stream: config.message_stream.clone() };
+    let convert = ConvertOptions {
+        message_stream: config.message_stream.clone(),
+        empty_body_text: config.empty_body_text.clone(),
+    };
     let backend = match config.mode {
         Mode::DryRun(via, _) => {
             Backend::DryRun(delivery::dry_run::DryRun::new(Arc::clone(&spool), via, convert.clone()))

@@ -22,31 +22,26 @@
 use std::{fmt, io};
 
 use mail_parser::{Message, MimeHeaders, PartType};
+use postmark_core::limits::{
+    MAX_BODY_BYTES, MAX_MESSAGE_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS,
+    MAX_RECIPIENTS, MAX_TAG_CHARS, forbidden_extension,
+};
 
-use crate::convert::{self, ConvertError, ConvertOptions, MAX_RECIPIENTS, SendEmailRequest, forbidden_extension};
+use crate::convert::{self, ConvertError, ConvertOptions, SendEmailRequest};
 use crate::envelope::{Envelope, Via};
 use crate::metrics::Reject;
-
-/// Postmark's limit for one message on the API path: 10 MB, measured on the JSON request.
-pub const MAX_API_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
-/// Postmark's limit for `TextBody` and for `HtmlBody`.
-pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
-/// Postmark's limit on the length of `Tag`.
-pub const MAX_TAG_CHARS: usize = 1000;
-/// Postmark's limits on `Metadata`: keys, key length, value length.
-pub const MAX_METADATA_KEYS: usize = 10;
-/// Longest metadata key Postmark accepts.
-pub const MAX_METADATA_KEY_CHARS: usize = 20;
-/// Longest metadata value Postmark accepts.
-pub const MAX_METADATA_VALUE_CHARS: usize = 80;
+use crate::repair;
 
 /// What a valid message yields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
-    /// The converted request (API path only).
-    pub request: Option<SendEmailRequest>,
-    /// Size in bytes of `request` serialized as JSON (API path only).
+    /// The converted requests (API path only; see [`convert::convert`]).
+    pub requests: Vec<SendEmailRequest>,
+    /// Size in bytes of the largest of `requests` serialized as JSON (API path only).
     pub json_len: Option<usize>,
+    /// The message as it is to be spooled and sent, when the relay had to repair it (see
+    /// [`repair`]); `None` keeps the bytes as received.
+    pub repaired: Option<Vec<u8>>,
     /// The `X-PM-Message-Stream` header, if the message has one (the SMTP path picks its
     /// credentials by it; on the API path it is already in `request`).
     pub message_stream_header: Option<String>,
@@ -98,8 +93,11 @@ impl From<ConvertError> for Rejection {
     }
 }
 
-/// Runs every accept-time check on `raw` (the message after dot-unstuffing) and its envelope.
+/// Runs every accept-time check on `raw` (the message after dot-unstuffing) and its envelope,
+/// after the repairs of [`repair`].
 pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions) -> Result<Accepted, Rejection> {
+    let headers_repaired = repair::end_headers(raw);
+    let raw = headers_repaired.as_deref().unwrap_or(raw);
     let message = convert::parse(raw).ok_or(ConvertError::Unparseable)?;
     check_recipients(envelope)?;
     if !convert::has_sender(&message, envelope) {
@@ -109,11 +107,17 @@ pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions
     let message_stream_header = convert::message_stream_header(&message);
 
     match via {
-        Via::Smtp => Ok(Accepted { request: None, json_len: None, message_stream_header }),
+        Via::Smtp => {
+            let repaired = repair::ensure_body(&message, opts).or(headers_repaired);
+            Ok(Accepted { requests: Vec::new(), json_len: None, repaired, message_stream_header })
+        }
         Via::Api => {
-            let request = convert::convert(&message, envelope, opts)?;
-            let json_len = check_api_limits(&request)?;
-            Ok(Accepted { request: Some(request), json_len: Some(json_len), message_stream_header })
+            let requests = convert::convert(&message, envelope, opts)?;
+            let mut json_len = 0;
+            for request in &requests {
+                json_len = json_len.max(check_api_limits(request)?);
+            }
+            Ok(Accepted { requests, json_len: Some(json_len), repaired: headers_repaired, message_stream_header })
         }
     }
 }
@@ -200,7 +204,7 @@ fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
         }
     }
     let json_len = json_len(request);
-    if json_len > MAX_API_MESSAGE_BYTES {
+    if json_len > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(
             Reject::Size,
             552,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use postmark_server::types::{SendEmailRequest, SendEmailResponse};
 use postmark_server::{ServerClient, ServerClientBuilder, Token};
 
-use super::Outcome;
 use super::policy::{Class, classify_error_code, classify_http};
+use super::{Outcome, RecipientOutcome};
 use crate::convert::{self, ConvertOptions};
 use crate::metrics::{Metrics, Path};
 use crate::spool::StoredMessage;
@@ -25,8 +25,8 @@ pub const MAX_BATCH: usize = 500;
 /// and the relay's memory stays flat however deep the queue is.
 pub const MAX_BATCH_RAW_BYTES: usize = 4 * 1024 * 1024;
 
-/// The `/email` request for `msg`.
-pub fn request_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<SendEmailRequest, String> {
+/// The `/email` requests for `msg`: one, or one per recipient (see [`convert::convert`]).
+pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<SendEmailRequest>, String> {
     convert::to_postmark(&msg.raw, &msg.header.envelope, opts)
         .map_err(|e| format!("cannot convert the message for Postmark's API: {e}"))
 }
@@ -55,26 +55,74 @@ impl Api {
 
     pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
+        // Every request with the index of its message; a message sent as one copy per
+        // recipient has several.
         let mut requests = Vec::new();
-        let mut index = Vec::new();
+        let mut owner = Vec::new();
+        let mut copies = vec![0usize; messages.len()];
         for (i, msg) in messages.iter().enumerate() {
-            match request_for(msg, &self.convert) {
-                Ok(req) => {
-                    requests.push(req);
-                    index.push(i);
+            match requests_for(msg, &self.convert) {
+                Ok(reqs) => {
+                    copies[i] = reqs.len();
+                    for req in reqs {
+                        requests.push(req);
+                        owner.push(i);
+                    }
                 }
                 Err(reason) => outcomes[i] = Some(Outcome::Permanent(reason)),
             }
         }
-        let results = if requests.len() > 1 {
-            self.send_batch(requests, metrics).await
-        } else if let Some(request) = requests.pop() {
-            vec![self.send_one(request, metrics).await]
-        } else {
-            Vec::new()
-        };
-        for (i, outcome) in index.into_iter().zip(results) {
-            outcomes[i] = Some(outcome);
+        let recipients: Vec<String> = requests.iter().map(|r| r.to.clone()).collect();
+        let mut results = Vec::with_capacity(requests.len());
+        let mut rest = requests.into_iter();
+        loop {
+            let chunk: Vec<SendEmailRequest> = rest.by_ref().take(MAX_BATCH).collect();
+            match chunk.len() {
+                0 => break,
+                1 => {
+                    for request in chunk {
+                        results.push(self.send_one(request, metrics).await);
+                    }
+                }
+                _ => results.extend(self.send_batch(chunk, metrics).await),
+            }
+        }
+        let mut split: Vec<RecipientOutcome> = vec![RecipientOutcome::default(); messages.len()];
+        let mut operator: Vec<Option<String>> = vec![None; messages.len()];
+        for ((i, outcome), rcpt) in owner.into_iter().zip(results).zip(recipients) {
+            if copies[i] == 1 {
+                outcomes[i] = Some(outcome);
+                continue;
+            }
+            let r = &mut split[i];
+            match outcome {
+                Outcome::Delivered { reference } => {
+                    r.delivered.push(rcpt);
+                    if r.reference.is_empty() {
+                        r.reference = reference;
+                    }
+                }
+                Outcome::Transient(reason) => {
+                    r.retry.push(rcpt);
+                    r.retry_reason = reason;
+                }
+                Outcome::Permanent(reason) => {
+                    r.failed.push(rcpt);
+                    r.failed_reason = reason;
+                }
+                Outcome::Operator(reason) => operator[i] = Some(reason),
+                Outcome::PerRecipient(_) => {}
+            }
+        }
+        for (i, r) in split.into_iter().enumerate() {
+            if copies[i] > 1 {
+                outcomes[i] = Some(match operator[i].take() {
+                    // The account or configuration is at fault: nothing is given up, and the
+                    // copies already accepted may go again once it is fixed.
+                    Some(reason) => Outcome::Operator(reason),
+                    None => Outcome::PerRecipient(r),
+                });
+            }
         }
         outcomes
             .into_iter()

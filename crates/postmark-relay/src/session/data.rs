@@ -288,7 +288,9 @@ impl Acceptor {
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
-            check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
+            let repaired =
+                check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
+            let raw = repaired.unwrap_or(raw);
             spool.prepare(Header::new(envelope, &raw), raw).map_err(Outcome::Spool)
         })
         .await;
@@ -334,9 +336,14 @@ enum Outcome {
 }
 
 /// Accept-time checks (what Postmark would reject for the message's own shape), answered with a
-/// 5xx at the end of DATA.
-fn check(raw: &[u8], envelope: &Envelope, via: Via, convert: &ConvertOptions) -> Result<(), (Reply, Reject)> {
+/// 5xx at the end of DATA; on success, the repaired message when the relay had to repair it.
+fn check(
+    raw: &[u8],
+    envelope: &Envelope,
+    via: Via,
+    convert: &ConvertOptions,
+) -> Result<Option<Vec<u8>>, (Reply, Reject)> {
     validate::validate(raw, envelope, via, convert)
-        .map(|_| ())
+        .map(|accepted| accepted.repaired)
         .map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
 }

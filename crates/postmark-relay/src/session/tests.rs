@@ -269,18 +269,35 @@ fn too_many_errors_close_the_session() {
 }
 
 #[test]
-fn non_ascii_addresses_need_smtputf8() {
+fn non_ascii_addresses_need_smtputf8_and_postmark_takes_none_as_a_recipient() {
     let mut p = ready(cfg());
     let (out, _, _) = feed(&mut p, "MAIL FROM:<jürgen@example.com>\r\n".as_bytes());
     assert!(out.starts_with("553 5.6.7"), "{out}");
+    // With SMTPUTF8 the sender is taken (it is only the envelope), but Postmark's address rules
+    // have no room for a non-ASCII recipient: refused at RCPT, never acknowledged.
     let (out, msgs, _) = feed(
         &mut p,
-        "MAIL FROM:<jürgen@example.com> SMTPUTF8\r\nRCPT TO:<zoë@example.com>\r\nDATA\r\nx\r\n.\r\n".as_bytes(),
+        "MAIL FROM:<jürgen@example.com> SMTPUTF8\r\nRCPT TO:<zoë@example.com>\r\nRCPT TO:<zoe@example.com>\r\n\
+         DATA\r\nx\r\n.\r\n"
+            .as_bytes(),
     );
-    assert_eq!(codes(&out), ["250", "250", "354", "250"], "{out}");
-    assert_eq!(msgs[0].0.rcpt_to, ["zoë@example.com"]);
+    assert_eq!(codes(&out), ["250", "553", "250", "354", "250"], "{out}");
+    assert!(out.contains("553 5.1.3 Postmark cannot send to this address"), "{out}");
+    assert_eq!(msgs[0].0.rcpt_to, ["zoe@example.com"]);
     let (out, _, _) = feed(&mut p, "MAIL FROM:<a@example.com>\r\nRCPT TO:<zoë@example.com>\r\n".as_bytes());
     assert_eq!(codes(&out), ["250", "553"], "{out}");
+}
+
+#[test]
+fn recipients_postmark_refuses_get_553_5_1_3() {
+    let mut p = ready(cfg());
+    // (Address literals such as `a@[192.0.2.1]` and doubled dots are already syntax errors to
+    // smtp-proto: 501.)
+    for bad in ["\"john doe\"@example.com", "who?@example.com", "a@exa_mple.com", "a@example.com."] {
+        let (out, _, _) = feed(&mut p, format!("MAIL FROM:<s@example.com>\r\nRCPT TO:<{bad}>\r\nRSET\r\n").as_bytes());
+        assert_eq!(codes(&out), ["250", "553", "250"], "{bad}: {out}");
+        assert!(out.contains("553 5.1.3"), "{out}");
+    }
 }
 
 #[test]

@@ -32,13 +32,15 @@ fn a_good_message_passes_and_the_api_path_returns_the_request() {
     let raw = fixture("related-inline.eml");
     let envelope = env("bounces@example.com", &["ann@example.org"]);
     let accepted = validate(&raw, &envelope, Via::Api, &opts()).unwrap();
-    let request = accepted.request.expect("API path converts");
-    assert_eq!(request, crate::convert::to_postmark(&raw, &envelope, &opts()).unwrap());
-    assert_eq!(accepted.json_len, Some(serde_json::to_vec(&request).unwrap().len()));
+    assert_eq!(accepted.requests, crate::convert::to_postmark(&raw, &envelope, &opts()).unwrap());
+    let [request] = accepted.requests.as_slice() else { panic!("one request") };
+    assert_eq!(accepted.json_len, Some(serde_json::to_vec(request).unwrap().len()));
+    assert_eq!(accepted.repaired, None);
 
     let accepted = validate(&raw, &envelope, Via::Smtp, &opts()).unwrap();
-    assert_eq!(accepted.request, None);
+    assert!(accepted.requests.is_empty());
     assert_eq!(accepted.json_len, None);
+    assert_eq!(accepted.repaired, None);
 }
 
 #[test]
@@ -133,7 +135,7 @@ Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/p
 fn over_ten_megabytes_of_json_is_refused_on_the_api_path_only() {
     // 7.9 MB of MIME (under the SMTP SIZE limit) is about 10.5 MB as JSON.
     let raw = with_attachment(7_900_000);
-    assert!(raw.len() < MAX_API_MESSAGE_BYTES);
+    assert!(raw.len() < MAX_MESSAGE_BYTES);
     let envelope = env("", &["ann@example.org"]);
     let r = rejected(&raw, &envelope, Via::Api);
     assert_eq!((r.code, r.enhanced), (552, "5.3.4"));
@@ -144,9 +146,9 @@ fn over_ten_megabytes_of_json_is_refused_on_the_api_path_only() {
     let raw = with_attachment(7_700_000);
     let accepted = validate(&raw, &envelope, Via::Api, &opts()).unwrap();
     let json_len = accepted.json_len.unwrap();
-    assert!(json_len > 10_000_000 && json_len <= MAX_API_MESSAGE_BYTES, "{json_len}");
-    let request = accepted.request.unwrap();
-    assert_eq!(json_len, serde_json::to_vec(&request).unwrap().len());
+    assert!(json_len > 10_000_000 && json_len <= MAX_MESSAGE_BYTES, "{json_len}");
+    let request = &accepted.requests[0];
+    assert_eq!(json_len, serde_json::to_vec(request).unwrap().len());
     assert_eq!(request.attachments[0].name, "big.csv");
 }
 
@@ -189,7 +191,7 @@ fn control_header_values_the_api_cannot_take_are_refused_on_the_api_path() {
         (0..10).map(|i| format!("X-PM-Metadata-{}{i}: {}\r\n", "k".repeat(19), "v".repeat(80))).collect();
     let raw = format!("From: a@example.com\r\nX-PM-Tag: {}\r\n{headers}\r\nbody\r\n", "t".repeat(1000));
     let accepted = validate(raw.as_bytes(), &envelope, Via::Api, &opts()).unwrap();
-    assert_eq!(accepted.request.unwrap().metadata.len(), 10);
+    assert_eq!(accepted.requests[0].metadata.len(), 10);
 }
 
 #[test]
@@ -209,7 +211,7 @@ fn reply_lines_never_break() {
 #[test]
 fn json_len_matches_serde_json() {
     let raw = fixture("filenames.eml");
-    let request = crate::convert::to_postmark(&raw, &env("", &["ann@example.org"]), &opts()).unwrap();
+    let request = crate::convert::to_postmark(&raw, &env("", &["ann@example.org"]), &opts()).unwrap().remove(0);
     assert_eq!(json_len(&request), serde_json::to_vec(&request).unwrap().len());
 }
 

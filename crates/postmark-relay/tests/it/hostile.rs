@@ -163,7 +163,8 @@ async fn binary_garbage_nul_bytes_and_invalid_utf8_get_5xx_and_the_relay_stays_u
         (b"MAIL FROM:<s@example.com> SMTPUTF8\r\n", "250 2.1.0 "),
         (b"RCPT TO:<\xff\xfe@example.com>\r\n", "501 5.1.3 "),
         (b"RCPT TO:<\xc3\x28@example.com>\r\n", "501 5.1.3 "),
-        (b"RCPT TO:<j\xc3\xbcrgen@example.com>\r\n", "250 2.1.5 "),
+        // Valid UTF-8 with SMTPUTF8, but Postmark takes no non-ASCII address.
+        (b"RCPT TO:<j\xc3\xbcrgen@example.com>\r\n", "553 5.1.3 "),
         (b"RSET\r\n", "250 2.0.0 "),
         (b"\r\n", "500 5.5.1 "),
         (b"\x1b[2J\x1b[H\x07\r\n", "500 5.5.1 "),
@@ -440,11 +441,11 @@ async fn a_message_whose_first_line_is_a_dot_stays_one_transaction_on_the_smtp_p
         let got = fake.wait_for_messages(before + 1, Duration::from_secs(10)).await;
         let t = got.last().unwrap();
         assert_eq!(t.rcpt_to, ["r@example.com"]);
-        // Byte for byte what the relay stored, leading dot included.
-        assert_eq!(
-            String::from_utf8_lossy(&t.data),
-            String::from_utf8_lossy(&upstream_view(&relay_unstuffed(&data[..data.len() - 3])))
-        );
+        // Byte for byte what the relay stored, leading dot included. A first line of only `.`
+        // cannot be a header, so the relay starts the body there (a message without headers).
+        let stored = relay_unstuffed(&data[..data.len() - 3]);
+        let stored = postmark_relay::repair::end_headers(&stored).unwrap_or(stored);
+        assert_eq!(String::from_utf8_lossy(&t.data), String::from_utf8_lossy(&upstream_view(&stored)));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all = fake.messages();
