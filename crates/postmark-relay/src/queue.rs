@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::config::QueueAction;
+use crate::cli::QueueAction;
 use crate::spool::{self, Area, QueueId, Spool};
 
 /// Runs one queue subcommand, writing to `out`. Returns the process exit code.

@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Routing};
 
 pub mod journal;
 
@@ -116,12 +116,33 @@ pub struct Header {
     pub checksum: String,
     /// When the message was first accepted (ms since the Unix epoch). Its lifetime counts from here.
     pub received_ms: u64,
+    /// The stream (and route) decided when the message was accepted. `None` only for messages
+    /// spooled by a version that did not record it: delivery then decides from the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
 }
 
 impl Header {
     /// The header of a message arriving now.
     pub fn new(envelope: Envelope, raw: &[u8]) -> Self {
-        Self { envelope, size: raw.len() as u64, checksum: checksum(raw), received_ms: now_ms() }
+        Self { envelope, size: raw.len() as u64, checksum: checksum(raw), received_ms: now_ms(), routing: None }
+    }
+
+    /// With the decision made at accept time.
+    pub fn with_routing(mut self, routing: Routing) -> Self {
+        self.routing = Some(routing);
+        self
+    }
+}
+
+impl StoredMessage {
+    /// The message stream decided when it was accepted (for a message spooled before that
+    /// decision was recorded: its `X-PM-Message-Stream` header, read the same way).
+    pub fn stream(&self) -> Option<String> {
+        match &self.header.routing {
+            Some(routing) => routing.stream.clone(),
+            None => crate::convert::parse(&self.raw).and_then(|m| crate::convert::message_stream_header(&m)),
+        }
     }
 }
 

@@ -11,13 +11,15 @@
 //! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
 //! | the `/email` JSON would exceed 10 MB (measured on the serialized request, base64 included) | API | `552 5.3.4` |
 //! | `TextBody` or `HtmlBody` over 5 MB | API | `552 5.3.4` |
-//! | what the API cannot represent: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | API | `554 5.6.0` |
+//! | control headers Postmark would refuse: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | both | `554 5.6.0` |
 //!
-//! On the SMTP path the message goes to Postmark byte for byte and Postmark reads the `X-PM-*`
-//! headers itself, so only the checks marked "both" apply there.
+//! Before the checks, the message is repaired where it has to be ([`crate::repair`]); the
+//! repaired bytes are what is spooled. The decision the relay makes about the message (its
+//! stream) is returned as a [`Routing`] and stored with it, so delivery does not decide again.
 //!
-//! The message is parsed once. On the API path [`validate`] returns the converted request, so
-//! the caller can store or send it without converting again.
+//! The message is parsed once. On the API path the request is measured, not built: attachment
+//! contents are not base64-encoded here (their encoded length is computed), so the one encoding
+//! happens at delivery.
 
 use std::{fmt, io};
 
@@ -28,23 +30,21 @@ use postmark_core::limits::{
 };
 
 use crate::convert::{self, ConvertError, ConvertOptions, SendEmailRequest};
-use crate::envelope::{Envelope, Via};
+use crate::envelope::{Envelope, Routing, Via};
 use crate::metrics::Reject;
 use crate::repair;
 
 /// What a valid message yields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
-    /// The converted requests (API path only; see [`convert::convert`]).
-    pub requests: Vec<SendEmailRequest>,
-    /// Size in bytes of the largest of `requests` serialized as JSON (API path only).
+    /// Size in bytes of the largest request the API path will send for it, serialized as JSON
+    /// (API path only).
     pub json_len: Option<usize>,
     /// The message as it is to be spooled and sent, when the relay had to repair it (see
     /// [`repair`]); `None` keeps the bytes as received.
     pub repaired: Option<Vec<u8>>,
-    /// The `X-PM-Message-Stream` header, if the message has one (the SMTP path picks its
-    /// credentials by it; on the API path it is already in `request`).
-    pub message_stream_header: Option<String>,
+    /// The decision to store with the message: its stream.
+    pub routing: Routing,
 }
 
 /// A refusal, with the SMTP reply to send.
@@ -104,20 +104,21 @@ pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions
         return Err(ConvertError::NoSender.into());
     }
     check_attachment_names(&message)?;
-    let message_stream_header = convert::message_stream_header(&message);
+    let controls = convert::controls::read(message.root_part().headers(), message.raw_message())?;
+    check_controls(&controls)?;
+    let routing = Routing { stream: controls.message_stream.or_else(|| opts.message_stream.clone()) };
 
     match via {
         Via::Smtp => {
             let repaired = repair::ensure_body(&message, opts).or(headers_repaired);
-            Ok(Accepted { requests: Vec::new(), json_len: None, repaired, message_stream_header })
+            Ok(Accepted { json_len: None, repaired, routing })
         }
         Via::Api => {
-            let requests = convert::convert(&message, envelope, opts)?;
             let mut json_len = 0;
-            for request in &requests {
-                json_len = json_len.max(check_api_limits(request)?);
+            for measured in convert::measure(&message, envelope, opts)? {
+                json_len = json_len.max(check_api_limits(&measured.request, measured.content_len)?);
             }
-            Ok(Accepted { requests, json_len: Some(json_len), repaired: headers_repaired, message_stream_header })
+            Ok(Accepted { json_len: Some(json_len), repaired: headers_repaired, routing })
         }
     }
 }
@@ -158,34 +159,22 @@ fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Checks the limits Postmark applies to the JSON request; returns the JSON size.
-fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
-    for (field, body) in [("TextBody", &request.text_body), ("HtmlBody", &request.html_body)] {
-        if let Some(body) = body
-            && body.len() > MAX_BODY_BYTES
-        {
-            return Err(Rejection::new(
-                Reject::Size,
-                552,
-                "5.3.4",
-                format!("{field} is {} bytes; Postmark accepts at most 5 MB", body.len()),
-            ));
-        }
-    }
-    if let Some(tag) = &request.tag
+/// The limits of the control headers (Postmark's Tag and Metadata limits), on both paths.
+fn check_controls(controls: &convert::controls::Controls) -> Result<(), Rejection> {
+    if let Some(tag) = &controls.tag
         && tag.chars().count() > MAX_TAG_CHARS
     {
         return Err(Rejection::new(Reject::Unrepresentable, 554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
     }
-    if request.metadata.len() > MAX_METADATA_KEYS {
+    if controls.metadata.len() > MAX_METADATA_KEYS {
         return Err(Rejection::new(
             Reject::Unrepresentable,
             554,
             "5.6.0",
-            format!("{} X-PM-Metadata keys; Postmark accepts at most 10", request.metadata.len()),
+            format!("{} X-PM-Metadata keys; Postmark accepts at most 10", controls.metadata.len()),
         ));
     }
-    for (key, value) in &request.metadata {
+    for (key, value) in &controls.metadata {
         if key.chars().count() > MAX_METADATA_KEY_CHARS {
             return Err(Rejection::new(
                 Reject::Unrepresentable,
@@ -203,7 +192,25 @@ fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
             ));
         }
     }
-    let json_len = json_len(request);
+    Ok(())
+}
+
+/// Checks the limits Postmark applies to the JSON request; returns the JSON size. `content_len`
+/// is the base64 length of the attachment contents the measured request leaves out.
+fn check_api_limits(request: &SendEmailRequest, content_len: usize) -> Result<usize, Rejection> {
+    for (field, body) in [("TextBody", &request.text_body), ("HtmlBody", &request.html_body)] {
+        if let Some(body) = body
+            && body.len() > MAX_BODY_BYTES
+        {
+            return Err(Rejection::new(
+                Reject::Size,
+                552,
+                "5.3.4",
+                format!("{field} is {} bytes; Postmark accepts at most 5 MB", body.len()),
+            ));
+        }
+    }
+    let json_len = json_len(request) + content_len;
     if json_len > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(
             Reject::Size,

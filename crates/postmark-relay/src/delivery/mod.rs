@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Credentials;
 use crate::envelope::Envelope;
 use crate::metrics::{Dead, Deferral, Metrics, Path};
+use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
 use crate::spool::{self, Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
 use schedule::{Entry, Schedule};
@@ -62,6 +62,32 @@ pub struct RecipientOutcome {
     pub failed_reason: String,
 }
 
+/// Why a backend cannot be set up or switched to new credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The HTTP client cannot be built.
+    #[error("cannot set up the API client: {0}")]
+    ApiClient(#[source] postmark_core::Error),
+    /// `--smtp-ca` cannot be used.
+    #[error("--smtp-ca {}: {problem}", path.display())]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls cannot be set up.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+    /// The API path needs a server token.
+    #[error("no server token configured")]
+    NoServerToken,
+    /// The SMTP path needs an SMTP token or a server token.
+    #[error("no SMTP token and no server token configured")]
+    NoSmtpCredentials,
+}
+
 /// How the worker sends: one of the three paths.
 #[derive(Debug)]
 pub enum Backend {
@@ -77,7 +103,7 @@ impl Backend {
     /// Most messages, and most raw bytes, handed over in one call.
     fn batch_limits(&self) -> (usize, usize) {
         match self {
-            Backend::Api(_) => (api::MAX_BATCH, api::MAX_BATCH_RAW_BYTES),
+            Backend::Api(_) => (postmark_core::limits::MAX_BATCH_MESSAGES, api::MAX_BATCH_RAW_BYTES),
             Backend::DryRun(_) | Backend::Smtp(_) => (50, 64 * 1024 * 1024),
         }
     }
@@ -92,12 +118,12 @@ impl Backend {
     }
 
     /// Uses new credentials from now on (rotation without a restart).
-    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), String> {
+    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
         match self {
             Backend::DryRun(_) => Ok(()),
             Backend::Api(b) => match &credentials.server_token {
-                Some(token) => b.set_token(token.expose()),
-                None => Err("the new configuration has no server token".into()),
+                Some(token) => b.set_token(token),
+                None => Err(BackendError::NoServerToken),
             },
             Backend::Smtp(b) => b.set_credentials(credentials),
         }

@@ -360,7 +360,7 @@ impl Harness {
         let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Smtp, Default::default(), tx).unwrap());
         let shutdown = Shutdown::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let session = Session::new(server, cfg, acceptor, shutdown.signal());
+        let session = Session::new(server, cfg, Arc::default(), acceptor, shutdown.signal());
         let task = tokio::spawn(session.run());
         Self { _dir: dir, spool, queued: rx, shutdown, client: BufReader::new(client), task }
     }
