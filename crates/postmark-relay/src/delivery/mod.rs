@@ -21,7 +21,7 @@ use crate::envelope::Envelope;
 use crate::metrics::{Dead, Deferral, Metrics, Path};
 use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
-use crate::spool::{self, Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
+use crate::spool::{Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
 use schedule::{Entry, Schedule};
 
 /// Every how many rescans `queue/` itself is listed (the others only read `retry/`).
@@ -206,7 +206,7 @@ impl Worker {
             tracing::error!(error = %e, "cannot use the reloaded credentials; keeping the current ones");
             return;
         }
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         if self.paused_until_ms > now {
             tracing::info!("credentials reloaded: resuming delivery");
             self.paused_until_ms = 0;
@@ -228,7 +228,7 @@ impl Worker {
     /// Loads every pending message from the spool (quarantining unreadable ones); all are due
     /// now. Returns how many are pending.
     pub fn load_pending(&mut self) -> std::io::Result<usize> {
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         for id in self.spool.ids(Area::Queue)? {
             self.adopt(&id, now);
         }
@@ -278,7 +278,7 @@ impl Worker {
     /// Acts on `queue retry` markers (which also announce revived dead letters) and, with
     /// `full`, lists `queue/` to adopt any message the worker does not know yet (a safety net).
     fn rescan(&mut self, full: bool) {
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         match self.spool.take_retry_requests() {
             Ok(ids) => {
                 if !ids.is_empty() && self.paused_until_ms > now {
@@ -313,7 +313,7 @@ impl Worker {
     /// Runs until shutdown. The batch in flight when shutdown begins is finished (the caller
     /// bounds that with its deadline); everything else stays spooled.
     pub async fn run(mut self) {
-        let mut next_rescan = spool::now_ms() + duration_ms(self.cfg.rescan_interval);
+        let mut next_rescan = crate::clock::now_ms() + duration_ms(self.cfg.rescan_interval);
         let mut next_full_scan = next_rescan;
         let mut incoming_closed = false;
         loop {
@@ -324,9 +324,9 @@ impl Worker {
                 self.use_new_credentials();
             }
             while let Ok(id) = self.incoming.try_recv() {
-                self.adopt(&id, spool::now_ms());
+                self.adopt(&id, crate::clock::now_ms());
             }
-            let now = spool::now_ms();
+            let now = crate::clock::now_ms();
             if now >= next_rescan {
                 let full = now >= next_full_scan;
                 self.rescan(full);
@@ -352,7 +352,7 @@ impl Worker {
                 tokio::select! {
                     () = self.shutdown.wait() => break,
                     id = self.incoming.recv(), if !incoming_closed => match id {
-                        Some(id) => self.adopt(&id, spool::now_ms()),
+                        Some(id) => self.adopt(&id, crate::clock::now_ms()),
                         // No session will queue anything any more; keep draining the schedule.
                         None => incoming_closed = true,
                     },
@@ -450,7 +450,7 @@ impl Worker {
             let envelope = Envelope { mail_from: msg.header.envelope.mail_from.clone(), rcpt_to: r.failed.clone() };
             let reason = DeadReason {
                 reason: r.failed_reason.clone(),
-                dead_ms: spool::now_ms(),
+                dead_ms: crate::clock::now_ms(),
                 attempts: self.schedule.get(id).map_or(0, |e| e.attempts) + 1,
                 recipients: r.failed.clone(),
             };
@@ -484,7 +484,7 @@ impl Worker {
     fn defer(&mut self, msg: &StoredMessage, reason: &str, class: Deferral) {
         let count_attempt = class != Deferral::Paused;
         let id = &msg.id;
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         let Some(entry) = self.schedule.get(id).cloned() else {
             return;
         };
@@ -526,8 +526,12 @@ impl Worker {
     fn kill(&mut self, msg: &StoredMessage, reason: &str, class: Dead) {
         let id = &msg.id;
         let attempts = self.schedule.get(id).map_or(0, |e| e.attempts) + 1;
-        let dead =
-            DeadReason { reason: reason.to_string(), dead_ms: spool::now_ms(), attempts, recipients: Vec::new() };
+        let dead = DeadReason {
+            reason: reason.to_string(),
+            dead_ms: crate::clock::now_ms(),
+            attempts,
+            recipients: Vec::new(),
+        };
         self.schedule.remove(id);
         match self.spool.kill(id, &dead) {
             Ok(()) => {
@@ -545,7 +549,7 @@ impl Worker {
     }
 
     fn pause(&mut self, reason: &str) {
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         if self.paused_until_ms > now {
             return;
         }
