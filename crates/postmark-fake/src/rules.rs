@@ -401,8 +401,9 @@ const ATTACHMENT_FIELDS: &[&str] = &["Name", "Content", "ContentType", "ContentI
 ///    `TrackLinks` is one of its four values; a template send names exactly one of `TemplateId` / `TemplateAlias`
 ///    and has a `TemplateModel` object; every attachment has `Name`, `Content` and `ContentType` and valid base64;
 /// 2. size (300): the message's JSON over 10 MB, `TextBody` or `HtmlBody` over 5 MB;
-/// 3. addresses (300): `From` is exactly one valid address (at most 255 characters); `To` has at least one valid
-///    address; `Cc`, `Bcc`, `ReplyTo` are valid; at most 50 addresses in `To`, `Cc` and `Bcc` together;
+/// 3. addresses (300): `From` is exactly one valid address (at most 255 characters); `To`, `Cc`, `Bcc` and
+///    `ReplyTo` hold only valid addresses; `To`, `Cc` and `Bcc` together hold at least one and at most 50 (a message
+///    to `Bcc` only is fine);
 /// 4. content (300): `TextBody` or `HtmlBody` has a character other than white space (not for template sends);
 ///    `Subject` at most 2000 characters, `Tag` at most 1000; `Metadata` at most 10 keys, none empty, none equal
 ///    to another but for case, keys at most 20 and values at most 80 characters; every header has a `Name`; every
@@ -440,13 +441,12 @@ pub fn validate(endpoint: Endpoint, message: &Value, rules: &Rules) -> Result<()
         _ => return Err(Refusal::invalid(format!("Invalid 'From' address: '{from}' names more than one sender."))),
     };
 
-    let to = parse_field("To", string(fields, "To").unwrap_or_default())?;
-    if to.is_empty() {
-        return Err(Refusal::invalid("Zero recipients specified: 'To' needs at least one address."));
-    }
-    let mut recipients = to;
-    for name in ["Cc", "Bcc"] {
+    let mut recipients = Vec::new();
+    for name in ["To", "Cc", "Bcc"] {
         recipients.extend(parse_field(name, string(fields, name).unwrap_or_default())?);
+    }
+    if recipients.is_empty() {
+        return Err(Refusal::invalid("Zero recipients specified: To, Cc and Bcc hold no address."));
     }
     if recipients.len() > limits.max_recipients {
         return Err(Refusal::invalid(format!(

@@ -140,13 +140,17 @@ fn a_message_over_10_mb_with_its_attachments_is_refused() {
 // ---- recipients and addresses ----
 
 #[test]
-fn no_recipient_is_refused() {
+fn no_recipient_is_refused_but_cc_or_bcc_alone_is_enough() {
     assert_eq!(code(&with("To", Value::Null)), 300);
     assert_eq!(code(&with("To", json!(""))), 300);
     assert_eq!(code(&with("To", json!("  "))), 300);
-    // Only Bcc: To is required.
     let mut bcc_only = with("To", json!(""));
     bcc_only["Bcc"] = json!("hidden@example.com");
+    assert_eq!(code(&bcc_only), 0);
+    let mut cc_only = with("To", Value::Null);
+    cc_only["Cc"] = json!("copy@example.com");
+    assert_eq!(code(&cc_only), 0);
+    bcc_only["Bcc"] = json!(" ");
     assert_eq!(code(&bcc_only), 300);
 }
 
