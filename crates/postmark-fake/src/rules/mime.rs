@@ -20,7 +20,8 @@ use super::{Limits, Refusal, Rules, check_metadata, code, forbidden_extension, h
 /// 4. more than 50 envelope recipients, or one that fails the address rules (300);
 /// 5. no usable body, see [`has_usable_body`] (300, "Provide either email TextBody or HtmlBody or both.");
 /// 6. `Subject` over 2000 characters, `X-PM-Tag` over 1000, `X-PM-Metadata-*` over the metadata limits (300);
-/// 7. an attachment whose file name has a forbidden extension (411);
+/// 7. an attachment whose file name (`Content-Disposition` `filename` or `Content-Type` `name`, either) has a
+///    forbidden extension (411);
 /// 8. the sender (401 / 400) and inactive recipients (406), as configured in `rules`.
 pub fn check_mime(raw: &[u8], rcpt_to: &[String], rules: &Rules) -> Result<(), Refusal> {
     let limits = &rules.limits;
@@ -59,13 +60,18 @@ pub fn check_mime(raw: &[u8], rcpt_to: &[String], rules: &Rules) -> Result<(), R
     }
     check_control_headers(&message, limits)?;
     for part in message.parts.iter().filter(|p| !matches!(p.body, PartType::Multipart(_))) {
-        if let Some(name) = part.attachment_name()
-            && let Some(ext) = forbidden_extension(name)
-        {
-            return Err(Refusal::new(
-                code::FORBIDDEN_ATTACHMENT_TYPE,
-                format!("Forbidden attachment type: '{name}' (.{ext} files are not accepted)."),
-            ));
+        // Which of the two names Postmark takes is not documented: either one with a forbidden extension counts.
+        let names = [
+            part.content_disposition().and_then(|d| d.attribute("filename")),
+            part.content_type().and_then(|t| t.attribute("name")),
+        ];
+        for name in names.into_iter().flatten() {
+            if let Some(ext) = forbidden_extension(name) {
+                return Err(Refusal::new(
+                    code::FORBIDDEN_ATTACHMENT_TYPE,
+                    format!("Forbidden attachment type: '{name}' (.{ext} files are not accepted)."),
+                ));
+            }
         }
     }
     rules.check_sender(&from)?;

@@ -753,6 +753,13 @@ fn smtp_forbidden_attachment_names_would_bounce_with_411() {
     let scr = "Content-Type: application/octet-stream; name=\"x.scr\"\r\n\r\nMZ";
     assert_eq!(smtp(&multipart("mixed", &["Content-Type: text/plain\r\n\r\nHi", scr])), 411);
     assert_eq!(smtp(&multipart("mixed", &["Content-Type: text/plain\r\n\r\nHi", PDF])), 0);
+    // Two names that disagree: either one with a forbidden extension counts, also RFC 2047-encoded.
+    let disguised = "Content-Type: application/octet-stream; name=\"=?UTF-8?Q?cleanup.bat?=\"\r\n\
+                     Content-Disposition: attachment; filename=\"cleanup.txt\"\r\n\r\nQGVjaG8=";
+    assert_eq!(smtp(&multipart("mixed", &["Content-Type: text/plain\r\n\r\nHi", disguised])), 411);
+    let disguised = "Content-Type: application/octet-stream; name=\"cleanup.txt\"\r\n\
+                     Content-Disposition: attachment; filename*=UTF-8''clean%75p.bat\r\n\r\nQGVjaG8=";
+    assert_eq!(smtp(&multipart("mixed", &["Content-Type: text/plain\r\n\r\nHi", disguised])), 411);
 }
 
 #[test]
