@@ -726,6 +726,9 @@ fn smtp_unparseable_or_malformed_mime_would_bounce() {
     assert_eq!(smtp_reason(&bad_base64), "The message has a malformed MIME part.");
     let fine_base64 = mime("Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\nSGk=\r\n");
     assert_eq!(smtp(&fine_base64), 0);
+    let unclosed =
+        mime("Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nHi\r\n");
+    assert_eq!(smtp_reason(&unclosed), "The message has a malformed MIME part.", "no closing boundary");
 }
 
 #[test]
@@ -734,6 +737,11 @@ fn smtp_the_sender_must_be_one_valid_address() {
     assert_eq!(smtp(b"From: a@example.com, b@example.com\r\nTo: rcpt@example.com\r\n\r\nHello.\r\n"), 300);
     assert_eq!(smtp(b"From: a..b@example.com\r\nTo: rcpt@example.com\r\n\r\nHello.\r\n"), 300);
     assert_eq!(smtp(b"From: =?utf-8?q?J=C3=B6rg?= <j@example.com>\r\nTo: rcpt@example.com\r\n\r\nHello.\r\n"), 0);
+    // 255 characters for `Name <address>`, decoded.
+    let from = |n: usize| format!("From: {} <j@example.com>\r\n\r\nHello.\r\n", "n".repeat(n)).into_bytes();
+    let fits = 255 - " <j@example.com>".len();
+    assert_eq!(smtp(&from(fits)), 0);
+    assert_eq!(smtp(&from(fits + 1)), 300);
 }
 
 #[test]
