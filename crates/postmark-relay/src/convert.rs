@@ -234,7 +234,7 @@ fn convert_one(
     reply_to.retain(|m| is_valid_address(&m.address));
 
     let mut request = SendEmailRequest {
-        from: from.to_header_text(),
+        from: from.to_from_value(),
         to: join(&routed.to),
         cc: non_empty(join(&routed.cc)),
         bcc: non_empty(routed.bcc.join(", ")),
@@ -330,6 +330,30 @@ fn sender(message: &Message<'_>, envelope: &Envelope) -> Result<Mailbox, Convert
         return Ok(Mailbox { name: None, address: envelope_from.to_owned() });
     }
     Err(ConvertError::NoSender)
+}
+
+/// What the SMTP path must change in the `From` header for Postmark to take it: `None` when it
+/// holds exactly one valid mailbox within Postmark's length limit; else the header text to use
+/// instead (the first valid mailbox, or the envelope sender), as a raw header value.
+pub(crate) fn from_header_fix(message: &Message<'_>, envelope: &Envelope) -> Option<String> {
+    let from: Vec<&Header<'_>> = message.root_part().headers().iter().filter(|h| h.name == HeaderName::From).collect();
+    // Every entry counts, also one without an address (`From: Doe, John <j@…>` is two).
+    let entries: usize = from
+        .iter()
+        .map(|h| match &h.value {
+            HeaderValue::Address(list) => list.iter().count(),
+            _ => 1,
+        })
+        .sum();
+    let mailboxes: Vec<Mailbox> = from.into_iter().flat_map(mailboxes).collect();
+    if entries == 1
+        && let [one] = mailboxes.as_slice()
+        && is_valid_address(&one.address)
+        && one.to_from_value() == one.to_header_text()
+    {
+        return None;
+    }
+    sender(message, envelope).ok().map(|m| m.to_raw_header())
 }
 
 /// The comparison key of an address (domain in lower case, local part as written).

@@ -8,6 +8,8 @@
 //! | no header section at all (mail-parser finds none; e.g. DATA without a blank-line-separated header) | both | `554 5.6.0` |
 //! | no usable sender: no valid From address and an empty (`<>`) or invalid envelope sender | both | `550 5.1.7` |
 //! | no envelope recipient, or more than 50 distinct ones | both | `554 5.5.0` / `550 5.5.3` |
+//! | a `Subject` over 2,000 characters (UTF-16 code units, as Postmark counts) | both | `554 5.6.0` |
+//! | MIME Postmark's SMTP service cannot decode (mail-parser flags an encoding problem: invalid base64, a multipart without its closing boundary) | SMTP | `554 5.6.0` |
 //! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
 //! | the `/email` JSON would exceed 10 MB (measured on the serialized request, base64 included) | API | `552 5.3.4` |
 //! | `TextBody` or `HtmlBody` over 5 MB | API | `552 5.3.4` |
@@ -26,7 +28,7 @@ use std::{fmt, io};
 use mail_parser::{Message, MimeHeaders, PartType};
 use postmark_core::limits::{
     MAX_BODY_BYTES, MAX_MESSAGE_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS,
-    MAX_RECIPIENTS, MAX_TAG_CHARS, forbidden_extension,
+    MAX_RECIPIENTS, MAX_SUBJECT_CHARS, MAX_TAG_CHARS, char_count, forbidden_extension,
 };
 
 use crate::convert::{self, ConvertError, ConvertOptions, SendEmailRequest};
@@ -106,11 +108,35 @@ pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions
     check_attachment_names(&message)?;
     let controls = convert::controls::read(message.root_part().headers(), message.raw_message())?;
     check_controls(&controls)?;
+    if let Some(subject) = message.subject()
+        && char_count(subject) > MAX_SUBJECT_CHARS
+    {
+        return Err(Rejection::new(
+            Reject::Unrepresentable,
+            554,
+            "5.6.0",
+            format!("the Subject is {} characters; Postmark accepts at most {MAX_SUBJECT_CHARS}", char_count(subject)),
+        ));
+    }
     let routing = Routing { stream: controls.message_stream.or_else(|| opts.message_stream.clone()) };
 
     match via {
         Via::Smtp => {
-            let repaired = repair::ensure_body(&message, opts).or(headers_repaired);
+            let repaired = repair::smtp(&message, envelope, opts).or_else(|| headers_repaired.clone());
+            // The bytes go to Postmark as they are: MIME it cannot decode would bounce there.
+            let sent = match &repaired {
+                Some(bytes) => convert::parse(bytes).ok_or(ConvertError::Unparseable)?,
+                None => message,
+            };
+            if sent.parts.iter().any(|p| p.is_encoding_problem) {
+                return Err(Rejection::new(
+                    Reject::Unparseable,
+                    554,
+                    "5.6.0",
+                    "the message has a malformed MIME part (undecodable content, or a multipart without its \
+                     closing boundary); Postmark would not send it",
+                ));
+            }
             Ok(Accepted { json_len: None, repaired, routing })
         }
         Via::Api => {
@@ -162,7 +188,7 @@ fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
 /// The limits of the control headers (Postmark's Tag and Metadata limits), on both paths.
 fn check_controls(controls: &convert::controls::Controls) -> Result<(), Rejection> {
     if let Some(tag) = &controls.tag
-        && tag.chars().count() > MAX_TAG_CHARS
+        && char_count(tag) > MAX_TAG_CHARS
     {
         return Err(Rejection::new(Reject::Unrepresentable, 554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
     }
@@ -175,7 +201,7 @@ fn check_controls(controls: &convert::controls::Controls) -> Result<(), Rejectio
         ));
     }
     for (key, value) in &controls.metadata {
-        if key.chars().count() > MAX_METADATA_KEY_CHARS {
+        if char_count(key) > MAX_METADATA_KEY_CHARS {
             return Err(Rejection::new(
                 Reject::Unrepresentable,
                 554,
@@ -183,7 +209,7 @@ fn check_controls(controls: &convert::controls::Controls) -> Result<(), Rejectio
                 "an X-PM-Metadata key is longer than 20 characters",
             ));
         }
-        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
+        if char_count(value) > MAX_METADATA_VALUE_CHARS {
             return Err(Rejection::new(
                 Reject::Unrepresentable,
                 554,

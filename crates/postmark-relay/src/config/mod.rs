@@ -398,7 +398,7 @@ mod tests {
         assert_eq!(c.smtp.upstream.port, 587);
         assert_eq!(c.worker.max_retry_delay, Duration::from_secs(600));
         assert_eq!(c.worker.message_lifetime, Duration::from_secs(3 * 86400));
-        assert_eq!(c.session.max_message_size, 10_485_760);
+        assert_eq!(c.session.max_message_size, 10_000_000);
         assert_eq!(c.session.max_recipients, 50);
     }
 

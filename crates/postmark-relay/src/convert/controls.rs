@@ -3,7 +3,7 @@
 //! sends it to.
 //!
 //! Values are RFC 2047-decoded and trimmed; names are matched case-insensitively; for a header
-//! given twice the first one counts (the hyphenated spellings `X-PM-Track-Opens`/`-Links` are
+//! given twice the first one counts (for metadata keys, whatever their case; the hyphenated spellings `X-PM-Track-Opens`/`-Links` are
 //! accepted too). `X-PM-Metadata-<key>` keeps the key as spelled in the header.
 
 use std::collections::BTreeMap;
@@ -65,8 +65,11 @@ pub(crate) fn read(top: &[Header<'_>], raw: &[u8]) -> Result<Controls, ConvertEr
                 if let Some(key) = lower.strip_prefix("x-pm-metadata-")
                     && !key.is_empty()
                 {
+                    // Postmark treats keys differing only in case as one key: the first counts.
                     let key = &name[name.len() - key.len()..];
-                    controls.metadata.entry(key.to_owned()).or_insert_with(|| text_value(header, raw));
+                    if !controls.metadata.keys().any(|k| k.eq_ignore_ascii_case(key)) {
+                        controls.metadata.insert(key.to_owned(), text_value(header, raw));
+                    }
                 }
             }
         }

@@ -369,6 +369,7 @@ impl Spool {
 
 #[cfg(test)]
 mod tests {
+    use super::spares::{MAX_SPARE_BYTES, MAX_SPARES};
     use super::*;
 
     fn spool() -> (tempfile::TempDir, Spool) {
