@@ -54,6 +54,12 @@ pub struct Args {
     /// otherwise); `{attachments}` becomes the attachments' names.
     #[arg(long, env = "RELAY_EMPTY_BODY_TEXT", value_name = "TEXT")]
     pub empty_body_text: Option<String>,
+    /// Send a notice to this address when a message becomes a dead letter (needs `--notify-from`).
+    #[arg(long, env = "RELAY_DEAD_LETTER_NOTIFY", value_name = "ADDR")]
+    pub dead_letter_notify: Option<String>,
+    /// The sender of dead-letter notices: an address Postmark has verified.
+    #[arg(long, env = "RELAY_NOTIFY_FROM", value_name = "ADDR")]
+    pub notify_from: Option<String>,
     /// Longest wait between two delivery attempts (e.g. `2s`, `10m`).
     #[arg(long, env = "RELAY_MAX_RETRY_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     pub max_retry_delay: Option<Duration>,

@@ -31,6 +31,9 @@ pub struct Routing {
     /// stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// A dead-letter notice the relay wrote itself: never the subject of another notice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notice: bool,
 }
 
 /// The path a message takes to Postmark; validation depends on it (the API path has limits the SMTP

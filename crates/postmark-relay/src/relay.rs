@@ -158,6 +158,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .with_metrics(Arc::clone(&metrics));
     let (credentials_tx, credentials_rx) = watch::channel(Arc::new(config.credentials.clone()));
     let mut worker = worker.with_credential_updates(credentials_rx);
+    if let Some(settings) = &config.notify {
+        let notifier =
+            delivery::notify::Notifier::new(settings.clone(), &config.session.hostname, crate::clock::now_ms());
+        worker = worker.with_notifier(notifier);
+    }
     let pending = worker.load_pending().map_err(spool_err)?;
     let acceptor = Arc::new(
         Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx)

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::cli::parse_via;
 use crate::envelope::Via;
-use crate::secrets::{self, Secret, SmtpKey};
+use crate::secrets::{self, Secret};
 
 /// The file's keys (see the table in [`crate::config`]).
 #[derive(Debug, Default, Deserialize)]
@@ -42,9 +42,34 @@ pub(crate) struct FileConfig {
     pub(crate) auth_users: Option<PathBuf>,
     pub(crate) allow_unauthenticated_from: Option<Vec<String>>,
     #[serde(default)]
-    pub(crate) streams: BTreeMap<String, SmtpKey>,
+    pub(crate) streams: BTreeMap<String, FileStream>,
+    pub(crate) dead_letter_notify: Option<String>,
+    pub(crate) notify_from: Option<String>,
+    pub(crate) notify_per_hour: Option<u32>,
     #[serde(default)]
     pub(crate) limits: FileLimits,
+}
+
+/// A `[streams.<id>]` table: the stream's SMTP token and, for the SMTP path, where to send it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileStream {
+    pub(crate) access_key: Option<Secret>,
+    pub(crate) secret_key: Option<Secret>,
+    pub(crate) access_key_file: Option<PathBuf>,
+    pub(crate) secret_key_file: Option<PathBuf>,
+    pub(crate) smtp_url: Option<String>,
+    pub(crate) kind: Option<StreamKind>,
+}
+
+/// A message stream's kind: Postmark sends broadcast streams through its own SMTP host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StreamKind {
+    /// A transactional stream: `--smtp-url`.
+    Transactional,
+    /// A broadcast stream: `smtp-broadcasts.postmarkapp.com` unless the stream names a host.
+    Broadcast,
 }
 
 /// The `[limits]` table.
@@ -79,7 +104,7 @@ impl FileConfig {
         let has_secrets = file.server_token.is_some()
             || file.smtp_access_key.is_some()
             || file.smtp_secret_key.is_some()
-            || !file.streams.is_empty();
+            || file.streams.values().any(|s| s.access_key.is_some() || s.secret_key.is_some());
         if has_secrets {
             secrets::warn_if_readable_by_others(path, "the config file");
         }

@@ -29,7 +29,10 @@
 //! | – | `POSTMARK_SERVER_TOKEN` (or `…_FILE`) | `server_token` (or `server_token_file`) | – |
 //! | – | `POSTMARK_SMTP_ACCESS_KEY` (or `…_FILE`) | `smtp_access_key` (or `smtp_access_key_file`) | – |
 //! | – | `POSTMARK_SMTP_SECRET_KEY` (or `…_FILE`) | `smtp_secret_key` (or `smtp_secret_key_file`) | – |
-//! | – | – | `[streams.<id>] access_key, secret_key` | – |
+//! | – | – | `[streams.<id>] access_key, secret_key` (or `…_file`), `smtp_url`, `kind = "broadcast"` | – |
+//! | `--dead-letter-notify ADDR` | `RELAY_DEAD_LETTER_NOTIFY` | `dead_letter_notify` | off |
+//! | `--notify-from ADDR` | `RELAY_NOTIFY_FROM` | `notify_from` | none (needed with `dead_letter_notify`) |
+//! | – | – | `notify_per_hour` | 20 |
 //!
 //! The file's `[limits]` table also sets `idle_timeout`, `command_timeout`, `data_timeout`,
 //! `max_session_duration` (all more than zero), `max_errors`,
@@ -38,25 +41,29 @@
 mod error;
 mod file;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use postmark_core::limits::{MAX_MESSAGE_BYTES, MAX_RECIPIENTS};
 
 pub use self::error::ConfigError;
-use self::file::FileConfig;
+use self::file::{FileConfig, StreamKind};
 use crate::access::AccessConfig;
 use crate::cli::{Args, parse_duration};
 use crate::convert::ConvertOptions;
 use crate::delivery::WorkerConfig;
 use crate::delivery::api::ApiSettings;
-use crate::delivery::smtp::{SmtpSettings, SmtpUpstream};
+use crate::delivery::notify::NotifySettings;
+use crate::delivery::smtp::{InvalidSmtpUrl, SmtpSettings, SmtpUpstream};
 use crate::envelope::Via;
 use crate::secrets::{self, Credentials, EnvSecrets, SmtpKey};
 use crate::session::SessionConfig;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
 const DEFAULT_SMTP_URL: &str = "smtp://smtp.postmarkapp.com:587";
+/// Postmark's SMTP host for broadcast message streams.
+const BROADCAST_SMTP_URL: &str = "smtp://smtp-broadcasts.postmarkapp.com:587";
 const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3 * 24 * 3600);
 const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(60);
@@ -105,6 +112,8 @@ pub struct Config {
     pub api: ApiSettings,
     /// The SMTP backend's settings.
     pub smtp: SmtpSettings,
+    /// Where dead-letter notices go, if anywhere.
+    pub notify: Option<NotifySettings>,
     /// How messages are checked and converted: the default stream, the empty-body text.
     pub convert: ConvertOptions,
     /// The delivery worker's retry schedule.
@@ -162,7 +171,51 @@ fn credentials_from(env: &EnvSecrets, file: &FileConfig) -> Result<(Credentials,
         (None, None) => None,
         _ => return Err(secrets::SecretError::HalfSmtpToken.into()),
     };
-    Ok((Credentials { server_token, smtp, streams: file.streams.clone() }, files))
+    let mut streams = BTreeMap::new();
+    for (id, stream) in &file.streams {
+        let key = |name: &str| format!("streams.{id}.{name}");
+        let access = secrets::from_file_keys(
+            stream.access_key.clone(),
+            stream.access_key_file.as_deref(),
+            &key("access_key"),
+            &mut files,
+        )?;
+        let secret = secrets::from_file_keys(
+            stream.secret_key.clone(),
+            stream.secret_key_file.as_deref(),
+            &key("secret_key"),
+            &mut files,
+        )?;
+        match (access, secret) {
+            (Some(access_key), Some(secret_key)) => {
+                streams.insert(id.clone(), SmtpKey { access_key, secret_key });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "streams.{id}: an SMTP token needs both access_key and secret_key"
+                )));
+            }
+        }
+    }
+    Ok((Credentials { server_token, smtp, streams }, files))
+}
+
+/// Each stream's SMTP host: its `smtp_url`, else Postmark's broadcast host for a broadcast stream.
+fn stream_upstreams(file: &FileConfig) -> Result<BTreeMap<String, SmtpUpstream>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (id, stream) in &file.streams {
+        let url = match (&stream.smtp_url, stream.kind) {
+            (Some(url), _) => url.as_str(),
+            (None, Some(StreamKind::Broadcast)) => BROADCAST_SMTP_URL,
+            (None, _) => continue,
+        };
+        let upstream = url
+            .parse()
+            .map_err(|e: InvalidSmtpUrl| ConfigError::invalid(format!("streams.{id}.smtp_url"), e.to_string()))?;
+        out.insert(id.clone(), upstream);
+    }
+    Ok(out)
 }
 
 /// The default spool directory for this user.
@@ -207,6 +260,8 @@ impl Config {
     /// from `env`, and defaults.
     pub fn resolve(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let file = FileConfig::read(args.config.as_deref())?;
+        let streams = stream_upstreams(&file)?;
+        let notify = notify_settings(args, &file)?;
         let credential_source = CredentialSource { config_file: args.config.clone(), env: EnvSecrets::capture(env)? };
         let (credentials, _) = credentials_from(&credential_source.env, &file)?;
         let access = AccessConfig::resolve(
@@ -256,9 +311,11 @@ impl Config {
             api: ApiSettings { url: api_url, timeout: api_timeout },
             smtp: SmtpSettings {
                 upstream,
+                streams,
                 ca: args.smtp_ca.clone().or(file.smtp_ca),
                 helo_host: session.hostname.clone(),
             },
+            notify,
             convert: ConvertOptions {
                 message_stream: args.message_stream.clone().or(file.message_stream).filter(|s| !s.is_empty()),
                 empty_body_text: args.empty_body_text.clone().or(file.empty_body_text).filter(|s| !s.trim().is_empty()),
@@ -273,6 +330,36 @@ impl Config {
             metrics: args.metrics.clone().or(file.metrics).filter(|s| !s.is_empty()),
         })
     }
+}
+
+/// `dead_letter_notify`, `notify_from` and `notify_per_hour`: both addresses must be ones Postmark
+/// takes, and the sender is needed (Postmark sends only from a verified sender).
+fn notify_settings(args: &Args, file: &FileConfig) -> Result<Option<NotifySettings>, ConfigError> {
+    let to = args.dead_letter_notify.clone().or_else(|| file.dead_letter_notify.clone()).filter(|s| !s.is_empty());
+    let from = args.notify_from.clone().or_else(|| file.notify_from.clone()).filter(|s| !s.is_empty());
+    let Some(to) = to else {
+        return Ok(None);
+    };
+    let Some(from) = from else {
+        return Err(ConfigError::Inconsistent(
+            "dead_letter_notify needs notify_from: a sender address Postmark has verified (a confirmed \
+             sender signature or an address on a verified domain)"
+                .into(),
+        ));
+    };
+    for (setting, address) in [("dead_letter_notify", &to), ("notify_from", &from)] {
+        if !postmark_core::limits::is_valid_address(address) {
+            return Err(ConfigError::invalid(setting, format!("{address:?} is not an address Postmark takes")));
+        }
+    }
+    let per_hour = file.notify_per_hour.unwrap_or(20);
+    if per_hour == 0 {
+        return Err(ConfigError::invalid(
+            "notify_per_hour",
+            "must be at least 1 (leave dead_letter_notify unset for none)",
+        ));
+    }
+    Ok(Some(NotifySettings { to, from, per_hour }))
 }
 
 /// Send or dry-run, and over which path.
@@ -501,6 +588,67 @@ secret_key = "s2"
     }
 
     #[test]
+    fn broadcast_streams_go_to_postmarks_broadcast_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(
+            &dir,
+            r#"
+via = "smtp"
+[streams.outbound]
+access_key = "a1"
+secret_key = "s1"
+[streams.news]
+kind = "broadcast"
+access_key = "a2"
+secret_key = "s2"
+[streams.own]
+smtp_url = "smtp://127.0.0.1:2600"
+"#,
+        );
+        let c = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap();
+        assert_eq!(c.smtp.streams.len(), 2, "{:?}", c.smtp.streams);
+        assert_eq!(c.smtp.streams["news"], BROADCAST_SMTP_URL.parse().unwrap());
+        assert_eq!(c.smtp.streams["own"], "smtp://127.0.0.1:2600".parse().unwrap());
+        assert!(!c.smtp.streams.contains_key("outbound"), "transactional streams use --smtp-url");
+
+        let path = write_file(&dir, "[streams.x]\naccess_key = \"a\"\n");
+        let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("streams.x") && e.to_string().contains("secret_key"), "{e}");
+        let path = write_file(&dir, "[streams.x]\nsmtp_url = \"http://nope\"\n");
+        let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("streams.x.smtp_url"), "{e}");
+        let path = write_file(&dir, "[streams.x]\nkind = \"promotional\"\n");
+        assert!(Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).is_err());
+    }
+
+    #[test]
+    fn dead_letter_notices_need_a_valid_sender_and_a_rate() {
+        let c = Config::resolve(&args(&[]), &env_of(&[])).unwrap();
+        assert_eq!(c.notify, None, "off by default");
+        let c = Config::resolve(
+            &args(&["--dead-letter-notify", "ops@example.com", "--notify-from", "relay@example.com"]),
+            &env_of(&[]),
+        )
+        .unwrap();
+        let n = c.notify.unwrap();
+        assert_eq!((n.to.as_str(), n.from.as_str(), n.per_hour), ("ops@example.com", "relay@example.com", 20));
+
+        let e = Config::resolve(&args(&["--dead-letter-notify", "ops@example.com"]), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("notify_from"), "{e}");
+        let e =
+            Config::resolve(&args(&["--dead-letter-notify", "root", "--notify-from", "r@example.com"]), &env_of(&[]))
+                .unwrap_err();
+        assert!(e.to_string().contains("dead_letter_notify"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(
+            &dir,
+            "dead_letter_notify = \"o@example.com\"\nnotify_from = \"r@example.com\"\nnotify_per_hour = 0\n",
+        );
+        let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("notify_per_hour"), "{e}");
+    }
+
+    #[test]
     fn bad_file_values_are_reported_with_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_file(&dir, "max_retry_delay = \"soon\"\n");
@@ -688,7 +836,7 @@ secret_key = "s2"
             "server_token = \"tok-LEAK-123\nlisten = 1\n",
             "server_token = \"tok-LEAK-123\" junk\n",
             "streams = \"tok-LEAK-123\"\n",
-            "[streams.x]\naccess_key = \"tok-LEAK-123\"\n",
+            "[streams.x]\naccess_key = \"tok-LEAK-123\"\nsecret = 1\n",
         ] {
             let path = write_file(&dir, text);
             let e = Config::resolve(&args(&["--config", path.to_str().unwrap()]), &env_of(&[])).unwrap_err();

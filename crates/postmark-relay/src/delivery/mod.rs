@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod dry_run;
+pub mod notify;
 pub mod policy;
 pub mod schedule;
 pub mod smtp;
@@ -163,6 +164,7 @@ pub struct Worker {
     pauses: u32,
     metrics: Arc<Metrics>,
     credentials: Option<watch::Receiver<Arc<Credentials>>>,
+    notifier: Option<notify::Notifier>,
 }
 
 impl Worker {
@@ -185,6 +187,30 @@ impl Worker {
             pauses: 0,
             metrics: Arc::default(),
             credentials: None,
+            notifier: None,
+        }
+    }
+
+    /// Sends a notice to the operator for every message given up (see [`notify`]).
+    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Queues the dead-letter notice for `msg`, if one is due.
+    fn notify(&mut self, msg: &StoredMessage, death: notify::Death<'_>) {
+        let now = crate::clock::now_ms();
+        let Some((envelope, raw)) = self.notifier.as_mut().and_then(|n| n.notice(msg, death, now)) else {
+            return;
+        };
+        let header = crate::spool::Header::new(envelope, &raw)
+            .with_routing(crate::envelope::Routing { stream: None, notice: true });
+        match self.spool.store_with_header(&header, &raw) {
+            Ok(id) => {
+                tracing::info!(queue_id = %id, dead_id = %death.id, "dead-letter notice queued");
+                self.adopt(&id, now);
+            }
+            Err(e) => tracing::error!(dead_id = %death.id, error = %e, "cannot queue the dead-letter notice"),
         }
     }
 
@@ -457,7 +483,14 @@ impl Worker {
             match self.spool.kill_copy(msg, envelope, &reason) {
                 Ok(dead_id) => {
                     self.metrics.dead_lettered(Dead::Recipients);
-                    tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients")
+                    tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients");
+                    let death = notify::Death {
+                        id: &dead_id,
+                        reason: &r.failed_reason,
+                        attempts: reason.attempts,
+                        recipients: &r.failed,
+                    };
+                    self.notify(msg, death);
                 }
                 Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot write dead letter"),
             }
@@ -537,12 +570,14 @@ impl Worker {
             Ok(()) => {
                 self.metrics.dead_lettered(class);
                 tracing::info!(
-                queue_id = %id,
-                size = msg.raw.len(),
-                recipients = msg.header.envelope.rcpt_to.len(),
-                error = %reason,
-                "dead letter"
-                )
+                    queue_id = %id,
+                    size = msg.raw.len(),
+                    recipients = msg.header.envelope.rcpt_to.len(),
+                    error = %reason,
+                    "dead letter"
+                );
+                let death = notify::Death { id, reason, attempts, recipients: &msg.header.envelope.rcpt_to };
+                self.notify(msg, death);
             }
             Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot move message to dead letters"),
         }

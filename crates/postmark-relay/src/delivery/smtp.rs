@@ -15,8 +15,10 @@
 //!   stuff a dot at the very start of the message, so [`data_bytes`] does: a message whose first
 //!   line is `.` would otherwise end the upstream DATA at once, and the rest of it would be read
 //!   upstream as commands (SMTP smuggling through the relay).
-//! * One connection per credential is kept open and reused; it is replaced when it fails or has
-//!   been idle for [`IDLE_REUSE`].
+//! * The host: the stream's own (`[streams.<id>] smtp_url`, or Postmark's broadcast host for a
+//!   `kind = "broadcast"` stream), else `--smtp-url`.
+//! * One connection per host and credential is kept open and reused; it is replaced when it fails
+//!   or has been idle for [`IDLE_REUSE`].
 //! * Per recipient: 2xx sent, 4xx retried later, 5xx a dead letter for that recipient.
 
 use std::collections::HashMap;
@@ -41,7 +43,7 @@ use crate::secrets::Credentials as Creds;
 use crate::spool::StoredMessage;
 
 /// Upstream SMTP endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SmtpUpstream {
     /// Host name (also the TLS server name).
     pub host: String,
@@ -97,6 +99,9 @@ impl std::str::FromStr for SmtpUpstream {
 pub struct SmtpSettings {
     /// `--smtp-url`.
     pub upstream: SmtpUpstream,
+    /// Streams with an SMTP host of their own (`[streams.<id>] smtp_url`, or `kind =
+    /// "broadcast"`: Postmark's broadcast host).
+    pub streams: std::collections::BTreeMap<String, SmtpUpstream>,
     /// `--smtp-ca`: an extra CA to trust.
     pub ca: Option<std::path::PathBuf>,
     /// The name the relay gives in `EHLO` (`--hostname`).
@@ -172,7 +177,7 @@ pub struct Smtp {
     settings: SmtpSettings,
     tls: TlsConnector,
     credentials: Creds,
-    pool: HashMap<CredentialId, Connection>,
+    pool: HashMap<(SmtpUpstream, CredentialId), Connection>,
 }
 
 impl std::fmt::Debug for Smtp {
@@ -245,11 +250,14 @@ impl Smtp {
 
     async fn deliver_one(&mut self, msg: &StoredMessage) -> Outcome {
         let stream = msg.stream();
+        let upstream = stream.as_deref().and_then(|s| self.settings.streams.get(s)).unwrap_or(&self.settings.upstream);
+        let upstream = upstream.clone();
         let Some((id, creds)) = self.pick_credentials(stream.clone()) else {
             let stream = stream.unwrap_or_default();
             tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
             return Outcome::Transient(format!("no SMTP token configured for message stream {stream:?}"));
         };
+        let id = (upstream, id);
         for attempt in 0..2 {
             let reused = match self.pool.get(&id) {
                 Some(c) if c.last_used.elapsed() < IDLE_REUSE => true,
@@ -260,7 +268,7 @@ impl Smtp {
                 None => false,
             };
             if !reused {
-                match self.connect(&creds).await {
+                match self.connect(&id.0, &creds).await {
                     Ok(conn) => {
                         self.pool.insert(id.clone(), conn);
                     }
@@ -288,8 +296,7 @@ impl Smtp {
         Outcome::Transient("upstream SMTP connection failed twice".into())
     }
 
-    async fn connect(&self, creds: &Credentials<String>) -> Result<Connection, Outcome> {
-        let up = &self.settings.upstream;
+    async fn connect(&self, up: &SmtpUpstream, creds: &Credentials<String>) -> Result<Connection, Outcome> {
         let builder = SmtpClientBuilder::new_with_tls_connector(up.host.clone(), up.port, self.tls.clone())
             .implicit_tls(up.implicit_tls)
             .say_ehlo(false)

@@ -130,8 +130,14 @@ impl Spool {
 
     /// Blocking body of [`Spool::store`].
     pub fn store_blocking(&self, envelope: &Envelope, raw: &[u8]) -> Result<QueueId, StoreError> {
+        self.store_with_header(&Header::new(envelope.clone(), raw), raw)
+    }
+
+    /// Stores a new message with its header (for a message the relay writes itself, such as a
+    /// dead-letter notice) durably, one file at a time.
+    pub fn store_with_header(&self, header: &Header, raw: &[u8]) -> Result<QueueId, StoreError> {
         let id = QueueId::generate();
-        self.write_message(&id, &Header::new(envelope.clone(), raw), raw)?;
+        self.write_message(&id, header, raw)?;
         Ok(id)
     }
 
