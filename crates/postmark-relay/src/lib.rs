@@ -18,6 +18,7 @@ pub mod relay;
 pub mod reload;
 pub mod repair;
 pub mod secrets;
+pub mod sendmail;
 pub mod session;
 pub mod shutdown;
 pub mod spool;

@@ -14,6 +14,7 @@
 //! * **Routes** ([`RouteRule`]): the route (its name, never its secret) is chosen when the message
 //!   is accepted and stored with it in the spool.
 
+pub mod account;
 pub mod verified;
 
 use std::collections::BTreeMap;
@@ -163,8 +164,21 @@ pub struct PolicySettings {
     pub allowed_senders: Option<Vec<String>>,
     /// `rewrite_from`.
     pub rewrite_from: Option<String>,
-    /// `[[routes]]`: name, senders, users, default stream.
-    pub routes: Vec<(String, Vec<String>, Vec<String>, Option<String>)>,
+    /// `[[routes]]`.
+    pub routes: Vec<RouteSettings>,
+}
+
+/// One `[[routes]]` entry's matching rule as written.
+#[derive(Debug, Clone, Default)]
+pub struct RouteSettings {
+    /// `name`.
+    pub name: String,
+    /// `senders`: addresses and domains.
+    pub senders: Vec<String>,
+    /// `users`: AUTH user names.
+    pub users: Vec<String>,
+    /// `message_stream`.
+    pub message_stream: Option<String>,
 }
 
 impl Policy {
@@ -222,7 +236,7 @@ impl Policy {
             }
             other => other,
         };
-        for (name, senders, users, stream) in settings.routes {
+        for RouteSettings { name, senders, users, message_stream: stream } in settings.routes {
             if name.is_empty() || policy.routes.iter().any(|r| r.name == name) {
                 return Err(invalid("routes", format!("every route needs a name of its own ({name:?})")));
             }
@@ -402,9 +416,8 @@ pub fn header_from(raw: &[u8]) -> Option<String> {
 pub fn rewrite_from(raw: &[u8], address: &str) -> Vec<u8> {
     let mut section = HeaderSection::parse(raw);
     let original = section.value("from").map(|v| one_line(&v));
-    let name = crate::convert::parse(raw).and_then(|m| {
-        m.from().and_then(|f| f.first()).and_then(|a| a.name()).map(|n| one_line(n)).filter(|n| !n.is_empty())
-    });
+    let name = crate::convert::parse(raw)
+        .and_then(|m| m.from().and_then(|f| f.first()).and_then(|a| a.name()).map(one_line).filter(|n| !n.is_empty()));
     let has_reply_to = section.has("reply-to");
     section.remove("from");
     let mut added = vec![match name {

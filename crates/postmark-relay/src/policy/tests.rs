@@ -54,11 +54,14 @@ fn bad_alias_and_policy_settings_are_refused_at_start() {
     assert!(policy(|s| s.local_domain = Some("not a domain".into())).is_err());
     assert!(policy(|s| s.allowed_senders = Some(vec!["bad address@".into()])).is_err());
     assert!(policy(|s| s.rewrite_from = Some("noreply".into())).is_err());
-    assert!(policy(|s| s.routes = vec![("r".into(), vec![], vec![], None)]).is_err(), "a route matching nothing");
-    assert!(
-        policy(|s| s.routes = vec![("r".into(), vec!["a.example".into()], vec![], None); 2]).is_err(),
-        "two routes with one name"
-    );
+    let route = |senders: &[&str]| RouteSettings {
+        name: "r".into(),
+        senders: senders.iter().map(|s| s.to_string()).collect(),
+        ..RouteSettings::default()
+    };
+    assert!(policy(|s| s.routes = vec![route(&[])]).is_err(), "a route matching nothing");
+    assert!(policy(|s| s.routes = vec![route(&["a.example"]); 2]).is_err(), "two routes with one name");
+    assert!(policy(|s| s.routes = vec![route(&["not a domain"])]).is_err());
 }
 
 #[test]
@@ -109,8 +112,13 @@ fn rewrite_from_keeps_the_original_in_reply_to_and_x_original_from() {
 fn the_first_matching_route_wins_by_user_or_sender() {
     let p = policy(|s| {
         s.routes = vec![
-            ("billing".into(), vec!["billing.example".into()], vec![], Some("invoices".into())),
-            ("crm".into(), vec![], vec!["crm-app".into()], None),
+            RouteSettings {
+                name: "billing".into(),
+                senders: vec!["billing.example".into()],
+                users: vec![],
+                message_stream: Some("invoices".into()),
+            },
+            RouteSettings { name: "crm".into(), senders: vec![], users: vec!["crm-app".into()], message_stream: None },
         ]
     })
     .unwrap();
