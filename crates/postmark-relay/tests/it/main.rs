@@ -16,6 +16,7 @@ mod props_convert;
 mod props_session;
 mod queue_cli;
 mod secrets;
+mod senders;
 mod sendmail;
 mod smtp;
 mod support;
