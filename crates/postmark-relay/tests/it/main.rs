@@ -8,6 +8,7 @@ mod bodies;
 mod dry_run;
 mod faults;
 mod fidelity;
+mod help;
 mod hostile;
 mod limits;
 mod metrics;
