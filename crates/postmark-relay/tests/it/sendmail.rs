@@ -47,7 +47,8 @@ fn run(program: &Path, args: &[&str], config: &Path, input: &[u8]) -> (i32, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // The command may refuse (and exit) before reading its input: a broken pipe is then expected.
+    let _ = child.stdin.take().unwrap().write_all(input);
     let out = child.wait_with_output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
