@@ -12,8 +12,9 @@
 
 # Keep the Rust version in step with rust-toolchain.toml (that file is not sent to the build, see
 # .dockerignore, so rustup never downloads anything here). Both images can be overridden with
-# --build-arg, e.g. to use a mirror or to pin them by digest.
-ARG RUST_IMAGE=rust:1.95.0-slim-trixie
+# --build-arg, e.g. to use a mirror or to pin them by digest. Fully qualified names, so Podman and
+# Buildah, which have no default registry, build it as Docker does.
+ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-trixie
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian13:nonroot
 
 FROM ${RUST_IMAGE} AS build
