@@ -7,6 +7,7 @@ mod codes;
 mod define;
 mod error;
 pub mod hooks;
+pub mod limits;
 
 pub use client::{
     API_URL_ENV, ApiKind, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, TEST_TOKEN, Token,
