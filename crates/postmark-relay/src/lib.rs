@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -10,7 +11,9 @@ pub mod convert;
 pub mod delivery;
 pub mod envelope;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod queue;
 pub mod relay;
 pub mod reload;

@@ -353,6 +353,7 @@ impl Worker {
                 self.adopt(&id, crate::clock::now_ms());
             }
             let now = crate::clock::now_ms();
+            self.metrics.worker_seen(now);
             if now >= next_rescan {
                 let full = now >= next_full_scan;
                 self.rescan(full);
