@@ -103,7 +103,7 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
             line("server token", &skip("configured"));
         }
         for login in &logins {
-            line(&login.label, &skip(&format!("configured for {}", host_port(&login.upstream))));
+            line(&login.label, &skip("configured"));
         }
         if account.is_some() {
             line("account token", &skip("configured"));
