@@ -67,6 +67,34 @@ pub fn init(format: LogFormat, log_addresses: bool) {
     }
 }
 
+/// The `stream` field: the message stream decided at accept time, `default` for Postmark's.
+pub fn stream_field(stream: Option<&str>) -> &str {
+    stream.unwrap_or("default")
+}
+
+/// The `route` field at accept time: the path the message was checked for.
+pub fn route_field(via: crate::envelope::Via) -> &'static str {
+    match via {
+        crate::envelope::Via::Api => "api",
+        crate::envelope::Via::Smtp => "smtp",
+    }
+}
+
+/// The `from` field: the envelope sender, only when addresses may be logged (else no field).
+pub fn from_field(envelope: &crate::envelope::Envelope) -> Option<String> {
+    addresses_allowed().then(|| envelope.mail_from.clone())
+}
+
+/// The `to` field: the envelope recipients, only when addresses may be logged (else no field).
+pub fn to_field(envelope: &crate::envelope::Envelope) -> Option<String> {
+    addresses_field(&envelope.rcpt_to)
+}
+
+/// Addresses joined by commas, only when addresses may be logged (else no field).
+pub fn addresses_field(addresses: &[String]) -> Option<String> {
+    addresses_allowed().then(|| addresses.join(","))
+}
+
 /// `text` with every e-mail address replaced by `<address>`, unless addresses may be logged.
 pub fn redact(text: &str) -> Cow<'_, str> {
     if addresses_allowed() { Cow::Borrowed(text) } else { redact_addresses(text) }

@@ -165,7 +165,8 @@ pub enum Path {
 impl Path {
     const ALL: [Path; 3] = [Path::Api, Path::Smtp, Path::DryRun];
 
-    fn label(self) -> &'static str {
+    /// The label value (also the `route` of the per-message log lines).
+    pub fn label(self) -> &'static str {
         match self {
             Path::Api => "api",
             Path::Smtp => "smtp",

@@ -440,10 +440,15 @@ impl Worker {
                 self.metrics.delivered(self.backend.path());
                 self.metrics.resume();
                 tracing::info!(
+                    event = "delivered",
                     queue_id = %id,
+                    message_id = %reference,
                     size = msg.raw.len(),
                     recipients = msg.header.envelope.rcpt_to.len(),
-                    message_id = %reference,
+                    stream = crate::logging::stream_field(msg.stream().as_deref()),
+                    route = self.backend.path().label(),
+                    from = crate::logging::from_field(&msg.header.envelope),
+                    to = crate::logging::to_field(&msg.header.envelope),
                     "delivered"
                 );
             }
@@ -471,7 +476,17 @@ impl Worker {
         }
         if !r.delivered.is_empty() {
             self.metrics.delivered(self.backend.path());
-            tracing::info!(queue_id = %id, size, recipients = r.delivered.len(), message_id = %r.reference, "delivered to some recipients");
+            tracing::info!(
+                event = "delivered",
+                queue_id = %id,
+                message_id = %r.reference,
+                size,
+                recipients = r.delivered.len(),
+                stream = crate::logging::stream_field(msg.stream().as_deref()),
+                route = self.backend.path().label(),
+                to = crate::logging::addresses_field(&r.delivered),
+                "delivered to some recipients"
+            );
         }
         if !r.failed.is_empty() {
             let envelope = Envelope { mail_from: msg.header.envelope.mail_from.clone(), rcpt_to: r.failed.clone() };
@@ -484,7 +499,18 @@ impl Worker {
             match self.spool.kill_copy(msg, envelope, &reason) {
                 Ok(dead_id) => {
                     self.metrics.dead_lettered(Dead::Recipients);
-                    tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients");
+                    tracing::info!(
+                        event = "dead",
+                        queue_id = %id,
+                        dead_id = %dead_id,
+                        size,
+                        recipients = r.failed.len(),
+                        stream = crate::logging::stream_field(msg.stream().as_deref()),
+                        route = self.backend.path().label(),
+                        to = crate::logging::addresses_field(&r.failed),
+                        error = %crate::logging::redact(&r.failed_reason),
+                        "dead letter for some recipients"
+                    );
                     let death = notify::Death {
                         id: &dead_id,
                         reason: &r.failed_reason,
@@ -547,12 +573,17 @@ impl Worker {
             tracing::warn!(queue_id = %id, error = %e, "cannot record retry state");
         }
         tracing::info!(
+            event = "retried",
             queue_id = %id,
             size = msg.raw.len(),
             recipients = msg.header.envelope.rcpt_to.len(),
+            stream = crate::logging::stream_field(msg.stream().as_deref()),
+            route = self.backend.path().label(),
             attempt = attempts,
             retry_in_ms = due.saturating_sub(now),
-            error = %reason,
+            from = crate::logging::from_field(&msg.header.envelope),
+            to = crate::logging::to_field(&msg.header.envelope),
+            error = %crate::logging::redact(reason),
             "deferred"
         );
     }
@@ -571,10 +602,16 @@ impl Worker {
             Ok(()) => {
                 self.metrics.dead_lettered(class);
                 tracing::info!(
+                    event = "dead",
                     queue_id = %id,
                     size = msg.raw.len(),
                     recipients = msg.header.envelope.rcpt_to.len(),
-                    error = %reason,
+                    stream = crate::logging::stream_field(msg.stream().as_deref()),
+                    route = self.backend.path().label(),
+                    attempts,
+                    from = crate::logging::from_field(&msg.header.envelope),
+                    to = crate::logging::to_field(&msg.header.envelope),
+                    error = %crate::logging::redact(reason),
                     "dead letter"
                 );
                 let death = notify::Death { id, reason, attempts, recipients: &msg.header.envelope.rcpt_to };

@@ -287,21 +287,40 @@ impl Acceptor {
         let convert = Arc::clone(&self.convert);
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
-        let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
+        let (from, to) = (crate::logging::from_field(&envelope), crate::logging::to_field(&envelope));
+        let checked = tokio::task::spawn_blocking(move || -> Result<(Prepared, Option<String>), Outcome> {
             let accepted =
                 check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let raw = accepted.repaired.unwrap_or(raw);
-            spool.prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw).map_err(Outcome::Spool)
+            let stream = accepted.routing.stream.clone();
+            let prepared = spool
+                .prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw)
+                .map_err(Outcome::Spool)?;
+            Ok((prepared, stream))
         })
         .await;
+        let mut stream = None;
         let result = match checked {
-            Ok(Ok(prepared)) => Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool)),
+            Ok(Ok((prepared, s))) => {
+                stream = s;
+                Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool))
+            }
             Ok(Err(outcome)) => Ok(Err(outcome)),
             Err(join) => Err(join),
         };
         match result {
             Ok(Ok(id)) => {
-                tracing::info!(queue_id = %id, size, recipients, "queued");
+                tracing::info!(
+                    event = "accepted",
+                    queue_id = %id,
+                    size,
+                    recipients,
+                    stream = crate::logging::stream_field(stream.as_deref()),
+                    route = crate::logging::route_field(via),
+                    from,
+                    to,
+                    "queued"
+                );
                 self.metrics.accepted(size);
                 let _ = self.queued.send(id.clone());
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
