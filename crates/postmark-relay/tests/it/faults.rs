@@ -271,7 +271,7 @@ async fn a_full_spool_disk_answers_452_and_never_250() {
                 std::io::stderr(),
                 "faults::a_full_spool_disk_answers_452_and_never_250: NOT RUN, passing without testing anything: \
                  it needs a private 1 MiB tmpfs for the spool and none can be mounted here ({why}); \
-                 the spool's in-process disk-full test covers 452 on every machine"
+                 the in-process disk-full test (spool::faults::tests::a_full_spool_answers_452_never_250_and_recovers_when_space_returns) covers 452 on every machine"
             );
             return;
         }
