@@ -143,10 +143,13 @@ fn describe(config: &Config, file: Option<&Path>) -> String {
     let mode = match config.mode {
         Mode::Send(Via::Api) => format!("sending via the HTTP API at {}", config.api.url),
         Mode::Send(Via::Smtp) => format!("sending via SMTP to {}", host_port(&config.smtp.upstream)),
-        Mode::DryRun(via, DryRunReason::Requested) => format!("DRY-RUN ({via:?} shape), as requested"),
-        Mode::DryRun(via, DryRunReason::NoCredentials) => {
-            format!("DRY-RUN ({via:?} shape): no credentials are configured, nothing would be sent")
+        Mode::DryRun(via, DryRunReason::Requested) => {
+            format!("DRY-RUN ({} shape), as requested", crate::logging::route_field(via))
         }
+        Mode::DryRun(via, DryRunReason::NoCredentials) => format!(
+            "DRY-RUN ({} shape): no credentials are configured, nothing would be sent",
+            crate::logging::route_field(via)
+        ),
     };
     let metrics = config.metrics.as_deref().map_or_else(String::new, |m| format!(", health and metrics on {m}"));
     format!("valid, from {source}; {mode}; listening on {}{metrics}", config.listen)
