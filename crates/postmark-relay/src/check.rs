@@ -7,12 +7,13 @@
 //!    creating it).
 //! 2. Unless `--offline`, each credential is tried, without sending anything:
 //!    * the server token: `GET /server` (Postmark answers with the server's name);
-//!    * every SMTP login the relay would use (the default SMTP token, each stream's token, the
-//!      server token as SMTP user and password when it is the SMTP credential), on the host it
-//!      would use it on (`--smtp-url`, or the stream's own host): connect, `EHLO`, `STARTTLS`,
-//!      `EHLO`, `AUTH`, `QUIT`;
-//!    * the account token, when `POSTMARK_ACCOUNT_TOKEN` (or `POSTMARK_ACCOUNT_TOKEN_FILE`) is
-//!      set: `GET /servers?count=1&offset=0`.
+//!    * every SMTP login the relay would use (the default SMTP token, each stream's token, each
+//!      route's, the server token as SMTP user and password when it is the SMTP credential), on
+//!      the host it would use it on (`--smtp-url`, or the stream's own host): connect, `EHLO`,
+//!      `STARTTLS`, `EHLO`, `AUTH`, `QUIT`;
+//!    * each route's server token (`[[routes]]`): `GET /server`;
+//!    * the account token, when one is configured (`POSTMARK_ACCOUNT_TOKEN`, `…_FILE`,
+//!      `account_token`, `account_token_file`): `GET /servers?count=1&offset=0`.
 //!
 //! One line per item, `ok`, `FAIL` or `skip`, with Postmark's `ErrorCode` and message for an API
 //! refusal and the SMTP reply for an SMTP one. Secrets are never printed. The exit status is 0
@@ -29,10 +30,7 @@ use crate::cli::Args;
 use crate::config::{Config, DryRunReason, Mode};
 use crate::delivery::smtp::{SmtpUpstream, tls_connector};
 use crate::envelope::Via;
-use crate::secrets::{self, Secret};
-
-/// The account token's environment variable (only `check` uses it).
-pub const ACCOUNT_TOKEN: &str = "POSTMARK_ACCOUNT_TOKEN";
+use crate::secrets::{ACCOUNT_TOKEN, Secret};
 /// How long each probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -85,13 +83,7 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
         config_failed |= matches!(verdict, Verdict::Fail(_));
         line(what, verdict);
     }
-    let account = match account_token(env) {
-        Ok(t) => t,
-        Err(e) => {
-            line("account token", &Verdict::Fail(e.to_string()));
-            return EXIT_CONFIG;
-        }
-    };
+    let account = config.credentials.account_token.clone();
     if config_failed {
         return EXIT_CONFIG;
     }
@@ -101,6 +93,11 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
         let skip = |what: &str| Verdict::Skip(format!("{what}; not tried (--offline)"));
         if config.credentials.server_token.is_some() {
             line("server token", &skip("configured"));
+        }
+        for (name, route) in &config.credentials.routes {
+            if route.server_token.is_some() {
+                line(&format!("server token of route {name:?}"), &skip("configured"));
+            }
         }
         for login in &logins {
             line(&login.label, &skip("configured"));
@@ -112,6 +109,11 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
         match &config.credentials.server_token {
             Some(token) => line("server token", &server_token(&config.api.url, token).await),
             None => line("server token", &Verdict::Skip("not configured".into())),
+        }
+        for (name, route) in &config.credentials.routes {
+            if let Some(token) = &route.server_token {
+                line(&format!("server token of route {name:?}"), &server_token(&config.api.url, token).await);
+            }
         }
         let tls = match tls_connector(config.smtp.ca.as_deref()) {
             Ok(tls) => Some(tls),
@@ -128,7 +130,7 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
         }
         match &account {
             Some(token) => line("account token", &account_token_check(&config.api.url, token).await),
-            None => line("account token", &Verdict::Skip(format!("{ACCOUNT_TOKEN} not set"))),
+            None => line("account token", &Verdict::Skip(format!("not configured ({ACCOUNT_TOKEN})"))),
         }
     }
     if failed { EXIT_CREDENTIAL } else { EXIT_OK }
@@ -144,11 +146,11 @@ fn describe(config: &Config, file: Option<&Path>) -> String {
         Mode::Send(Via::Api) => format!("sending via the HTTP API at {}", config.api.url),
         Mode::Send(Via::Smtp) => format!("sending via SMTP to {}", host_port(&config.smtp.upstream)),
         Mode::DryRun(via, DryRunReason::Requested) => {
-            format!("DRY-RUN ({} shape), as requested", crate::logging::route_field(via))
+            format!("DRY-RUN ({} shape), as requested", crate::logging::path_field(via))
         }
         Mode::DryRun(via, DryRunReason::NoCredentials) => format!(
             "DRY-RUN ({} shape): no credentials are configured, nothing would be sent",
-            crate::logging::route_field(via)
+            crate::logging::path_field(via)
         ),
     };
     let metrics = config.metrics.as_deref().map_or_else(String::new, |m| format!(", health and metrics on {m}"));
@@ -189,17 +191,6 @@ fn spool(dir: &Path) -> Verdict {
     }
 }
 
-/// `POSTMARK_ACCOUNT_TOKEN` or `POSTMARK_ACCOUNT_TOKEN_FILE` (not both).
-fn account_token(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Secret>, secrets::SecretError> {
-    let file_var = format!("{ACCOUNT_TOKEN}_FILE");
-    match (env(ACCOUNT_TOKEN).filter(|v| !v.is_empty()), env(&file_var).filter(|v| !v.is_empty())) {
-        (Some(_), Some(_)) => Err(secrets::SecretError::EnvConflict(ACCOUNT_TOKEN)),
-        (Some(v), None) => Ok(Some(Secret::new(v))),
-        (None, Some(path)) => secrets::read_secret_file(Path::new(&path), &file_var).map(Some),
-        (None, None) => Ok(None),
-    }
-}
-
 fn host_port(up: &SmtpUpstream) -> String {
     if up.host.contains(':') { format!("[{}]:{}", up.host, up.port) } else { format!("{}:{}", up.host, up.port) }
 }
@@ -216,8 +207,8 @@ pub struct SmtpLogin {
 }
 
 /// Every (host, credential) pair the SMTP path would log in with, as the delivery picks them
-/// (the stream's token, else the default SMTP token, else the server token when sending via
-/// SMTP), each once.
+/// (a route's token, else the stream's token, else the default SMTP token, else the server token
+/// when sending via SMTP), each once.
 pub fn smtp_logins(config: &Config) -> Vec<SmtpLogin> {
     let creds = &config.credentials;
     let via_smtp = config.mode.via() == Via::Smtp;
@@ -253,6 +244,18 @@ pub fn smtp_logins(config: &Config) -> Vec<SmtpLogin> {
                 Some((label, user, password)) => (format!("{label} for stream {stream:?}"), user, password),
                 None => continue,
             },
+        };
+        push(format!("{label} on {}", host_port(upstream)), upstream, user, password);
+    }
+    for (name, route) in &creds.routes {
+        let stream = config.policy.routes().iter().find(|r| r.name == *name).and_then(|r| r.message_stream.as_ref());
+        let upstream = stream.and_then(|s| config.smtp.streams.get(s)).unwrap_or(&config.smtp.upstream);
+        let (label, user, password) = match (&route.smtp, &route.server_token) {
+            (Some(key), _) => (format!("SMTP token of route {name:?}"), key.access_key.clone(), key.secret_key.clone()),
+            (None, Some(t)) if via_smtp => {
+                (format!("server token of route {name:?} as SMTP login"), t.clone(), t.clone())
+            }
+            _ => continue,
         };
         push(format!("{label} on {}", host_port(upstream)), upstream, user, password);
     }

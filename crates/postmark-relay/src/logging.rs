@@ -3,8 +3,9 @@
 //! `RELAY_LOG_ADDRESSES`, `log_addresses`; off by default).
 //!
 //! Every message gets one line per step, with `event` set to `accepted`, `delivered`,
-//! `retried` or `dead`, and the fields `queue_id`, `size`, `recipients`, `stream`, `route`
-//! (`api`, `smtp`, `dry_run`), and `message_id` (Postmark's MessageID, once delivered). No
+//! `retried` or `dead`, and the fields `queue_id`, `size`, `recipients`, `stream`, `route` (the
+//! `[[routes]]` entry, or `default`), `path` (`api`, `smtp`, `dry_run`), and `message_id`
+//! (Postmark's MessageID, once delivered). No
 //! address is logged at `info` unless the operator asked for them: error texts from upstream
 //! (which quote addresses) go through [`redact`]. Secrets are never logged: they only live in
 //! [`crate::secrets::Secret`], whose `Debug` prints `***`.
@@ -72,8 +73,14 @@ pub fn stream_field(stream: Option<&str>) -> &str {
     stream.unwrap_or("default")
 }
 
-/// The `route` field at accept time: the path the message was checked for.
-pub fn route_field(via: crate::envelope::Via) -> &'static str {
+/// The `route` field: the `[[routes]]` entry whose credentials deliver the message, `default`
+/// for the default credentials.
+pub fn route_field(route: Option<&str>) -> &str {
+    route.unwrap_or("default")
+}
+
+/// The `path` field at accept time: the path the message was checked for.
+pub fn path_field(via: crate::envelope::Via) -> &'static str {
     match via {
         crate::envelope::Via::Api => "api",
         crate::envelope::Via::Smtp => "smtp",

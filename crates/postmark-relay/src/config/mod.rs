@@ -41,7 +41,7 @@
 //! `max_message_size` (at most Postmark's 10 MB) and `max_recipients` (at most 50).
 
 mod error;
-mod file;
+pub(crate) mod file;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,8 @@ use crate::delivery::api::ApiSettings;
 use crate::delivery::notify::NotifySettings;
 use crate::delivery::smtp::{InvalidSmtpUrl, SmtpSettings, SmtpUpstream};
 use crate::envelope::Via;
-use crate::secrets::{self, Credentials, EnvSecrets, SmtpKey};
+use crate::policy::{Policy, PolicySettings, RouteSettings};
+use crate::secrets::{self, Credentials, EnvSecrets, RouteCredentials, SmtpKey};
 use crate::session::SessionConfig;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
@@ -134,6 +135,34 @@ pub struct Config {
     pub credential_source: CredentialSource,
     /// Address of the `/metrics` and `/healthz` listener, if any.
     pub metrics: Option<String>,
+    /// Local names, aliases, sender policy and routes.
+    pub policy: Policy,
+    /// How often the account's verified senders are read again (with an account token).
+    pub sender_refresh: Duration,
+}
+
+/// How often the account's senders are read again by default.
+pub const DEFAULT_SENDER_REFRESH: Duration = Duration::from_secs(600);
+
+/// The sender and recipient policy the file sets (no secrets needed: `sendmail` uses it too).
+pub(crate) fn policy_from(file: &FileConfig) -> Result<Policy, ConfigError> {
+    let settings = PolicySettings {
+        local_domain: file.local_domain.clone(),
+        aliases: file.aliases.iter().map(|(k, v)| (k.clone(), v.clone().into_vec())).collect(),
+        allowed_senders: file.allowed_senders.clone(),
+        rewrite_from: file.rewrite_from.clone(),
+        routes: file
+            .routes
+            .iter()
+            .map(|r| RouteSettings {
+                name: r.name.clone(),
+                senders: r.senders.clone(),
+                users: r.users.clone(),
+                message_stream: r.message_stream.clone(),
+            })
+            .collect(),
+    };
+    Policy::new(settings).map_err(|e| ConfigError::invalid(e.setting, e.problem))
 }
 
 /// Where the credentials come from: the config file and the environment (values or files), so
@@ -168,6 +197,7 @@ fn credentials_from(env: &EnvSecrets, file: &FileConfig) -> Result<(Credentials,
     let server_token = pick(secrets::SERVER_TOKEN, &file.server_token, &file.server_token_file, "server_token")?;
     let access = pick(secrets::SMTP_ACCESS_KEY, &file.smtp_access_key, &file.smtp_access_key_file, "smtp_access_key")?;
     let secret = pick(secrets::SMTP_SECRET_KEY, &file.smtp_secret_key, &file.smtp_secret_key_file, "smtp_secret_key")?;
+    let account_token = pick(secrets::ACCOUNT_TOKEN, &file.account_token, &file.account_token_file, "account_token")?;
     let smtp = match (access, secret) {
         (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
         (None, None) => None,
@@ -200,7 +230,46 @@ fn credentials_from(env: &EnvSecrets, file: &FileConfig) -> Result<(Credentials,
             }
         }
     }
-    Ok((Credentials { server_token, smtp, streams }, files))
+    let mut routes = BTreeMap::new();
+    for route in &file.routes {
+        let key = |name: &str| format!("routes.{}.{name}", route.name);
+        let server_token = secrets::from_file_keys(
+            route.server_token.clone(),
+            route.server_token_file.as_deref(),
+            &key("server_token"),
+            &mut files,
+        )?;
+        let access = secrets::from_file_keys(
+            route.smtp_access_key.clone(),
+            route.smtp_access_key_file.as_deref(),
+            &key("smtp_access_key"),
+            &mut files,
+        )?;
+        let secret = secrets::from_file_keys(
+            route.smtp_secret_key.clone(),
+            route.smtp_secret_key_file.as_deref(),
+            &key("smtp_secret_key"),
+            &mut files,
+        )?;
+        let smtp = match (access, secret) {
+            (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Inconsistent(format!(
+                    "routes.{}: an SMTP token needs both smtp_access_key and smtp_secret_key",
+                    route.name
+                )));
+            }
+        };
+        if server_token.is_none() && smtp.is_none() {
+            return Err(ConfigError::Inconsistent(format!(
+                "routes.{}: a route needs its own server_token or SMTP token (smtp_access_key and smtp_secret_key)",
+                route.name
+            )));
+        }
+        routes.insert(route.name.clone(), RouteCredentials { server_token, smtp });
+    }
+    Ok((Credentials { server_token, smtp, streams, routes, account_token }, files))
 }
 
 /// Each stream's SMTP host: its `smtp_url`, else Postmark's broadcast host for a broadcast stream.
@@ -278,6 +347,11 @@ impl Config {
         let file = FileConfig::read(args.config.as_deref())?;
         let streams = stream_upstreams(&file)?;
         let notify = notify_settings(args, &file)?;
+        let policy = policy_from(&file)?;
+        let sender_refresh = positive(
+            duration(None, file.sender_refresh.clone(), "sender_refresh", DEFAULT_SENDER_REFRESH)?,
+            "sender_refresh",
+        )?;
         let credential_source = CredentialSource { config_file: args.config.clone(), env: EnvSecrets::capture(env)? };
         let (credentials, _) = credentials_from(&credential_source.env, &file)?;
         let access = AccessConfig::resolve(
@@ -344,6 +418,8 @@ impl Config {
             credentials,
             credential_source,
             metrics: args.metrics.clone().or(file.metrics).filter(|s| !s.is_empty()),
+            policy,
+            sender_refresh,
         })
     }
 }

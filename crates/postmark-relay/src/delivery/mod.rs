@@ -122,10 +122,7 @@ impl Backend {
     pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
         match self {
             Backend::DryRun(_) => Ok(()),
-            Backend::Api(b) => match &credentials.server_token {
-                Some(token) => b.set_token(token),
-                None => Err(BackendError::NoServerToken),
-            },
+            Backend::Api(b) => b.set_credentials(credentials),
             Backend::Smtp(b) => b.set_credentials(credentials),
         }
     }
@@ -203,8 +200,11 @@ impl Worker {
         let Some((envelope, raw)) = self.notifier.as_mut().and_then(|n| n.notice(msg, death, now)) else {
             return;
         };
-        let header = crate::spool::Header::new(envelope, &raw)
-            .with_routing(crate::envelope::Routing { stream: None, notice: true });
+        let header = crate::spool::Header::new(envelope, &raw).with_routing(crate::envelope::Routing {
+            stream: None,
+            route: None,
+            notice: true,
+        });
         match self.spool.store_with_header(&header, &raw) {
             Ok(id) => {
                 tracing::info!(queue_id = %id, dead_id = %death.id, "dead-letter notice queued");
@@ -446,7 +446,8 @@ impl Worker {
                     size = msg.raw.len(),
                     recipients = msg.header.envelope.rcpt_to.len(),
                     stream = crate::logging::stream_field(msg.stream().as_deref()),
-                    route = self.backend.path().label(),
+                    route = crate::logging::route_field(msg.header.routing.as_ref().and_then(|r| r.route.as_deref())),
+                    path = self.backend.path().label(),
                     from = crate::logging::from_field(&msg.header.envelope),
                     to = crate::logging::to_field(&msg.header.envelope),
                     "delivered"
@@ -483,7 +484,8 @@ impl Worker {
                 size,
                 recipients = r.delivered.len(),
                 stream = crate::logging::stream_field(msg.stream().as_deref()),
-                route = self.backend.path().label(),
+                route = crate::logging::route_field(msg.header.routing.as_ref().and_then(|r| r.route.as_deref())),
+                    path = self.backend.path().label(),
                 to = crate::logging::addresses_field(&r.delivered),
                 "delivered to some recipients"
             );
@@ -506,7 +508,8 @@ impl Worker {
                         size,
                         recipients = r.failed.len(),
                         stream = crate::logging::stream_field(msg.stream().as_deref()),
-                        route = self.backend.path().label(),
+                        route = crate::logging::route_field(msg.header.routing.as_ref().and_then(|r| r.route.as_deref())),
+                    path = self.backend.path().label(),
                         to = crate::logging::addresses_field(&r.failed),
                         error = %crate::logging::redact(&r.failed_reason),
                         "dead letter for some recipients"
@@ -578,7 +581,8 @@ impl Worker {
             size = msg.raw.len(),
             recipients = msg.header.envelope.rcpt_to.len(),
             stream = crate::logging::stream_field(msg.stream().as_deref()),
-            route = self.backend.path().label(),
+            route = crate::logging::route_field(msg.header.routing.as_ref().and_then(|r| r.route.as_deref())),
+                    path = self.backend.path().label(),
             attempt = attempts,
             retry_in_ms = due.saturating_sub(now),
             from = crate::logging::from_field(&msg.header.envelope),
@@ -607,7 +611,8 @@ impl Worker {
                     size = msg.raw.len(),
                     recipients = msg.header.envelope.rcpt_to.len(),
                     stream = crate::logging::stream_field(msg.stream().as_deref()),
-                    route = self.backend.path().label(),
+                    route = crate::logging::route_field(msg.header.routing.as_ref().and_then(|r| r.route.as_deref())),
+                    path = self.backend.path().label(),
                     attempts,
                     from = crate::logging::from_field(&msg.header.envelope),
                     to = crate::logging::to_field(&msg.header.envelope),

@@ -45,8 +45,9 @@ async fn fake_api() -> FakeApi {
 }
 
 /// A config file: SMTP to `default`, and the `news` stream (a broadcast stream) to `broadcast`
-/// with its own token; the CA of both fakes (they share none, so both PEMs go in one file).
-fn config_file(dir: &Path, default: &FakeSmtp, broadcast: &FakeSmtp, news_secret: &str) -> String {
+/// with its own token; a `billing` route with its own server token and SMTP token, whose mail
+/// goes to the `news` stream; the CA of both fakes (they share none, so both PEMs go in one file).
+fn config_file(dir: &Path, default: &FakeSmtp, broadcast: &FakeSmtp, news_secret: &str, route_token: &str) -> String {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, format!("{}\n{}", default.ca_pem(), broadcast.ca_pem())).unwrap();
     let path = dir.join("relay.toml");
@@ -54,7 +55,9 @@ fn config_file(dir: &Path, default: &FakeSmtp, broadcast: &FakeSmtp, news_secret
         &path,
         format!(
             "spool = \"{}\"\nsmtp_url = \"{}\"\nsmtp_ca = \"{}\"\n\n[streams.news]\nkind = \"broadcast\"\n\
-             smtp_url = \"{}\"\naccess_key = \"news-access\"\nsecret_key = \"{news_secret}\"\n",
+             smtp_url = \"{}\"\naccess_key = \"news-access\"\nsecret_key = \"{news_secret}\"\n\n\
+             [[routes]]\nname = \"billing\"\nsenders = [\"billing@example.com\"]\nmessage_stream = \"news\"\n\
+             server_token = \"{route_token}\"\nsmtp_access_key = \"route-access\"\nsmtp_secret_key = \"route-secret\"\n",
             dir.join("spool").display(),
             default.url(),
             ca.display(),
@@ -73,9 +76,14 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
 async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
     let api = fake_api().await;
     let default = FakeSmtp::builder().credentials("smtp-access", "smtp-secret").start().await.unwrap();
-    let broadcast = FakeSmtp::builder().credentials("news-access", "news-secret").start().await.unwrap();
+    let broadcast = FakeSmtp::builder()
+        .credentials("news-access", "news-secret")
+        .credentials("route-access", "route-secret")
+        .start()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &default, &broadcast, "news-secret");
+    let config = config_file(dir.path(), &default, &broadcast, "news-secret", SERVER_TOKEN);
     let url = api.url();
     let (status, out) = check(
         &["--config", &config, "check"],
@@ -110,6 +118,16 @@ async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
         )
     );
     assert_eq!(
+        line(&out, "ok    server token of route \"billing\":"),
+        format!("ok    server token of route \"billing\": GET {url}/server: server \"Relay test\" (ID 4242)")
+    );
+    assert_eq!(
+        line(&out, "ok    SMTP token of route \"billing\""),
+        format!(
+            "ok    SMTP token of route \"billing\" on {news_host}: EHLO, STARTTLS, AUTH accepted; QUIT without sending"
+        )
+    );
+    assert_eq!(
         line(&out, "ok    account token:"),
         format!("ok    account token: GET {url}/servers?count=1&offset=0: the account has 3 server(s)")
     );
@@ -117,14 +135,16 @@ async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
 
     // What the fakes saw: one GET each with the right header, one connection per SMTP host, no mail.
     let requests = api.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    assert_eq!((requests[0].method.as_str(), requests[0].path.as_str()), ("GET", "/server"));
-    assert_eq!(requests[0].header("x-postmark-server-token"), Some(SERVER_TOKEN));
-    assert_eq!((requests[1].method.as_str(), requests[1].path.as_str()), ("GET", "/servers"));
-    assert_eq!(requests[1].header("x-postmark-account-token"), Some(ACCOUNT_TOKEN));
-    assert_eq!(requests[1].query, [("count".to_string(), "1".to_string()), ("offset".to_string(), "0".to_string())]);
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    for server in &requests[..2] {
+        assert_eq!((server.method.as_str(), server.path.as_str()), ("GET", "/server"));
+        assert_eq!(server.header("x-postmark-server-token"), Some(SERVER_TOKEN));
+    }
+    assert_eq!((requests[2].method.as_str(), requests[2].path.as_str()), ("GET", "/servers"));
+    assert_eq!(requests[2].header("x-postmark-account-token"), Some(ACCOUNT_TOKEN));
+    assert_eq!(requests[2].query, [("count".to_string(), "1".to_string()), ("offset".to_string(), "0".to_string())]);
     assert!(api.emails().is_empty());
-    assert_eq!((default.connections(), broadcast.connections()), (1, 1));
+    assert_eq!((default.connections(), broadcast.connections()), (1, 2), "one login per host and token");
     assert!(default.messages().is_empty() && broadcast.messages().is_empty(), "check never sends");
     assert!(!dir.path().join("spool").exists(), "check creates no spool");
     for secret in [SERVER_TOKEN, ACCOUNT_TOKEN, "smtp-secret", "news-secret"] {
@@ -136,16 +156,21 @@ async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
 async fn failing_credentials_are_named_with_postmarks_error_and_exit_1() {
     let api = fake_api().await;
     let default = FakeSmtp::builder().credentials("smtp-access", "smtp-secret").start().await.unwrap();
-    let broadcast = FakeSmtp::builder().credentials("news-access", "news-secret").start().await.unwrap();
+    let broadcast = FakeSmtp::builder()
+        .credentials("news-access", "news-secret")
+        .credentials("route-access", "route-secret")
+        .start()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     // The stream's secret is wrong; the default SMTP token works.
-    let config = config_file(dir.path(), &default, &broadcast, "stale-news-secret");
+    let config = config_file(dir.path(), &default, &broadcast, "stale-news-secret", "revoked-route-token");
     let url = api.url();
     let (status, out) = check(
         &["--config", &config, "check"],
         &[
             ("POSTMARK_API_URL", &url),
-            ("POSTMARK_SERVER_TOKEN", "revoked-server-token"),
+            ("POSTMARK_SERVER_TOKEN", SERVER_TOKEN),
             ("POSTMARK_SMTP_ACCESS_KEY", "smtp-access"),
             ("POSTMARK_SMTP_SECRET_KEY", "smtp-secret"),
             ("POSTMARK_ACCOUNT_TOKEN", "revoked-account-token"),
@@ -154,10 +179,11 @@ async fn failing_credentials_are_named_with_postmarks_error_and_exit_1() {
     .await;
     println!("{out}");
     assert_eq!(status, 1, "{out}");
+    assert!(line(&out, "ok    server token:").contains("server \"Relay test\""), "{out}");
     assert_eq!(
-        line(&out, "FAIL  server token:"),
+        line(&out, "FAIL  server token of route \"billing\":"),
         format!(
-            "FAIL  server token: GET {url}/server: HTTP 401, ErrorCode 10: Request does not contain a valid token."
+            "FAIL  server token of route \"billing\": GET {url}/server: HTTP 401, ErrorCode 10: Request does not contain a valid token."
         )
     );
     let default_host = default.addr().to_string();
@@ -176,7 +202,7 @@ async fn failing_credentials_are_named_with_postmarks_error_and_exit_1() {
         )
     );
     assert!(default.messages().is_empty() && broadcast.messages().is_empty(), "check never sends");
-    for secret in ["revoked-server-token", "revoked-account-token", "stale-news-secret", "smtp-secret"] {
+    for secret in ["revoked-route-token", "revoked-account-token", "stale-news-secret", "smtp-secret", SERVER_TOKEN] {
         assert!(!out.contains(secret), "{secret} printed:\n{out}");
     }
 }
@@ -204,7 +230,7 @@ async fn an_unreachable_upstream_and_a_server_token_over_smtp_fail_clearly() {
     // Sending via SMTP with only a server token: it is the SMTP login, and it is tried there.
     let smtp = line(&out, &format!("FAIL  server token as SMTP login on {smtp_addr}:"));
     assert!(smtp.contains("connect and EHLO, STARTTLS"), "{out}");
-    assert_eq!(line(&out, "skip  account token:"), "skip  account token: POSTMARK_ACCOUNT_TOKEN not set");
+    assert_eq!(line(&out, "skip  account token:"), "skip  account token: not configured (POSTMARK_ACCOUNT_TOKEN)");
     assert!(!out.contains(SERVER_TOKEN), "{out}");
 }
 
@@ -212,9 +238,14 @@ async fn an_unreachable_upstream_and_a_server_token_over_smtp_fail_clearly() {
 async fn offline_validates_and_contacts_nobody() {
     let api = fake_api().await;
     let default = FakeSmtp::builder().credentials("smtp-access", "smtp-secret").start().await.unwrap();
-    let broadcast = FakeSmtp::builder().credentials("news-access", "news-secret").start().await.unwrap();
+    let broadcast = FakeSmtp::builder()
+        .credentials("news-access", "news-secret")
+        .credentials("route-access", "route-secret")
+        .start()
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &default, &broadcast, "news-secret");
+    let config = config_file(dir.path(), &default, &broadcast, "news-secret", SERVER_TOKEN);
     let (status, out) = check(
         &["--config", &config, "check", "--offline"],
         &[
@@ -230,6 +261,8 @@ async fn offline_validates_and_contacts_nobody() {
     assert_eq!(status, 0, "{out}");
     assert_eq!(line(&out, "skip  server token:"), "skip  server token: configured; not tried (--offline)");
     assert!(line(&out, "skip  SMTP token of stream \"news\"").ends_with("not tried (--offline)"), "{out}");
+    assert!(line(&out, "skip  server token of route \"billing\"").ends_with("not tried (--offline)"), "{out}");
+    assert!(line(&out, "skip  SMTP token of route \"billing\"").ends_with("not tried (--offline)"), "{out}");
     assert_eq!(line(&out, "skip  account token:"), "skip  account token: configured; not tried (--offline)");
     assert!(api.requests().is_empty());
     assert_eq!((default.connections(), broadcast.connections()), (0, 0));

@@ -17,5 +17,6 @@ mod props_convert;
 mod props_session;
 mod queue_cli;
 mod secrets;
+mod sendmail;
 mod smtp;
 mod support;

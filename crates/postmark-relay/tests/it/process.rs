@@ -232,7 +232,8 @@ async fn json_logs_have_one_object_per_accepted_retried_delivered_and_dead_messa
         assert_eq!(line["size"], raw.len() + 2, "{event}: {line}");
         assert_eq!(line["recipients"], 1, "{event}: {line}");
         assert_eq!(line["stream"], "news", "{event}: {line}");
-        assert_eq!(line["route"], "api", "{event}: {line}");
+        assert_eq!(line["route"], "default", "{event}: {line}");
+        assert_eq!(line["path"], "api", "{event}: {line}");
     }
     assert_eq!(kept_events[1].1["attempt"], 1);
     assert!(kept_events[1].1["error"].as_str().unwrap().contains("503"), "{}", kept_events[1].1);
