@@ -307,21 +307,20 @@ impl Acceptor {
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let (from, to) = (crate::logging::from_field(&envelope), crate::logging::to_field(&envelope));
-        let checked =
-            tokio::task::spawn_blocking(move || -> Result<(Prepared, (Option<String>, Option<String>)), Outcome> {
-                let (accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy)
-                    .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-                let names = (accepted.routing.stream.clone(), accepted.routing.route.clone());
-                let prepared = spool
-                    .prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw)
-                    .map_err(Outcome::Spool)?;
-                Ok((prepared, names))
-            })
-            .await;
-        let (mut stream, mut route) = (None, None);
+        let checked = tokio::task::spawn_blocking(move || -> Result<(Prepared, crate::envelope::Routing), Outcome> {
+            let (accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy)
+                .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
+            let routing = accepted.routing.clone();
+            let prepared = spool
+                .prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw)
+                .map_err(Outcome::Spool)?;
+            Ok((prepared, routing))
+        })
+        .await;
+        let mut routing = crate::envelope::Routing::default();
         let result = match checked {
-            Ok(Ok((prepared, names))) => {
-                (stream, route) = names;
+            Ok(Ok((prepared, decided))) => {
+                routing = decided;
                 Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool))
             }
             Ok(Err(outcome)) => Ok(Err(outcome)),
@@ -334,8 +333,8 @@ impl Acceptor {
                     queue_id = %id,
                     size,
                     recipients,
-                    stream = crate::logging::stream_field(stream.as_deref()),
-                    route = crate::logging::route_field(route.as_deref()),
+                    stream = crate::logging::stream_field(routing.stream.as_deref()),
+                    route = crate::logging::route_field(routing.route.as_deref()),
                     path = crate::logging::path_field(via),
                     from,
                     to,
