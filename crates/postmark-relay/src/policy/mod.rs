@@ -379,7 +379,7 @@ impl Policy {
         if let Some(address) = &effective
             && let Err(reason) = self.verified.check(address, now_ms)
         {
-            return Err(Refusal::new(550, "5.7.1", exit::NOPERM, reason));
+            return Err(Refusal::new(550, "5.7.1", exit::NOPERM, reason.0));
         }
         let route = self.routes.iter().find(|r| {
             r.users.iter().any(|u| Some(u.as_str()) == user)

@@ -38,6 +38,11 @@ struct State {
     learned: HashMap<String, (u64, String)>,
 }
 
+/// Why Postmark will not send from an address, with what to verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unverified(pub String);
+
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub struct VerifiedSenders {
@@ -68,13 +73,13 @@ impl VerifiedSenders {
     }
 
     /// `Ok` when Postmark can be expected to send from `address`; else why not.
-    pub fn check(&self, address: &str, now_ms: u64) -> Result<(), String> {
+    pub fn check(&self, address: &str, now_ms: u64) -> Result<(), Unverified> {
         let lower = address.to_ascii_lowercase();
         let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((until, reason)) = state.learned.get(&lower)
             && *until > now_ms
         {
-            return Err(format!("{reason}; {WHERE}"));
+            return Err(Unverified(format!("{reason}; {WHERE}")));
         }
         let Some(list) = &state.list else { return Ok(()) };
         let domain = lower.rsplit_once('@').map_or("", |(_, d)| d);
@@ -82,15 +87,15 @@ impl VerifiedSenders {
             return Ok(());
         }
         if list.unconfirmed.contains(&lower) {
-            return Err(format!(
+            return Err(Unverified(format!(
                 "The sender signature {address} is not confirmed yet in Postmark; confirm it (the link in \
                  Postmark's email to that address) or verify DKIM for {domain}"
-            ));
+            )));
         }
-        Err(format!(
+        Err(Unverified(format!(
             "Postmark will not send from {address}: it is not a confirmed sender signature and {domain} is not a \
              domain with verified DKIM in this account; {WHERE}"
-        ))
+        )))
     }
 }
 
@@ -115,9 +120,9 @@ mod tests {
         });
         assert!(v.check("App@Example.com", 0).is_ok());
         assert!(v.check("anyone@verified.example", 0).is_ok());
-        let e = v.check("new@example.net", 0).unwrap_err();
+        let e = v.check("new@example.net", 0).unwrap_err().0;
         assert!(e.contains("not confirmed"), "{e}");
-        let e = v.check("www-data@host.example", 0).unwrap_err();
+        let e = v.check("www-data@host.example", 0).unwrap_err().0;
         assert!(e.contains("host.example") && e.contains("DKIM"), "{e}");
     }
 
@@ -125,7 +130,7 @@ mod tests {
     fn learned_refusals_expire() {
         let v = VerifiedSenders::default();
         v.learn("www-data@host.example", 400, "The 'From' address you supplied is not a Sender Signature", 1000);
-        let e = v.check("WWW-DATA@host.example", 2000).unwrap_err();
+        let e = v.check("WWW-DATA@host.example", 2000).unwrap_err().0;
         assert!(e.contains("ErrorCode 400") && e.contains("Sender Signature"), "{e}");
         assert!(v.check("other@host.example", 2000).is_ok());
         assert!(v.check("www-data@host.example", 1000 + LEARNED_FOR.as_millis() as u64).is_ok());

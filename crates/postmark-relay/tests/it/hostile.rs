@@ -255,16 +255,15 @@ async fn bad_address_syntax_gets_501() {
     assert!(reply.starts_with("501 5.5.4 Syntax: MAIL FROM:"), "{reply}");
     assert!(c.command("MAIL FROM:<s@example.com>").await.starts_with("250"));
     // Recipients: 501 5.1.3 ("bad destination mailbox address syntax").
-    for rcpt in [
-        "RCPT TO:<no-at-sign>",
-        "RCPT TO:<postmaster>",
-        "RCPT TO:<>",
-        "RCPT TO:<a b@example.com>",
-        "RCPT TO:<r@example.com",
-        "RCPT TO:r@@example.com",
-    ] {
+    for rcpt in ["RCPT TO:<>", "RCPT TO:<a b@example.com>", "RCPT TO:<r@example.com", "RCPT TO:r@@example.com"] {
         let reply = c.command(rcpt).await;
         assert!(reply.starts_with("501 5.1.3 "), "{rcpt}: {reply}");
+    }
+    // A bare local part is an address the relay could place with an alias or local_domain; with
+    // neither, the reply says how to configure one.
+    for rcpt in ["RCPT TO:<no-at-sign>", "RCPT TO:<postmaster>"] {
+        let reply = c.command(rcpt).await;
+        assert!(reply.starts_with("550 5.1.1 ") && reply.contains("[aliases]"), "{rcpt}: {reply}");
     }
     assert!(c.command("RCPT TO:<r@example.com>").await.starts_with("250"));
     relay.stop().await;

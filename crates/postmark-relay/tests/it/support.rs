@@ -116,3 +116,53 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A raw SMTP client, for dialogues lettre cannot have (bare local parts, exact replies).
+pub struct RawSmtp {
+    conn: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl RawSmtp {
+    /// Connects, reads the greeting and says EHLO.
+    pub async fn connect(addr: SocketAddr) -> RawSmtp {
+        let conn = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        let mut smtp = RawSmtp { conn };
+        let greeting = smtp.reply().await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        let ehlo = smtp.cmd("EHLO client.test").await;
+        assert!(ehlo.starts_with("250"), "{ehlo}");
+        smtp
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            tokio::time::timeout(Duration::from_secs(10), self.conn.read_line(&mut line)).await.unwrap().unwrap();
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        use tokio::io::AsyncWriteExt;
+        self.conn.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        self.reply().await
+    }
+
+    /// After `DATA` got `354`: sends the message (already dot-stuffed, ending in CRLF) and the
+    /// final dot, and reads the reply.
+    pub async fn data(&mut self, raw: &[u8]) -> String {
+        use tokio::io::AsyncWriteExt;
+        let go = self.cmd("DATA").await;
+        assert!(go.starts_with("354"), "{go}");
+        self.conn.get_mut().write_all(raw).await.unwrap();
+        self.conn.get_mut().write_all(b".\r\n").await.unwrap();
+        self.reply().await
+    }
+}
