@@ -97,7 +97,7 @@ pub struct Args {
     #[arg(long, env = "RELAY_METRICS", value_name = "ADDR")]
     pub metrics: Option<String>,
     /// Log lines as `text` (for people and journald) or `json` (one object per line).
-    #[arg(long, env = "RELAY_LOG_FORMAT", value_name = "text|json", value_parser = crate::logging::parse_format, global = true)]
+    #[arg(long, env = "RELAY_LOG_FORMAT", value_name = "text|json", value_parser = crate::logging::parse_format)]
     pub log_format: Option<crate::logging::LogFormat>,
     /// Put envelope addresses in the per-message log lines (off: only counts).
     #[arg(long, env = "RELAY_LOG_ADDRESSES")]
