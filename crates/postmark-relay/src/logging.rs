@@ -214,6 +214,27 @@ mod tests {
         assert!(matches!(redact_addresses("plain text"), Cow::Borrowed("plain text")));
     }
 
+    #[test]
+    fn the_format_comes_from_flag_env_or_file_and_a_bad_file_value_is_refused() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("relay.toml");
+        std::fs::write(&file, "log_format = \"json\"\nlog_addresses = true\n").unwrap();
+        let args = |argv: &[&str]| {
+            let mut full = vec!["postmark-relay", "--config", file.to_str().unwrap()];
+            full.extend_from_slice(argv);
+            crate::cli::Cli::try_parse_from(full).unwrap().args
+        };
+        assert_eq!(crate::config::resolve_logging(&args(&[])), (LogFormat::Json, true));
+        assert_eq!(crate::config::resolve_logging(&args(&["--log-format", "text"])), (LogFormat::Text, true));
+        let none = crate::cli::Cli::try_parse_from(["postmark-relay"]).unwrap().args;
+        assert_eq!(crate::config::resolve_logging(&none), (LogFormat::Text, false));
+        assert!(crate::cli::Cli::try_parse_from(["postmark-relay", "--log-format", "xml"]).is_err());
+        std::fs::write(&file, "log_format = \"xml\"\n").unwrap();
+        let e = crate::config::Config::resolve(&args(&[]), &crate::testing::env_of(&[])).unwrap_err();
+        assert!(e.to_string().contains("expected `text` or `json`, got `xml`"), "{e}");
+    }
+
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
 
