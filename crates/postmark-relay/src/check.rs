@@ -89,6 +89,18 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
     }
 
     let logins = smtp_logins(&config);
+    // The upstream TLS settings (the system's roots, `--smtp-ca`), when an SMTP login needs them.
+    let tls = if logins.is_empty() {
+        None
+    } else {
+        match tls_connector(config.smtp.ca.as_deref()) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                line("SMTP TLS", &Verdict::Fail(e.to_string()));
+                return EXIT_CONFIG;
+            }
+        }
+    };
     if offline {
         let skip = |what: &str| Verdict::Skip(format!("{what}; not tried (--offline)"));
         if config.credentials.server_token.is_some() {
@@ -115,13 +127,6 @@ pub async fn run(args: &Args, env: &dyn Fn(&str) -> Option<String>, offline: boo
                 line(&format!("server token of route {name:?}"), &server_token(&config.api.url, token).await);
             }
         }
-        let tls = match tls_connector(config.smtp.ca.as_deref()) {
-            Ok(tls) => Some(tls),
-            Err(e) => {
-                line("SMTP TLS", &Verdict::Fail(e.to_string()));
-                None
-            }
-        };
         if let Some(tls) = tls {
             for login in &logins {
                 let verdict = smtp_login(login, &config.smtp.helo_host, tls.clone()).await;

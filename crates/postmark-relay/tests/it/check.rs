@@ -284,6 +284,16 @@ async fn an_invalid_configuration_exits_2_and_says_why() {
     let (status, out) = check(&["--spool", spool, "check"], &[("POSTMARK_SMTP_ACCESS_KEY", "a")]).await;
     assert_eq!(status, 2, "{out}");
     assert!(line(&out, "FAIL  configuration: ").contains("POSTMARK_SMTP_SECRET_KEY"), "{out}");
+    // An SMTP CA file that holds no certificate.
+    let ca = dir.path().join("empty.pem");
+    std::fs::write(&ca, b"").unwrap();
+    let (status, out) = check(
+        &["--spool", spool, "--smtp-ca", ca.to_str().unwrap(), "check", "--offline"],
+        &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
+    )
+    .await;
+    assert_eq!(status, 2, "{out}");
+    assert!(line(&out, "FAIL  SMTP TLS: ").contains("no certificate"), "{out}");
     // A spool path that is a file.
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
