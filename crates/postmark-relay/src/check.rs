@@ -3,8 +3,8 @@
 //!
 //! 1. The configuration is resolved exactly as the relay would resolve it (flags, environment,
 //!    file), the access files are loaded (TLS certificate and key, users file), the listen address
-//!    is checked against the open-relay rule, and the spool directory is looked at (without
-//!    creating it).
+//!    is checked against the open-relay rule, the spool directory is looked at (without creating
+//!    it), and the upstream TLS settings (`--smtp-ca`) are loaded when an SMTP login needs them.
 //! 2. Unless `--offline`, each credential is tried, without sending anything:
 //!    * the server token: `GET /server` (Postmark answers with the server's name);
 //!    * every SMTP login the relay would use (the default SMTP token, each stream's token, each
