@@ -13,6 +13,8 @@
 //! The JSON format writes one object per line: `timestamp` (RFC 3339, UTC), `level`, `target`,
 //! `message`, the event's fields, and `spans` (the names of the spans it happened in).
 
+pub mod message;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::io::IsTerminal;

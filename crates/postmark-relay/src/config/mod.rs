@@ -40,15 +40,18 @@
 //! `max_session_duration` (all more than zero), `max_errors`,
 //! `max_message_size` (at most Postmark's 10 MB) and `max_recipients` (at most 50).
 
+mod credentials;
 mod error;
 pub(crate) mod file;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use postmark_core::limits::{MAX_MESSAGE_BYTES, MAX_RECIPIENTS};
 
+pub use self::credentials::CredentialSource;
+use self::credentials::credentials_from;
 pub use self::error::ConfigError;
 use self::file::{FileConfig, StreamKind};
 use crate::access::AccessConfig;
@@ -60,7 +63,7 @@ use crate::delivery::notify::NotifySettings;
 use crate::delivery::smtp::{InvalidSmtpUrl, SmtpSettings, SmtpUpstream};
 use crate::envelope::Via;
 use crate::policy::{Policy, PolicySettings, RouteSettings};
-use crate::secrets::{self, Credentials, EnvSecrets, RouteCredentials, SmtpKey};
+use crate::secrets::{Credentials, EnvSecrets};
 use crate::session::SessionConfig;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
@@ -163,113 +166,6 @@ pub(crate) fn policy_from(file: &FileConfig) -> Result<Policy, ConfigError> {
             .collect(),
     };
     Policy::new(settings).map_err(|e| ConfigError::invalid(e.setting, e.problem))
-}
-
-/// Where the credentials come from: the config file and the environment (values or files), so
-/// they can be read again without a restart.
-#[derive(Debug, Clone, Default)]
-pub struct CredentialSource {
-    config_file: Option<PathBuf>,
-    env: EnvSecrets,
-}
-
-impl CredentialSource {
-    /// Reads the credentials from the environment as captured at start, the secret files and the
-    /// config file as they are now. Also returns every file they were read from, to watch.
-    pub fn load(&self) -> Result<(Credentials, Vec<PathBuf>), ConfigError> {
-        let file = FileConfig::read(self.config_file.as_deref())?;
-        let (credentials, mut files) = credentials_from(&self.env, &file)?;
-        files.extend(self.config_file.iter().cloned());
-        files.extend(self.env.files().map(Path::to_path_buf));
-        Ok((credentials, files))
-    }
-}
-
-/// The credentials from the environment (first) and the config file; also the secret files the
-/// config file named.
-fn credentials_from(env: &EnvSecrets, file: &FileConfig) -> Result<(Credentials, Vec<PathBuf>), ConfigError> {
-    let mut files = Vec::new();
-    let mut pick = |name: &str, value: &Option<secrets::Secret>, path: &Option<PathBuf>, key: &str| {
-        let from_env = env.get(name)?;
-        let from_file = secrets::from_file_keys(value.clone(), path.as_deref(), key, &mut files)?;
-        Ok::<_, ConfigError>(from_env.or(from_file))
-    };
-    let server_token = pick(secrets::SERVER_TOKEN, &file.server_token, &file.server_token_file, "server_token")?;
-    let access = pick(secrets::SMTP_ACCESS_KEY, &file.smtp_access_key, &file.smtp_access_key_file, "smtp_access_key")?;
-    let secret = pick(secrets::SMTP_SECRET_KEY, &file.smtp_secret_key, &file.smtp_secret_key_file, "smtp_secret_key")?;
-    let account_token = pick(secrets::ACCOUNT_TOKEN, &file.account_token, &file.account_token_file, "account_token")?;
-    let smtp = match (access, secret) {
-        (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
-        (None, None) => None,
-        _ => return Err(secrets::SecretError::HalfSmtpToken.into()),
-    };
-    let mut streams = BTreeMap::new();
-    for (id, stream) in &file.streams {
-        let key = |name: &str| format!("streams.{id}.{name}");
-        let access = secrets::from_file_keys(
-            stream.access_key.clone(),
-            stream.access_key_file.as_deref(),
-            &key("access_key"),
-            &mut files,
-        )?;
-        let secret = secrets::from_file_keys(
-            stream.secret_key.clone(),
-            stream.secret_key_file.as_deref(),
-            &key("secret_key"),
-            &mut files,
-        )?;
-        match (access, secret) {
-            (Some(access_key), Some(secret_key)) => {
-                streams.insert(id.clone(), SmtpKey { access_key, secret_key });
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ConfigError::Inconsistent(format!(
-                    "streams.{id}: an SMTP token needs both access_key and secret_key"
-                )));
-            }
-        }
-    }
-    let mut routes = BTreeMap::new();
-    for route in &file.routes {
-        let key = |name: &str| format!("routes.{}.{name}", route.name);
-        let server_token = secrets::from_file_keys(
-            route.server_token.clone(),
-            route.server_token_file.as_deref(),
-            &key("server_token"),
-            &mut files,
-        )?;
-        let access = secrets::from_file_keys(
-            route.smtp_access_key.clone(),
-            route.smtp_access_key_file.as_deref(),
-            &key("smtp_access_key"),
-            &mut files,
-        )?;
-        let secret = secrets::from_file_keys(
-            route.smtp_secret_key.clone(),
-            route.smtp_secret_key_file.as_deref(),
-            &key("smtp_secret_key"),
-            &mut files,
-        )?;
-        let smtp = match (access, secret) {
-            (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
-            (None, None) => None,
-            _ => {
-                return Err(ConfigError::Inconsistent(format!(
-                    "routes.{}: an SMTP token needs both smtp_access_key and smtp_secret_key",
-                    route.name
-                )));
-            }
-        };
-        if server_token.is_none() && smtp.is_none() {
-            return Err(ConfigError::Inconsistent(format!(
-                "routes.{}: a route needs its own server_token or SMTP token (smtp_access_key and smtp_secret_key)",
-                route.name
-            )));
-        }
-        routes.insert(route.name.clone(), RouteCredentials { server_token, smtp });
-    }
-    Ok((Credentials { server_token, smtp, streams, routes, account_token }, files))
 }
 
 /// Each stream's SMTP host: its `smtp_url`, else Postmark's broadcast host for a broadcast stream.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use postmark_fake::http::FakeApi;
 use postmark_fake::smtp::FakeSmtp;
 
-use crate::binary::{Binary, RssSampler, Smtp};
+use crate::binary::{Binary, RssSampler};
+use crate::support::Smtp;
 use crate::support::{TestRelay, wait_for};
 
 const HEADER: &str = "From: s@example.com\r\nTo: r@example.com\r\nSubject: hostile\r\n\r\n";
@@ -386,15 +387,8 @@ async fn smtp_smuggling_payloads_stay_one_message_on_the_api_path() {
 #[tokio::test]
 async fn smtp_smuggling_payloads_stay_one_transaction_on_the_smtp_path() {
     let fake = FakeSmtp::builder().credentials("a", "s").start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).unwrap();
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap()],
-        &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
-    )
-    .await;
+    let mut relay =
+        TestRelay::with_smtp(&fake, &[], &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")]).await;
     send_smuggling_payloads(relay.addr).await;
     let got = fake.wait_for_messages(SMUGGLING.len(), Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -419,15 +413,8 @@ async fn smtp_smuggling_payloads_stay_one_transaction_on_the_smtp_path() {
 #[tokio::test]
 async fn a_message_whose_first_line_is_a_dot_stays_one_transaction_on_the_smtp_path() {
     let fake = FakeSmtp::builder().credentials("a", "s").start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).unwrap();
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap()],
-        &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
-    )
-    .await;
+    let mut relay =
+        TestRelay::with_smtp(&fake, &[], &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")]).await;
     for first_line in [&b".."[..], b".From: s@example.com"] {
         let mut data = first_line.to_vec();
         data.extend_from_slice(b"\r\n");

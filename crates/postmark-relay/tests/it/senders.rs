@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use postmark_fake::http::FakeApi;
 
-use crate::support::{RawSmtp, TestRelay, wait_for};
+use crate::support::{Smtp, TestRelay, wait_for};
 
 const TOKEN: &str = "server-token-for-tests";
 
@@ -16,11 +16,8 @@ async fn relay_with(fake: &FakeApi, config: &str, env: &[(&str, &str)]) -> (Test
     let url = fake.url();
     let mut all_env = vec![("POSTMARK_SERVER_TOKEN", TOKEN)];
     all_env.extend_from_slice(env);
-    let relay = TestRelay::start(
-        &["--api-url", &url, "--max-retry-delay", "200ms", "--config", path.to_str().unwrap()],
-        &all_env,
-    )
-    .await;
+    let flags = ["--api-url", &url, "--max-retry-delay", "200ms", "--config", path.to_str().unwrap()];
+    let relay = TestRelay::start(&flags, &all_env).await;
     (relay, dir)
 }
 
@@ -37,14 +34,14 @@ async fn root_goes_to_its_alias_and_without_one_the_reply_says_how() {
         &[],
     )
     .await;
-    let mut smtp = RawSmtp::connect(relay.addr).await;
+    let mut smtp = Smtp::ready(relay.addr).await;
     // Over SMTP the sender must be a full address (RFC 5321; smtp-proto checks it); bare senders
     // are qualified on the sendmail path.
-    let mail = smtp.cmd("MAIL FROM:<cron>").await;
+    let mail = smtp.command("MAIL FROM:<cron>").await;
     assert!(mail.starts_with("501 5.1.7"), "{mail}");
-    let mail = smtp.cmd("MAIL FROM:<cron@host.example>").await;
+    let mail = smtp.command("MAIL FROM:<cron@host.example>").await;
     assert!(mail.starts_with("250"), "{mail}");
-    let rcpt = smtp.cmd("RCPT TO:<root>").await;
+    let rcpt = smtp.command("RCPT TO:<root>").await;
     assert!(rcpt.starts_with("250 2.1.5") && rcpt.contains("2 address"), "{rcpt}");
     let reply = smtp.data(&msg("cron@host.example", "cron output")).await;
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
@@ -63,9 +60,9 @@ async fn root_goes_to_its_alias_and_without_one_the_reply_says_how() {
 
     let fake = FakeApi::start().await;
     let (mut relay, _dir) = relay_with(&fake, "", &[]).await;
-    let mut smtp = RawSmtp::connect(relay.addr).await;
-    smtp.cmd("MAIL FROM:<cron@host.example>").await;
-    let rcpt = smtp.cmd("RCPT TO:<root>").await;
+    let mut smtp = Smtp::ready(relay.addr).await;
+    smtp.command("MAIL FROM:<cron@host.example>").await;
+    let rcpt = smtp.command("RCPT TO:<root>").await;
     assert!(rcpt.starts_with("550 5.1.1") && rcpt.contains("[aliases] root ="), "{rcpt}");
     relay.stop().await;
 }
@@ -75,15 +72,15 @@ async fn allowed_senders_refuse_at_mail_and_at_the_end_of_data() {
     let fake = FakeApi::start().await;
     let (mut relay, _dir) =
         relay_with(&fake, "allowed_senders = [\"app@example.com\", \"billing.example\"]\n", &[]).await;
-    let mut smtp = RawSmtp::connect(relay.addr).await;
-    let mail = smtp.cmd("MAIL FROM:<www-data@host.example>").await;
+    let mut smtp = Smtp::ready(relay.addr).await;
+    let mail = smtp.command("MAIL FROM:<www-data@host.example>").await;
     assert!(mail.starts_with("550 5.7.1") && mail.contains("allowed_senders"), "{mail}");
-    assert!(smtp.cmd("MAIL FROM:<app@example.com>").await.starts_with("250"));
-    assert!(smtp.cmd("RCPT TO:<someone@example.net>").await.starts_with("250"));
+    assert!(smtp.command("MAIL FROM:<app@example.com>").await.starts_with("250"));
+    assert!(smtp.command("RCPT TO:<someone@example.net>").await.starts_with("250"));
     let reply = smtp.data(&msg("ceo@evil.example", "spoof")).await;
     assert!(reply.starts_with("550 5.7.1") && reply.contains("From ceo@evil.example"), "{reply}");
-    assert!(smtp.cmd("MAIL FROM:<x@billing.example>").await.starts_with("250"));
-    assert!(smtp.cmd("RCPT TO:<someone@example.net>").await.starts_with("250"));
+    assert!(smtp.command("MAIL FROM:<x@billing.example>").await.starts_with("250"));
+    assert!(smtp.command("RCPT TO:<someone@example.net>").await.starts_with("250"));
     assert!(smtp.data(&msg("Billing <x@billing.example>", "ok")).await.starts_with("250"));
     wait_for("the allowed one", Duration::from_secs(10), || (fake.emails().len() == 1).then_some(())).await;
     assert_eq!(fake.emails()[0]["Subject"], "ok");
@@ -95,9 +92,9 @@ async fn rewrite_from_sends_from_the_configured_address_keeping_the_original() {
     let fake = FakeApi::start().await;
     fake.set_verified_senders(&["noreply@example.com"]);
     let (mut relay, _dir) = relay_with(&fake, "rewrite_from = \"noreply@example.com\"\n", &[]).await;
-    let mut smtp = RawSmtp::connect(relay.addr).await;
-    smtp.cmd("MAIL FROM:<www-data@host.example>").await;
-    smtp.cmd("RCPT TO:<someone@example.net>").await;
+    let mut smtp = Smtp::ready(relay.addr).await;
+    smtp.command("MAIL FROM:<www-data@host.example>").await;
+    smtp.command("RCPT TO:<someone@example.net>").await;
     assert!(smtp.data(&msg("Web App <www-data@host.example>", "rewritten")).await.starts_with("250"));
     let email = wait_for("the rewritten mail", Duration::from_secs(10), || fake.emails().into_iter().next()).await;
     assert_eq!(email["From"], "Web App <noreply@example.com>");
@@ -139,7 +136,7 @@ async fn with_an_account_token_unverified_senders_are_refused_before_250() {
     assert_eq!(request.header("x-postmark-account-token"), Some("account-token-for-tests"));
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let mut smtp = RawSmtp::connect(relay.addr).await;
+    let mut smtp = Smtp::ready(relay.addr).await;
     for (from, expect) in [
         ("app@example.com", "250"),
         ("anyone@verified.example", "250"),
@@ -147,15 +144,15 @@ async fn with_an_account_token_unverified_senders_are_refused_before_250() {
         ("www-data@pending.example", "550 5.7.1"),
         ("root@unknown.example", "550 5.7.1"),
     ] {
-        smtp.cmd(&format!("MAIL FROM:<{from}>")).await;
-        smtp.cmd("RCPT TO:<someone@example.net>").await;
+        smtp.command(&format!("MAIL FROM:<{from}>")).await;
+        smtp.command("RCPT TO:<someone@example.net>").await;
         let reply = smtp.data(&msg(from, from)).await;
         assert!(reply.starts_with(expect), "{from}: {reply}");
         if from == "new@example.com" {
             assert!(reply.contains("not confirmed"), "{reply}");
         }
         if expect != "250" {
-            smtp.cmd("RSET").await;
+            smtp.command("RSET").await;
         }
     }
     wait_for("the two verified", Duration::from_secs(10), || (fake.emails().len() == 2).then_some(())).await;
@@ -169,23 +166,23 @@ async fn without_an_account_token_a_refused_sender_is_learned() {
     let fake = FakeApi::start().await;
     fake.set_verified_senders(&["app@example.com"]);
     let (mut relay, _dir) = relay_with(&fake, "", &[]).await;
-    let mut smtp = RawSmtp::connect(relay.addr).await;
-    smtp.cmd("MAIL FROM:<www-data@host.example>").await;
-    smtp.cmd("RCPT TO:<someone@example.net>").await;
+    let mut smtp = Smtp::ready(relay.addr).await;
+    smtp.command("MAIL FROM:<www-data@host.example>").await;
+    smtp.command("RCPT TO:<someone@example.net>").await;
     // Nothing is known yet: accepted, then refused by Postmark with ErrorCode 400.
     assert!(smtp.data(&msg("www-data@host.example", "first")).await.starts_with("250"));
     wait_for("the first dead letter", Duration::from_secs(10), || {
         relay.files("dead").iter().any(|f| f.ends_with(".msg")).then_some(())
     })
     .await;
-    smtp.cmd("MAIL FROM:<www-data@host.example>").await;
-    smtp.cmd("RCPT TO:<someone@example.net>").await;
+    smtp.command("MAIL FROM:<www-data@host.example>").await;
+    smtp.command("RCPT TO:<someone@example.net>").await;
     let reply = smtp.data(&msg("www-data@host.example", "second")).await;
     assert!(reply.starts_with("550 5.7.1") && reply.contains("ErrorCode 400"), "{reply}");
     // Other senders are not affected.
-    smtp.cmd("RSET").await;
-    smtp.cmd("MAIL FROM:<app@example.com>").await;
-    smtp.cmd("RCPT TO:<someone@example.net>").await;
+    smtp.command("RSET").await;
+    smtp.command("MAIL FROM:<app@example.com>").await;
+    smtp.command("RCPT TO:<someone@example.net>").await;
     assert!(smtp.data(&msg("app@example.com", "third")).await.starts_with("250"));
     relay.stop().await;
 }
@@ -206,12 +203,12 @@ senders = ["crm@example.com"]
 server_token = "crm-server-token"
 "#;
     let (mut relay, _dir) = relay_with(&fake, config, &[]).await;
-    let mut smtp = RawSmtp::connect(relay.addr).await;
+    let mut smtp = Smtp::ready(relay.addr).await;
     for (from, subject) in
         [("a@billing.example", "invoice"), ("crm@example.com", "crm"), ("other@example.com", "default")]
     {
-        smtp.cmd(&format!("MAIL FROM:<{from}>")).await;
-        smtp.cmd("RCPT TO:<someone@example.net>").await;
+        smtp.command(&format!("MAIL FROM:<{from}>")).await;
+        smtp.command("RCPT TO:<someone@example.net>").await;
         assert!(smtp.data(&msg(from, subject)).await.starts_with("250"));
     }
     wait_for("three messages", Duration::from_secs(10), || (fake.emails().len() == 3).then_some(())).await;
