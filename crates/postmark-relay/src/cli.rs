@@ -96,6 +96,12 @@ pub struct Args {
     /// (e.g. `127.0.0.1:9102`).
     #[arg(long, env = "RELAY_METRICS", value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Log lines as `text` (for people and journald) or `json` (one object per line).
+    #[arg(long, env = "RELAY_LOG_FORMAT", value_name = "text|json", value_parser = crate::logging::parse_format)]
+    pub log_format: Option<crate::logging::LogFormat>,
+    /// Put envelope addresses in the per-message log lines (off: only counts).
+    #[arg(long, env = "RELAY_LOG_ADDRESSES")]
+    pub log_addresses: bool,
 }
 
 /// Subcommands.
@@ -106,6 +112,21 @@ pub enum Command {
     HashPassword {
         /// User name (no `:`, spaces or control characters).
         user: String,
+    },
+    /// Validate the configuration and, unless `--offline`, try each configured credential at
+    /// Postmark without sending anything; exit 0 when all work, 1 when one fails, 2 when the
+    /// configuration is invalid.
+    Check {
+        /// Only validate the configuration; contact nobody.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Probe the running relay's health listener (`--metrics`): exit 0 when it answers 200, 1
+    /// otherwise. For container and orchestrator probes; no curl needed.
+    Healthcheck {
+        /// What to GET (default: `/readyz` on the `--metrics` address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
     },
     /// Queue a message read from standard input, as `sendmail` does (`-t`, `-i`, `-f`, `-F`,
     /// `-bp`, `-q`, …); also what runs when the binary is called `sendmail`. Works whether or

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -11,8 +12,10 @@ pub mod delivery;
 pub mod envelope;
 pub(crate) mod headers;
 pub(crate) mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod probe;
 pub mod queue;
 pub mod relay;
 pub(crate) mod reload;

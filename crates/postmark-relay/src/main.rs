@@ -1,11 +1,11 @@
-//! The `postmark-relay` binary: parse flags, set up logging, run the relay or a queue command.
+//! The `postmark-relay` binary: parse flags, set up logging, run the relay or a subcommand.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use postmark_relay::cli::{Cli, Command};
-use postmark_relay::config::{Config, resolve_spool};
+use postmark_relay::config::{Config, resolve_logging, resolve_metrics, resolve_spool};
 use postmark_relay::shutdown::os_signal;
 use postmark_relay::spool::Spool;
 
@@ -22,10 +22,36 @@ fn main() -> ExitCode {
         return sendmail(&args);
     }
     let cli = Cli::parse();
-    init_tracing();
+    let (log_format, log_addresses) = resolve_logging(&cli.args);
+    postmark_relay::logging::init(log_format, log_addresses);
     let env = |name: &str| std::env::var(name).ok();
     match &cli.command {
         Some(Command::HashPassword { user }) => hash_password(user),
+        Some(Command::Check { offline }) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("postmark-relay: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            ExitCode::from(runtime.block_on(postmark_relay::check::run(&cli.args, &env, *offline, &mut out)))
+        }
+        Some(Command::Healthcheck { url }) => {
+            let url = match url.clone().map(Ok).unwrap_or_else(|| {
+                resolve_metrics(&cli.args)
+                    .map_err(|e| e.to_string())
+                    .and_then(|m| postmark_relay::probe::default_url(m.as_deref()))
+            }) {
+                Ok(u) => u,
+                Err(e) => {
+                    eprintln!("postmark-relay: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            ExitCode::from(postmark_relay::probe::run(&url, &mut std::io::stdout().lock()))
+        }
         Some(Command::Sendmail { args }) => sendmail(args),
         Some(Command::Queue { action }) => {
             let spool = match resolve_spool(&cli.args, &env)
@@ -141,14 +167,4 @@ fn read_password() -> Result<String, String> {
         .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     Ok(password.strip_suffix('\r').unwrap_or(password).to_string())
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }

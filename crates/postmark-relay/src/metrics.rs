@@ -22,6 +22,7 @@
 //! | `postmark_relay_quarantined_total` | counter | – | spool files moved to quarantine (unreadable) |
 //! | `postmark_relay_queue_depth` | gauge | – | messages pending in the spool (waiting or in flight) |
 //! | `postmark_relay_oldest_pending_age_seconds` | gauge | – | age of the oldest pending message, 0 when none |
+//! | `postmark_relay_last_upstream_success_timestamp_seconds` | gauge | – | when a message was last accepted upstream (Unix time), 0 before the first |
 //! | `postmark_relay_delivery_paused` | gauge | – | 1 while delivery is paused by an operator problem |
 //! | `postmark_relay_upstream_request_duration_seconds` | histogram | `path` | one API request (`/email` or `/email/batch`), one SMTP transaction (with connecting when needed), or one dry-run write |
 
@@ -169,7 +170,8 @@ pub enum Path {
 impl Path {
     const ALL: [Path; 3] = [Path::Api, Path::Smtp, Path::DryRun];
 
-    fn label(self) -> &'static str {
+    /// The label value (also the `route` of the per-message log lines).
+    pub fn label(self) -> &'static str {
         match self {
             Path::Api => "api",
             Path::Smtp => "smtp",
@@ -276,6 +278,10 @@ pub struct Metrics {
     paused: AtomicBool,
     pause_reason: Mutex<String>,
     latency: [Histogram; Path::ALL.len()],
+    /// When (ms since the Unix epoch) a message was last accepted upstream; 0 before the first.
+    last_success_ms: AtomicU64,
+    /// When the delivery worker last showed it is turning (a loop turn or an upstream request).
+    worker_seen_ms: AtomicU64,
 }
 
 /// Adds one; `None` cannot happen while every `ALL` lists its enum in declaration order (a test
@@ -323,6 +329,28 @@ impl Metrics {
     /// A message was accepted upstream.
     pub fn delivered(&self, path: Path) {
         bump(self.delivered.get(path as usize));
+        self.last_success_ms.store(crate::clock::now_ms(), Ordering::Relaxed);
+    }
+
+    /// When a message was last accepted upstream (ms since the Unix epoch), if ever.
+    pub fn last_success_ms(&self) -> Option<u64> {
+        Some(self.last_success_ms.load(Ordering::Relaxed)).filter(|&ms| ms != 0)
+    }
+
+    /// The delivery worker is turning (called at every loop turn and every upstream request).
+    pub fn worker_seen(&self, now_ms: u64) {
+        self.worker_seen_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// When the delivery worker was last seen turning, if ever.
+    pub fn worker_seen_ms(&self) -> Option<u64> {
+        Some(self.worker_seen_ms.load(Ordering::Relaxed)).filter(|&ms| ms != 0)
+    }
+
+    /// Pending messages and the arrival time of the oldest (ms since the Unix epoch), if any.
+    pub fn queue(&self) -> (u64, Option<u64>) {
+        let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
+        (self.queue_depth.load(Ordering::Relaxed), Some(oldest).filter(|&ms| ms != 0))
     }
 
     /// A delivery attempt failed for now.
@@ -371,6 +399,7 @@ impl Metrics {
 
     /// One upstream request took `d`.
     pub fn upstream_latency(&self, path: Path, d: Duration) {
+        self.worker_seen(crate::clock::now_ms());
         if let Some(h) = self.latency.get(path as usize) {
             h.observe(d);
         }
@@ -438,6 +467,15 @@ impl Metrics {
         let oldest = load(&self.oldest_pending_ms);
         let age = if oldest == 0 { 0.0 } else { now_ms.saturating_sub(oldest) as f64 / 1000.0 };
         let _ = writeln!(out, "postmark_relay_oldest_pending_age_seconds {age:.3}");
+
+        head(
+            &mut out,
+            "last_upstream_success_timestamp_seconds",
+            "gauge",
+            "When a message was last accepted upstream (Unix time; 0 before the first).",
+        );
+        let last = load(&self.last_success_ms) as f64 / 1000.0;
+        let _ = writeln!(out, "postmark_relay_last_upstream_success_timestamp_seconds {last:.3}");
 
         head(&mut out, "delivery_paused", "gauge", "1 while delivery is paused by an operator problem.");
         let _ = writeln!(out, "postmark_relay_delivery_paused {}", u8::from(self.paused.load(Ordering::Relaxed)));

@@ -190,10 +190,13 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let reloader = Reloader::new(config.credential_source.clone(), access.clone(), credentials_tx, Arc::clone(&reload));
     banner(&config, local_addr, pending);
     access.log_policy();
+    // True while the SMTP listener accepts connections (for /readyz).
+    let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listening_flag = Arc::clone(&listening);
     let metrics_task = metrics_listener.map(|listener| {
         if let Some(addr) = metrics_addr {
             if addr.ip().is_loopback() {
-                tracing::info!(metrics = %addr, "serving Prometheus metrics at /metrics and a health check at /healthz");
+                tracing::info!(metrics = %addr, "serving Prometheus metrics at /metrics and probes at /readyz and /healthz");
             } else {
                 tracing::warn!(
                     metrics = %addr,
@@ -202,7 +205,12 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
                 );
             }
         }
-        let health = Arc::new(metrics::server::Health::new(Arc::clone(&metrics), config.spool.clone(), shutdown.signal()));
+        let health = Arc::new(metrics::server::Health::new(
+            Arc::clone(&metrics),
+            config.spool.clone(),
+            shutdown.signal(),
+            Arc::clone(&listening),
+        ));
         metrics::server::serve(listener, health, shutdown.signal())
     });
 
@@ -222,7 +230,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         let reloader = tokio::spawn(reloader.run(reload_signal));
         let importer = tokio::spawn(import_maildrop(Arc::clone(&spool), Arc::clone(&acceptor), import_signal));
         let worker = tokio::spawn(worker.run());
+        listening_flag.store(true, std::sync::atomic::Ordering::Release);
         listener::serve(listener, listener_cfg, acceptor, signal).await;
+        listening_flag.store(false, std::sync::atomic::Ordering::Release);
         // The listener returns only once shutdown has begun; give the worker the same deadline
         // to finish the batch in flight.
         signal_for_worker.wait().await;

@@ -28,6 +28,9 @@ pub(crate) struct FileConfig {
     pub(crate) message_lifetime: Option<String>,
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) metrics: Option<String>,
+    #[serde(default, deserialize_with = "de_log_format")]
+    pub(crate) log_format: Option<crate::logging::LogFormat>,
+    pub(crate) log_addresses: Option<bool>,
     #[serde(default)]
     pub(crate) dry_run: bool,
     pub(crate) hostname: Option<String>,
@@ -135,6 +138,11 @@ pub(crate) struct FileLimits {
 fn de_via<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Via>, D::Error> {
     let s: Option<String> = Option::deserialize(d)?;
     s.map(|s| parse_via(&s).map_err(serde::de::Error::custom)).transpose()
+}
+
+fn de_log_format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<crate::logging::LogFormat>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| crate::logging::parse_format(&s).map_err(serde::de::Error::custom)).transpose()
 }
 
 impl FileConfig {

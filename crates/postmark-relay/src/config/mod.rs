@@ -22,6 +22,8 @@
 //! | `--max-connections N` | `RELAY_MAX_CONNECTIONS` | `limits.max_connections` | 100 |
 //! | `--shutdown-timeout DURATION` | `RELAY_SHUTDOWN_TIMEOUT` | `shutdown_timeout` | `30s` |
 //! | `--metrics ADDR` | `RELAY_METRICS` | `metrics` | off |
+//! | `--log-format text\|json` | `RELAY_LOG_FORMAT` | `log_format` | `text` |
+//! | `--log-addresses` | `RELAY_LOG_ADDRESSES` | `log_addresses` | off |
 //! | `--tls-cert PEM` | `RELAY_TLS_CERT` | `tls_cert` | none (no inbound STARTTLS) |
 //! | `--tls-key PEM` | `RELAY_TLS_KEY` | `tls_key` | none |
 //! | `--auth-users FILE` | `RELAY_AUTH_USERS` | `auth_users` | none (no client AUTH) |
@@ -198,6 +200,20 @@ pub fn default_spool(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
 pub fn resolve_spool(args: &Args, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {
     let file = FileConfig::read(args.config.as_deref())?;
     Ok(args.spool.clone().or(file.spool).unwrap_or_else(|| default_spool(env)))
+}
+
+/// Resolves only the health listener's address (for `healthcheck`).
+pub fn resolve_metrics(args: &Args) -> Result<Option<String>, ConfigError> {
+    let file = FileConfig::read(args.config.as_deref())?;
+    Ok(args.metrics.clone().or(file.metrics).filter(|s| !s.is_empty()))
+}
+
+/// The log format and whether addresses may be logged, before anything else is resolved (so
+/// even a configuration error is logged in the chosen format). A config file that cannot be read
+/// counts as empty here; resolving the rest reports it.
+pub fn resolve_logging(args: &Args) -> (crate::logging::LogFormat, bool) {
+    let file = FileConfig::read(args.config.as_deref()).unwrap_or_default();
+    (args.log_format.or(file.log_format).unwrap_or_default(), args.log_addresses || file.log_addresses.unwrap_or(false))
 }
 
 /// A duration from a flag (already parsed), else from the file (parsed here), else the default.

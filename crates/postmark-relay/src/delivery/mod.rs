@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::envelope::Envelope;
+use crate::logging::message as log;
 use crate::metrics::{Dead, Deferral, Metrics};
 use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
@@ -251,6 +252,8 @@ impl Worker {
                 self.adopt(&id, self.clock.now_ms());
             }
             let now = self.clock.now_ms();
+            // Wall clock: /healthz compares it with its own.
+            self.metrics.worker_seen(crate::clock::now_ms());
             if now >= next_rescan {
                 let full = now >= next_full_scan;
                 self.rescan(full);
@@ -336,13 +339,8 @@ impl Worker {
                 self.pauses = 0;
                 self.metrics.delivered(self.backend.path());
                 self.metrics.resume();
-                tracing::info!(
-                    queue_id = %id,
-                    size = msg.raw.len(),
-                    recipients = msg.header.envelope.rcpt_to.len(),
-                    message_id = %reference,
-                    "delivered"
-                );
+                let path = self.backend.path().label();
+                log::delivered(msg, path, &reference, &msg.header.envelope.rcpt_to, false);
             }
             Outcome::Transient(reason) => self.defer(msg, &reason, Deferral::Transient),
             Outcome::Permanent(reason) => self.kill(msg, &reason, Dead::Permanent),
@@ -356,7 +354,6 @@ impl Worker {
 
     fn apply_split(&mut self, msg: &StoredMessage, r: RecipientOutcome) {
         let id = &msg.id;
-        let size = msg.raw.len();
         if r.retry.is_empty() && r.failed.is_empty() {
             return self.apply(msg, Outcome::Delivered { reference: r.reference });
         }
@@ -368,7 +365,7 @@ impl Worker {
         }
         if !r.delivered.is_empty() {
             self.metrics.delivered(self.backend.path());
-            tracing::info!(queue_id = %id, size, recipients = r.delivered.len(), message_id = %r.reference, "delivered to some recipients");
+            log::delivered(msg, self.backend.path().label(), &r.reference, &r.delivered, true);
         }
         if !r.failed.is_empty() {
             let envelope = Envelope { mail_from: msg.header.envelope.mail_from.clone(), rcpt_to: r.failed.clone() };
@@ -381,7 +378,14 @@ impl Worker {
             match self.spool.kill_copy(msg, envelope, &reason) {
                 Ok(dead_id) => {
                     self.metrics.dead_lettered(Dead::Recipients);
-                    tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients");
+                    log::dead(
+                        msg,
+                        self.backend.path().label(),
+                        Some(&dead_id),
+                        &r.failed,
+                        &r.failed_reason,
+                        reason.attempts,
+                    );
                     let death = notify::Death {
                         id: &dead_id,
                         reason: &r.failed_reason,
@@ -443,15 +447,7 @@ impl Worker {
         if let Err(e) = self.spool.save_state(id, &state) {
             tracing::warn!(queue_id = %id, error = %e, "cannot record retry state");
         }
-        tracing::info!(
-            queue_id = %id,
-            size = msg.raw.len(),
-            recipients = msg.header.envelope.rcpt_to.len(),
-            attempt = attempts,
-            retry_in_ms = due.saturating_sub(now),
-            error = %reason,
-            "deferred"
-        );
+        log::retried(msg, self.backend.path().label(), attempts, due.saturating_sub(now), reason);
     }
 
     fn kill(&mut self, msg: &StoredMessage, reason: &str, class: Dead) {
@@ -463,13 +459,7 @@ impl Worker {
         match self.spool.kill(id, &dead) {
             Ok(()) => {
                 self.metrics.dead_lettered(class);
-                tracing::info!(
-                    queue_id = %id,
-                    size = msg.raw.len(),
-                    recipients = msg.header.envelope.rcpt_to.len(),
-                    error = %reason,
-                    "dead letter"
-                );
+                log::dead(msg, self.backend.path().label(), None, &msg.header.envelope.rcpt_to, reason, attempts);
                 let death = notify::Death { id, reason, attempts, recipients: &msg.header.envelope.rcpt_to };
                 self.notify(msg, death);
             }

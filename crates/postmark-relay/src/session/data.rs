@@ -306,20 +306,40 @@ impl Acceptor {
         let policy = Arc::clone(&self.policy);
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
-        let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
+        let (from, to) = (crate::logging::from_field(&envelope), crate::logging::to_field(&envelope));
+        let checked = tokio::task::spawn_blocking(move || -> Result<(Prepared, crate::envelope::Routing), Outcome> {
             let (accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-            spool.prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw).map_err(Outcome::Spool)
+            let routing = accepted.routing.clone();
+            let prepared = spool
+                .prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw)
+                .map_err(Outcome::Spool)?;
+            Ok((prepared, routing))
         })
         .await;
+        let mut routing = crate::envelope::Routing::default();
         let result = match checked {
-            Ok(Ok(prepared)) => Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool)),
+            Ok(Ok((prepared, decided))) => {
+                routing = decided;
+                Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool))
+            }
             Ok(Err(outcome)) => Ok(Err(outcome)),
             Err(join) => Err(join),
         };
         match result {
             Ok(Ok(id)) => {
-                tracing::info!(queue_id = %id, size, recipients, "queued");
+                tracing::info!(
+                    event = "accepted",
+                    queue_id = %id,
+                    size,
+                    recipients,
+                    stream = crate::logging::stream_field(routing.stream.as_deref()),
+                    route = crate::logging::route_field(routing.route.as_deref()),
+                    path = crate::logging::path_field(via),
+                    from,
+                    to,
+                    "queued"
+                );
                 self.metrics.accepted(size);
                 let _ = self.queued.send(id.clone());
                 Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))

@@ -200,6 +200,7 @@ impl Segment {
             let mut head = SEGMENT_MAGIC.to_vec();
             head.extend_from_slice(boot_id().as_bytes());
             head.push(b'\n');
+            super::faults::charge(&spool.root, head.len() as u64)?;
             file.write_all(&head)?;
             file.sync_all()?;
             sync_dir(&dir)?;
@@ -316,7 +317,10 @@ fn write_file(spool: &Spool, id: &QueueId, header: &Header, raw: &[u8]) -> io::R
         }
     }
     let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
-    let attempt = || match private_file().write(true).create_new(true).open(&tmp).and_then(|mut f| write(&mut f)) {
+    let attempt = || match super::faults::charge(&spool.root, len)
+        .and_then(|()| private_file().write(true).create_new(true).open(&tmp))
+        .and_then(|mut f| write(&mut f))
+    {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -351,7 +355,10 @@ fn append(
         buf.extend_from_slice(&p.head);
         buf.extend_from_slice(&p.raw);
     }
-    match seg.file.write_all(&buf).and_then(|()| seg.file.sync_data()) {
+    let written = super::faults::charge(&spool.root, buf.len() as u64)
+        .and_then(|()| seg.file.write_all(&buf))
+        .and_then(|()| seg.file.sync_data());
+    match written {
         Ok(()) => {
             seg.len += buf.len() as u64;
             seg.ids.extend(batch.iter().map(|j| j.prepared.id.clone()));

@@ -38,6 +38,7 @@ use std::sync::Mutex;
 use crate::clock::now_ms;
 use crate::envelope::Envelope;
 
+mod faults;
 mod files;
 mod format;
 pub mod journal;

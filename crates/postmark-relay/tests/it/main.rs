@@ -5,6 +5,7 @@ mod access;
 mod api;
 mod binary;
 mod bodies;
+mod check;
 mod dry_run;
 mod faults;
 mod fidelity;

@@ -1,5 +1,5 @@
-//! Observability (issue 7 §5): `--metrics ADDR` serves `/metrics` in the Prometheus text format
-//! and `/healthz`. Every test scrapes over a real socket and checks exact counter values after
+//! Observability (issue 7 §5, issue 14 §4): `--metrics ADDR` serves `/metrics` in the Prometheus
+//! text format, `/readyz` and `/healthz`. Every test scrapes over a real socket and checks exact counter values after
 //! real SMTP sessions and real deliveries to the fake Postmark.
 
 use std::collections::{BTreeMap, HashSet};
@@ -217,7 +217,10 @@ async fn metrics_count_accepted_rejected_delivered_retried_and_dead_lettered_mai
     assert_eq!(value(&s, "postmark_relay_queue_depth"), 0.0);
     assert_eq!(value(&s, "postmark_relay_delivery_paused"), 0.0);
     assert_eq!(value(&s, "postmark_relay_upstream_request_duration_seconds_count{path=\"api\"}"), 0.0);
-    assert_eq!(get(addr, "/healthz").await, (200, "text/plain; charset=utf-8".into(), "ok\n".into()));
+    assert_eq!(value(&s, "postmark_relay_last_upstream_success_timestamp_seconds"), 0.0);
+    let idle = "queue_depth 0\noldest_pending_age_seconds 0.000\nlast_upstream_success_seconds_ago never\n";
+    assert_eq!(get(addr, "/healthz").await, (200, "text/plain; charset=utf-8".into(), format!("alive\n{idle}")));
+    assert_eq!(get(addr, "/readyz").await, (200, "text/plain; charset=utf-8".into(), format!("ready\n{idle}")));
 
     // One message retried once (503), then delivered.
     let first = message("retried");
@@ -311,7 +314,7 @@ async fn metrics_count_accepted_rejected_delivered_retried_and_dead_lettered_mai
 }
 
 #[tokio::test]
-async fn queue_gauges_move_and_healthz_reports_a_paused_delivery() {
+async fn queue_gauges_move_and_both_probes_report_a_paused_delivery_without_failing() {
     let fake = FakeApi::start().await;
     // The relay's token is not the one the fake expects: 401, ErrorCode 10, delivery pauses.
     fake.set_server_token("the-rotated-token");
@@ -322,14 +325,22 @@ async fn queue_gauges_move_and_healthz_reports_a_paused_delivery() {
     let before = postmark_relay::clock::now_ms();
     send(relay.addr, "sender@example.com", &["rcpt@example.com"], &message("paused-1")).await.expect("250");
     send(relay.addr, "sender@example.com", &["rcpt@example.com"], &message("paused-2")).await.expect("250");
+    // A pause is reported, but neither probe fails: restarting the relay or sending it no mail
+    // would not fix a refused token, and the mail is kept meanwhile.
     let body = until("healthz to report the pause", || async {
         let (status, _, body) = get(addr, "/healthz").await;
-        (status == 503).then_some(body)
+        assert_eq!(status, 200, "{body}");
+        body.contains("delivery_paused ").then_some(body)
     })
     .await;
-    assert!(body.starts_with("delivery paused: "), "{body}");
-    assert!(body.contains("401") || body.contains("ErrorCode 10"), "{body}");
+    assert!(body.starts_with("alive\nqueue_depth 2\noldest_pending_age_seconds "), "{body}");
+    assert!(body.contains("\nlast_upstream_success_seconds_ago never\n"), "{body}");
+    let paused = body.lines().last().unwrap();
+    assert!(paused.contains("401") || paused.contains("ErrorCode 10"), "{body}");
     assert!(!body.contains(TOKEN), "the token never shows: {body}");
+    let (status, _, ready) = get(addr, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.starts_with("ready\nqueue_depth 2\n") && ready.contains("\ndelivery_paused "), "{ready}");
 
     let s = scrape(addr).await;
     assert_eq!(value(&s, "postmark_relay_delivery_paused"), 1.0);
@@ -356,7 +367,19 @@ async fn queue_gauges_move_and_healthz_reports_a_paused_delivery() {
     assert_eq!(value(&s, "postmark_relay_oldest_pending_age_seconds"), 0.0);
     assert_eq!(value(&s, "postmark_relay_delivery_paused"), 0.0);
     assert_eq!(value(&s, "postmark_relay_delivered_total{path=\"api\"}"), 2.0);
-    assert_eq!(get(addr, "/healthz").await, (200, "text/plain; charset=utf-8".into(), "ok\n".into()));
+    let last = value(&s, "postmark_relay_last_upstream_success_timestamp_seconds");
+    let now = postmark_relay::clock::now_ms() as f64 / 1000.0;
+    assert!(last > now - 30.0 && last <= now, "last success {last}, now {now}");
+    let (status, _, body) = get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("alive\nqueue_depth 0\noldest_pending_age_seconds 0.000\n"), "{body}");
+    let ago: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("last_upstream_success_seconds_ago "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("a last success age: {body}"));
+    assert!((0.0..30.0).contains(&ago), "{body}");
+    assert!(!body.contains("delivery_paused"), "{body}");
     relay.stop().await;
 }
 
@@ -373,20 +396,25 @@ fn repair_tmp(spool: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn healthz_is_503_while_the_spool_cannot_be_written_and_the_client_gets_451() {
+async fn readyz_is_503_while_the_spool_cannot_be_written_and_the_client_gets_451() {
     let mut relay = TestRelay::start(&["--dry-run", "--metrics", "127.0.0.1:0"], &[]).await;
     let addr = metrics_addr(&relay);
-    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(get(addr, "/readyz").await.0, 200);
 
     break_tmp(&relay.spool);
     // Within the one-second cache, then for real.
-    let body = until("healthz to see the spool", || async {
-        let (status, _, body) = get(addr, "/healthz").await;
+    let body = until("readyz to see the spool", || async {
+        let (status, _, body) = get(addr, "/readyz").await;
         (status == 503).then_some(body)
     })
     .await;
-    assert!(body.starts_with("spool not writable: cannot create"), "{body}");
-    assert!(!body.contains("delivery paused"), "{body}");
+    assert!(body.starts_with("not ready\nspool not writable: cannot create"), "{body}");
+    assert!(
+        body.ends_with("\nqueue_depth 0\noldest_pending_age_seconds 0.000\nlast_upstream_success_seconds_ago never\n"),
+        "{body}"
+    );
+    // Alive all the same: a restart would not give the disk back.
+    assert_eq!(get(addr, "/healthz").await.0, 200);
     // The probe's verdict matches what a client gets: no 250 for mail not on disk.
     let err = send(relay.addr, "sender@example.com", &["rcpt@example.com"], &message("unwritable")).await.unwrap_err();
     assert!(err.to_string().contains("451"), "{err}");
@@ -395,7 +423,7 @@ async fn healthz_is_503_while_the_spool_cannot_be_written_and_the_client_gets_45
     assert_eq!(value(&s, "postmark_relay_accepted_messages_total"), 0.0);
 
     repair_tmp(&relay.spool);
-    until("healthz to recover", || async { (get(addr, "/healthz").await.0 == 200).then_some(()) }).await;
+    until("readyz to recover", || async { (get(addr, "/readyz").await.0 == 200).then_some(()) }).await;
     send(relay.addr, "sender@example.com", &["rcpt@example.com"], &message("writable")).await.expect("250");
     wait_for("the dry-run delivery", Duration::from_secs(10), || relay.files("queue").is_empty().then_some(())).await;
     let s = until("the delivery to be counted", || async {
@@ -488,4 +516,56 @@ fn the_parser_refuses_malformed_expositions() {
     ] {
         assert!(std::panic::catch_unwind(|| parse(bad)).is_err(), "accepted: {bad:?}");
     }
+}
+
+/// `postmark-relay healthcheck` (the binary) with a clean environment plus `env`.
+async fn healthcheck(args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(crate::binary::BIN)
+            .arg("healthcheck")
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run postmark-relay healthcheck");
+        (out.status.code().expect("an exit status"), String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_healthcheck_command_follows_readyz_and_healthz() {
+    let mut relay = TestRelay::start(&["--dry-run", "--metrics", "127.0.0.1:0"], &[]).await;
+    let addr = metrics_addr(&relay);
+    // The default: /readyz on RELAY_METRICS.
+    let (code, out) = healthcheck(&[], &[("RELAY_METRICS", addr.to_string())]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with(&format!("http://{addr}/readyz: HTTP 200\nready\nqueue_depth 0\n")), "{out}");
+    let (code, out) = healthcheck(&["--url", &format!("http://{addr}/healthz")], &[]).await;
+    assert_eq!((code, out.lines().nth(1)), (0, Some("alive")), "{out}");
+
+    break_tmp(&relay.spool);
+    let out = until("the healthcheck to fail", || async {
+        let (code, out) = healthcheck(&[], &[("RELAY_METRICS", addr.to_string())]).await;
+        (code == 1).then_some(out)
+    })
+    .await;
+    assert!(out.starts_with(&format!("http://{addr}/readyz: HTTP 503\nnot ready\nspool not writable: ")), "{out}");
+    repair_tmp(&relay.spool);
+    until("the healthcheck to pass again", || async {
+        (healthcheck(&[], &[("RELAY_METRICS", addr.to_string())]).await.0 == 0).then_some(())
+    })
+    .await;
+
+    relay.stop().await;
+    let (code, out) = healthcheck(&[], &[("RELAY_METRICS", addr.to_string())]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot connect"), "{out}");
+    // No listener configured: a usage error, not a silent pass.
+    let (code, _) = healthcheck(&[], &[]).await;
+    assert_eq!(code, 2);
 }

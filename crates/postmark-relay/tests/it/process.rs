@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postmark_fake::http::FakeApi;
+use postmark_fake::http::{FakeApi, Fault};
 
 use crate::support::{message, send, wait_for};
 
@@ -30,9 +30,13 @@ impl RelayProcess {
         let (child, log) = crate::support::spawn_logged(cmd);
         let addr = wait_for("the start-up banner", Duration::from_secs(30), || {
             let l = log.lock().unwrap();
-            let start = l.find("listen=")? + "listen=".len();
-            let end = l[start..].find(' ').map_or(l.len(), |e| start + e);
-            l[start..end].parse::<SocketAddr>().ok()
+            // Text (`listen=ADDR `) or JSON (`"listen":"ADDR"`).
+            let (start, end) = match l.find("listen=") {
+                Some(i) => (i + "listen=".len(), ' '),
+                None => (l.find("\"listen\":\"")? + "\"listen\":\"".len(), '"'),
+            };
+            let stop = l[start..].find(end).map_or(l.len(), |e| start + e);
+            l[start..stop].parse::<SocketAddr>().ok()
         })
         .await;
         RelayProcess { child, addr, log }
@@ -164,4 +168,98 @@ async fn a_restart_after_kill_9_delivers_every_acknowledged_message() {
     })
     .await;
     drop(relay);
+}
+
+/// Every line of a JSON log, parsed (each must be one JSON object).
+fn json_lines(log: &str) -> Vec<serde_json::Value> {
+    log.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{log}")))
+        .collect()
+}
+
+/// The per-message lines of `id`, as (event, line).
+fn events<'a>(lines: &'a [serde_json::Value], id: &str) -> Vec<(&'a str, &'a serde_json::Value)> {
+    lines
+        .iter()
+        .filter(|l| l["queue_id"] == id && l.get("event").is_some())
+        .map(|l| (l["event"].as_str().unwrap(), l))
+        .collect()
+}
+
+#[tokio::test]
+async fn json_logs_have_one_object_per_accepted_retried_delivered_and_dead_message() {
+    let fake = FakeApi::start().await;
+    let token = "json-log-token-5150";
+    fake.set_server_token(token);
+    fake.reject_recipient("gone-rcpt@example.com", 406);
+    // The first request gets a 503: the first message is retried, then delivered.
+    fake.push_fault(Fault::api_error(503, 0, "Service unavailable"));
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    let flags = ["--api-url", url.as_str(), "--max-retry-delay", "200ms", "--log-format", "json"];
+    let mut relay = RelayProcess::start(&dir.path().join("spool"), &flags, &[("POSTMARK_SERVER_TOKEN", token)]).await;
+    let raw = b"From: json-sender@example.com\r\nTo: json-rcpt@example.com\r\nX-PM-Message-Stream: news\r\nSubject: S\r\n\r\nbody";
+    let kept = send(relay.addr, "json-sender@example.com", &["json-rcpt@example.com"], raw).await.expect("250");
+    wait_for("delivery", Duration::from_secs(20), || (fake.emails().len() == 1).then_some(())).await;
+    let gone = b"From: json-sender@example.com\r\nTo: gone-rcpt@example.com\r\nSubject: S\r\n\r\nbody";
+    let dead = send(relay.addr, "json-sender@example.com", &["gone-rcpt@example.com"], gone).await.expect("250");
+    wait_for("the dead letter", Duration::from_secs(20), || relay.log().contains("\"event\":\"dead\"").then_some(()))
+        .await;
+    relay.signal("TERM");
+    relay.wait_exit(Duration::from_secs(20)).await;
+    let log = relay.log();
+    let lines = json_lines(&log);
+    assert!(lines.iter().all(|l| l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string()));
+
+    let kept_events = events(&lines, &kept);
+    let names: Vec<&str> = kept_events.iter().map(|(e, _)| *e).collect();
+    assert_eq!(names, ["accepted", "retried", "delivered"], "{log}");
+    for (event, line) in &kept_events {
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["size"], raw.len() + 2, "{event}: {line}");
+        assert_eq!(line["recipients"], 1, "{event}: {line}");
+        assert_eq!(line["stream"], "news", "{event}: {line}");
+        assert_eq!(line["route"], "default", "{event}: {line}");
+        assert_eq!(line["path"], "api", "{event}: {line}");
+    }
+    assert_eq!(kept_events[1].1["attempt"], 1);
+    assert!(kept_events[1].1["error"].as_str().unwrap().contains("503"), "{}", kept_events[1].1);
+    assert!(kept_events[2].1["message_id"].as_str().unwrap().ends_with("-000000000001"), "{}", kept_events[2].1);
+
+    let dead_events = events(&lines, &dead);
+    let names: Vec<&str> = dead_events.iter().map(|(e, _)| *e).collect();
+    assert_eq!(names, ["accepted", "dead"], "{log}");
+    assert_eq!(dead_events[1].1["stream"], "default");
+    assert!(dead_events[1].1["error"].as_str().unwrap().contains("406"), "{}", dead_events[1].1);
+
+    for secret in [token, "json-sender", "json-rcpt", "gone-rcpt"] {
+        assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn addresses_are_logged_only_when_the_operator_asks() {
+    let fake = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    let flags = ["--api-url", url.as_str(), "--log-format", "json"];
+    let env = [("POSTMARK_SERVER_TOKEN", "t"), ("RELAY_LOG_ADDRESSES", "true")];
+    let mut relay = RelayProcess::start(&dir.path().join("spool"), &flags, &env).await;
+    let id = send(relay.addr, "asked-sender@example.com", &["asked-rcpt@example.com"], &message("asked"))
+        .await
+        .expect("250");
+    wait_for("the delivered line", Duration::from_secs(10), || {
+        relay.log().contains("\"event\":\"delivered\"").then_some(())
+    })
+    .await;
+    relay.signal("TERM");
+    relay.wait_exit(Duration::from_secs(20)).await;
+    let log = relay.log();
+    let lines = json_lines(&log);
+    let events = events(&lines, &id);
+    assert_eq!(events.iter().map(|(e, _)| *e).collect::<Vec<_>>(), ["accepted", "delivered"], "{log}");
+    for (event, line) in events {
+        assert_eq!(line["from"], "asked-sender@example.com", "{event}: {line}");
+        assert_eq!(line["to"], "asked-rcpt@example.com", "{event}: {line}");
+    }
 }
