@@ -4,3 +4,4 @@ mod codegen;
 mod contract;
 mod errors;
 mod examples;
+mod fidelity;

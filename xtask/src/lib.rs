@@ -244,17 +244,93 @@ pub fn settings() -> progenitor::GenerationSettings {
 /// Generator panics (progenitor has several `todo!`/`assert!` paths) are caught; the message then names the spec
 /// file and, by regenerating each operation alone, the operation that triggers the panic.
 pub fn generate_code(doc: &Value, spec_name: &str) -> Result<String> {
-    let spec: openapiv3::OpenAPI = serde_json::from_value(doc.clone())
-        .with_context(|| format!("{spec_name} is not a valid OpenAPI 3.0 document"))?;
+    let spec = prepare_spec(doc, spec_name)?;
     let tokens = match run_generator(&spec) {
         Ok(Ok(tokens)) => tokens,
         Ok(Err(e)) => bail!("progenitor rejected {spec_name}{}: {e}", locate_failure(doc)),
         Err(panic) => bail!("progenitor panicked on {spec_name}{}: {panic}", locate_failure(doc)),
     };
-    let file: syn::File = syn::parse2(tokens).context("progenitor produced unparsable Rust")?;
-    // progenitor's usage snippets are ```ignore blocks, which rustdoc lists as ignored tests; they are illustrations
-    // (they use undefined variables), so mark them as text.
-    Ok(prettyplease::unparse(&file).replace("```ignore", "```text"))
+    let mut file: syn::File = syn::parse2(tokens).context("progenitor produced unparsable Rust")?;
+    null_tolerant_collections(&mut file);
+    Ok(format_code(&file))
+}
+
+/// Formats generated code. progenitor's usage snippets are ```ignore blocks, which rustdoc lists as ignored tests;
+/// they are illustrations (they use undefined variables), so they are marked as text.
+fn format_code(file: &syn::File) -> String {
+    prettyplease::unparse(file).replace("```ignore", "```text")
+}
+
+/// Parses a bundled document for progenitor after [`normalize_nullable_collections`].
+fn prepare_spec(doc: &Value, spec_name: &str) -> Result<openapiv3::OpenAPI> {
+    let mut doc = doc.clone();
+    normalize_nullable_collections(&mut doc);
+    serde_json::from_value(doc).with_context(|| format!("{spec_name} is not a valid OpenAPI 3.0 document"))
+}
+
+/// Drops `nullable: true` from optional array and object properties before generation.
+///
+/// The spec marks them nullable because Postmark accepts (and real clients send) `"Attachments": null`. For a
+/// collection, `null`, absent and empty all mean the same to Postmark, so instead of the `Option<Vec<T>>` typify would
+/// make of a nullable property, the field stays a plain `Vec`/map and [`null_tolerant_collections`] makes it decode
+/// `null` as empty.
+pub fn normalize_nullable_collections(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let required: Vec<String> = map
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default();
+            if let Some(Value::Object(props)) = map.get_mut("properties") {
+                for (name, prop) in props.iter_mut() {
+                    let Some(prop) = prop.as_object_mut() else { continue };
+                    let collection = matches!(prop.get("type").and_then(Value::as_str), Some("array" | "object"));
+                    if collection && !required.contains(name) && prop.get("nullable") == Some(&Value::Bool(true)) {
+                        prop.remove("nullable");
+                    }
+                }
+            }
+            map.values_mut().for_each(normalize_nullable_collections);
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_nullable_collections),
+        _ => {}
+    }
+}
+
+/// The function the generated code calls to decode `null` as an empty collection (see
+/// [`null_tolerant_collections`]).
+pub const NULL_AS_DEFAULT: &str = "::postmark_core::de::null_as_default";
+
+/// Makes every optional collection field of the generated types decode `null` as empty.
+///
+/// typify marks an optional array or map field `#[serde(default, skip_serializing_if = "…is_empty")]`: absent decodes
+/// as empty, but `null` is an error. This adds `deserialize_with = NULL_AS_DEFAULT` to exactly those fields. Returns
+/// how many fields it changed.
+pub fn null_tolerant_collections(file: &mut syn::File) -> usize {
+    struct Visitor(usize);
+    impl syn::visit_mut::VisitMut for Visitor {
+        fn visit_field_mut(&mut self, field: &mut syn::Field) {
+            for attr in &mut field.attrs {
+                if !attr.path().is_ident("serde") {
+                    continue;
+                }
+                let syn::Meta::List(list) = &mut attr.meta else { continue };
+                let text = list.tokens.to_string();
+                let words: Vec<&str> = text.split([',', ' ']).filter(|w| !w.is_empty()).collect();
+                let optional_collection = words.contains(&"default") && text.contains("is_empty");
+                if optional_collection && !text.contains("deserialize_with") {
+                    let extra: proc_macro2::TokenStream =
+                        format!(", deserialize_with = \"{NULL_AS_DEFAULT}\"").parse().expect("valid tokens");
+                    list.tokens.extend(extra);
+                    self.0 += 1;
+                }
+            }
+        }
+    }
+    let mut v = Visitor(0);
+    syn::visit_mut::VisitMut::visit_file_mut(&mut v, file);
+    v.0
 }
 
 type GenResult = std::result::Result<std::result::Result<proc_macro2::TokenStream, progenitor::Error>, String>;
@@ -288,7 +364,7 @@ fn locate_failure(doc: &Value) -> String {
                 only.insert("parameters".into(), params.clone());
             }
             single["paths"] = Value::Object([(path.clone(), Value::Object(only))].into_iter().collect());
-            let failed = match serde_json::from_value::<openapiv3::OpenAPI>(single) {
+            let failed = match prepare_spec(&single, "") {
                 Ok(spec) => !matches!(run_generator(&spec), Ok(Ok(_))),
                 Err(_) => true,
             };

@@ -915,7 +915,8 @@ API's `/servers` endpoints.
         #[serde(
             rename = "ApiTokens",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub api_tokens: ::std::vec::Vec<::std::string::String>,
         ///URL that receives bounce webhooks; empty or null when unset.

@@ -4,6 +4,7 @@
 
 mod client;
 mod codes;
+pub mod de;
 mod define;
 mod error;
 pub mod hooks;

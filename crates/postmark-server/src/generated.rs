@@ -121,6 +121,12 @@ pub mod types {
         ///Human-readable name of the bounce type.
         #[serde(rename = "Name", skip_serializing_if = "::std::option::Option::is_none")]
         pub name: ::std::option::Option<::std::string::String>,
+        ///Kind of record; `Bounce` for every bounce the Bounces API returns (list, get, activate).
+        #[serde(
+            rename = "RecordType",
+            skip_serializing_if = "::std::option::Option::is_none"
+        )]
+        pub record_type: ::std::option::Option<::std::string::String>,
         ///ID of the server that sent the message.
         #[serde(
             rename = "ServerID",
@@ -165,7 +171,8 @@ pub mod types {
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<BounceCountStatsDay>,
         ///Hard bounces.
@@ -234,12 +241,16 @@ pub mod types {
             Default::default()
         }
     }
-    ///Raw source of a bounce notification.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
+    /**Raw source of a bounce notification. When no dump is available (the
+bounce's `DumpAvailable` is false, or the ~30-day retention has
+passed) Postmark answers with an empty object `{}`, so `Body` is
+absent.
+*/
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct BounceDump {
-        ///Raw SMTP source; an empty string when no dump is stored.
-        #[serde(rename = "Body")]
-        pub body: ::std::string::String,
+        ///Raw SMTP source; absent or empty when no dump is stored.
+        #[serde(rename = "Body", skip_serializing_if = "::std::option::Option::is_none")]
+        pub body: ::std::option::Option<::std::string::String>,
     }
     impl BounceDump {
         pub fn builder() -> builder::BounceDump {
@@ -336,7 +347,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///Readable name of the bounce type.
@@ -382,7 +394,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<DynamicStatsDay>,
         #[serde(flatten)]
@@ -406,14 +419,16 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Headers",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub headers: ::std::vec::Vec<MessageHeader>,
         ///String key/value pairs for this message only.
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty"
+            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::std::collections::BTreeMap<
             ::std::string::String,
@@ -423,7 +438,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "TemplateModel",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub template_model: ::serde_json::Map<
             ::std::string::String,
@@ -492,7 +508,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<ClickCountStatsDay>,
         ///Distinct links clicked.
@@ -612,7 +629,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<ClickLocationStatsDay>,
         ///Clicks on links in the HTML body.
@@ -652,7 +670,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<ClickPlatformStatsDay>,
         ///Clicks from desktop devices.
@@ -741,7 +760,8 @@ soft, transient, blocked, ...; see `Type`).
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///Link target as written in the message, before tracking rewrote it.
@@ -893,7 +913,8 @@ letter; at most 30 characters; not starting with `pm-`.
         #[serde(
             rename = "HttpHeaders",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub http_headers: ::std::vec::Vec<MessageHeader>,
         ///Stream whose events to send (default `outbound`); cannot be an inbound stream.
@@ -997,7 +1018,8 @@ events until verified.
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///Recipient address this delivery is for.
@@ -1221,7 +1243,8 @@ stream cannot be changed.
         #[serde(
             rename = "HttpHeaders",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub http_headers: ::std::vec::Vec<MessageHeader>,
         #[serde(
@@ -1277,7 +1300,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<DynamicStatsDay>,
         #[serde(flatten)]
@@ -1343,7 +1367,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<InboundMessageAttachment>,
         ///Bcc addresses, when known (comma-separated).
@@ -1353,7 +1378,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "BccFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub bcc_full: ::std::vec::Vec<InboundMessageAddress>,
         ///Cc header as received (comma-separated addresses).
@@ -1363,7 +1389,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "CcFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub cc_full: ::std::vec::Vec<InboundMessageAddress>,
         ///Date header as sent (RFC 2822 text, e.g. `Mon, 2 Mar 2026 10:15:30 -0500`).
@@ -1432,7 +1459,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "ToFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub to_full: ::std::vec::Vec<InboundMessageAddress>,
     }
@@ -1508,7 +1536,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<InboundMessageAttachment>,
         ///Bcc addresses, when known (comma-separated).
@@ -1518,7 +1547,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "BccFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub bcc_full: ::std::vec::Vec<InboundMessageAddress>,
         ///Why the message was blocked; empty or null when it was not.
@@ -1534,7 +1564,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "CcFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub cc_full: ::std::vec::Vec<InboundMessageAddress>,
         ///Date header as sent (RFC 2822 text, e.g. `Mon, 2 Mar 2026 10:15:30 -0500`).
@@ -1558,7 +1589,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "Headers",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub headers: ::std::vec::Vec<MessageHeader>,
         ///HTML body.
@@ -1628,7 +1660,8 @@ refers to it as `<img src="cid:logo.png">`.
         #[serde(
             rename = "ToFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub to_full: ::std::vec::Vec<InboundMessageAddress>,
     }
@@ -1691,7 +1724,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<InboundMessageAttachment>,
         ///Bcc addresses as text; present only when the inbound address was a Bcc recipient.
@@ -1701,7 +1735,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "BccFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub bcc_full: ::std::vec::Vec<InboundMessageAddress>,
         ///Cc header as text.
@@ -1711,7 +1746,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "CcFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub cc_full: ::std::vec::Vec<InboundMessageAddress>,
         ///Date header as sent (RFC 2822 text, sender's time zone).
@@ -1735,7 +1771,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Headers",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub headers: ::std::vec::Vec<MessageHeader>,
         ///HTML body.
@@ -1808,7 +1845,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "ToFull",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub to_full: ::std::vec::Vec<InboundMessageAddress>,
     }
@@ -2067,7 +2105,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<OpenCountStatsDay>,
         ///Opens recorded.
@@ -2193,7 +2232,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<OpenPlatformStatsDay>,
         ///Opens in desktop clients.
@@ -2294,7 +2334,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         #[serde(rename = "OS", skip_serializing_if = "::std::option::Option::is_none")]
@@ -2350,21 +2391,24 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<::serde_json::Value>,
         ///Bcc recipients.
         #[serde(
             rename = "Bcc",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub bcc: ::std::vec::Vec<Recipient>,
         ///Cc recipients.
         #[serde(
             rename = "Cc",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub cc: ::std::vec::Vec<Recipient>,
         ///Sender, possibly with a display name (`"Name" <address>`).
@@ -2382,11 +2426,11 @@ stream, parsed. Has no `RecordType`.
         ///Metadata attached when sending (key/value pairs; values are kept untyped).
         #[serde(
             rename = "Metadata",
-            skip_serializing_if = "::std::option::Option::is_none"
+            default,
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
-        pub metadata: ::std::option::Option<
-            ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-        >,
+        pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///When Postmark accepted the message.
         #[serde(
             rename = "ReceivedAt",
@@ -2399,7 +2443,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Recipients",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub recipients: ::std::vec::Vec<::std::string::String>,
         ///Whether the message was sent from a sandbox server and therefore not delivered.
@@ -2427,7 +2472,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "To",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub to: ::std::vec::Vec<Recipient>,
         ///Link-tracking mode used. Known values: `None`, `HtmlAndText`, `HtmlOnly`, `TextOnly`.
@@ -2455,14 +2501,16 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<::serde_json::Value>,
         ///Bcc recipients.
         #[serde(
             rename = "Bcc",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub bcc: ::std::vec::Vec<Recipient>,
         ///Raw SMTP body of the message (headers and MIME parts).
@@ -2472,7 +2520,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Cc",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub cc: ::std::vec::Vec<Recipient>,
         ///Sender, possibly with a display name (`"Name" <address>`).
@@ -2488,7 +2537,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "MessageEvents",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub message_events: ::std::vec::Vec<OutboundMessageEvent>,
         ///Postmark's ID of the message (UUID text).
@@ -2503,11 +2553,11 @@ stream, parsed. Has no `RecordType`.
         ///Metadata attached when sending (key/value pairs; values are kept untyped).
         #[serde(
             rename = "Metadata",
-            skip_serializing_if = "::std::option::Option::is_none"
+            default,
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
-        pub metadata: ::std::option::Option<
-            ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-        >,
+        pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///When Postmark accepted the message.
         #[serde(
             rename = "ReceivedAt",
@@ -2520,7 +2570,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Recipients",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub recipients: ::std::vec::Vec<::std::string::String>,
         ///Whether the message was sent from a sandbox server and therefore not delivered.
@@ -2554,7 +2605,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "To",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub to: ::std::vec::Vec<Recipient>,
         ///Link-tracking mode used. Known values: `None`, `HtmlAndText`, `HtmlOnly`, `TextOnly`.
@@ -2575,10 +2627,12 @@ stream, parsed. Has no `RecordType`.
             Default::default()
         }
     }
-    ///Raw source of a sent message.
+    /**Raw source of a sent message. Like a bounce dump, the answer may be
+an empty object `{}` when the source is no longer stored.
+*/
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct OutboundMessageDump {
-        ///Full SMTP source; empty when no longer available.
+        ///Full SMTP source; absent or empty when no longer available.
         #[serde(rename = "Body", skip_serializing_if = "::std::option::Option::is_none")]
         pub body: ::std::option::Option<::std::string::String>,
     }
@@ -2813,7 +2867,8 @@ stream, parsed. Has no `RecordType`.
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<DynamicStatsDay>,
         #[serde(flatten)]
@@ -2850,7 +2905,8 @@ Give either literal content (`Subject` with `HtmlBody` and/or
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<EmailAttachment>,
         ///Sender address, optionally with a display name.
@@ -2860,7 +2916,8 @@ Give either literal content (`Subject` with `HtmlBody` and/or
         #[serde(
             rename = "Headers",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub headers: ::std::vec::Vec<MessageHeader>,
         ///HTML body; may contain template variables.
@@ -2888,7 +2945,8 @@ Give either literal content (`Subject` with `HtmlBody` and/or
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty"
+            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::std::collections::BTreeMap<
             ::std::string::String,
@@ -2988,7 +3046,8 @@ At least one of `HtmlBody` or `TextBody` is required.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<EmailAttachment>,
         ///Comma-separated blind-carbon-copy addresses.
@@ -3007,7 +3066,8 @@ sender signature or verified domain.
         #[serde(
             rename = "Headers",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub headers: ::std::vec::Vec<MessageHeader>,
         ///HTML body (at most 5 MB). Required when `TextBody` is absent.
@@ -3026,7 +3086,8 @@ sender signature or verified domain.
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty"
+            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::std::collections::BTreeMap<
             ::std::string::String,
@@ -3118,7 +3179,8 @@ bodies.
         #[serde(
             rename = "Attachments",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub attachments: ::std::vec::Vec<EmailAttachment>,
         ///Comma-separated blind-carbon-copy addresses.
@@ -3134,7 +3196,8 @@ bodies.
         #[serde(
             rename = "Headers",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub headers: ::std::vec::Vec<MessageHeader>,
         ///Inline the template's `<style>` blocks into the HTML (default true); false keeps them.
@@ -3153,7 +3216,8 @@ bodies.
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty"
+            skip_serializing_if = ":: std :: collections :: BTreeMap::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::std::collections::BTreeMap<
             ::std::string::String,
@@ -3213,7 +3277,8 @@ bodies.
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<SentCountStatsDay>,
         ///Messages sent.
@@ -3250,7 +3315,8 @@ API's `/servers` endpoints.
         #[serde(
             rename = "ApiTokens",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub api_tokens: ::std::vec::Vec<::std::string::String>,
         ///URL that receives bounce webhooks; empty or null when unset.
@@ -3464,7 +3530,8 @@ delivered) and `Sandbox` (mail is accepted but never delivered).
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<SpamComplaintStatsDay>,
         ///Spam complaints.
@@ -3574,7 +3641,8 @@ only; broadcast streams report complaints as a SubscriptionChange with
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///Readable name of the record type.
@@ -3643,7 +3711,8 @@ removed from a stream's suppression list.
         #[serde(
             rename = "Metadata",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub metadata: ::serde_json::Map<::std::string::String, ::serde_json::Value>,
         ///Who caused the change. Known values: `Recipient`, `Customer`, `Admin`.
@@ -4024,7 +4093,8 @@ Postmark staff).
         #[serde(
             rename = "ValidationErrors",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub validation_errors: ::std::vec::Vec<TemplateValidationError>,
     }
@@ -4289,7 +4359,8 @@ listing entry, and the response of creating or editing a template.
         #[serde(
             rename = "Days",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub days: ::std::vec::Vec<TrackedEmailStatsDay>,
         ///Messages sent with open or link tracking.
@@ -4441,7 +4512,8 @@ streams require `Postmark` or `Custom`.
         #[serde(
             rename = "TestRenderModel",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub test_render_model: ::serde_json::Map<
             ::std::string::String,
@@ -4479,7 +4551,8 @@ streams require `Postmark` or `Custom`.
         #[serde(
             rename = "SuggestedTemplateModel",
             default,
-            skip_serializing_if = "::serde_json::Map::is_empty"
+            skip_serializing_if = "::serde_json::Map::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub suggested_template_model: ::serde_json::Map<
             ::std::string::String,
@@ -4508,7 +4581,8 @@ streams require `Postmark` or `Custom`.
         #[serde(
             rename = "HttpHeaders",
             default,
-            skip_serializing_if = "::std::vec::Vec::is_empty"
+            skip_serializing_if = "::std::vec::Vec::is_empty",
+            deserialize_with = "::postmark_core::de::null_as_default"
         )]
         pub http_headers: ::std::vec::Vec<MessageHeader>,
         ///Webhook ID.
@@ -4871,6 +4945,10 @@ present are changed.
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
+            record_type: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
             server_id: ::std::result::Result<
                 ::std::option::Option<i64>,
                 ::std::string::String,
@@ -4908,6 +4986,7 @@ present are changed.
                     message_id: Ok(Default::default()),
                     message_stream: Ok(Default::default()),
                     name: Ok(Default::default()),
+                    record_type: Ok(Default::default()),
                     server_id: Ok(Default::default()),
                     subject: Ok(Default::default()),
                     tag: Ok(Default::default()),
@@ -5077,6 +5156,18 @@ present are changed.
                     });
                 self
             }
+            pub fn record_type<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.record_type = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for record_type: {e}")
+                    });
+                self
+            }
             pub fn server_id<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<i64>>,
@@ -5157,6 +5248,7 @@ present are changed.
                     message_id: value.message_id?,
                     message_stream: value.message_stream?,
                     name: value.name?,
+                    record_type: value.record_type?,
                     server_id: value.server_id?,
                     subject: value.subject?,
                     tag: value.tag?,
@@ -5181,6 +5273,7 @@ present are changed.
                     message_id: Ok(value.message_id),
                     message_stream: Ok(value.message_stream),
                     name: Ok(value.name),
+                    record_type: Ok(value.record_type),
                     server_id: Ok(value.server_id),
                     subject: Ok(value.subject),
                     tag: Ok(value.tag),
@@ -5438,19 +5531,22 @@ present are changed.
         }
         #[derive(Clone, Debug)]
         pub struct BounceDump {
-            body: ::std::result::Result<::std::string::String, ::std::string::String>,
+            body: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for BounceDump {
             fn default() -> Self {
                 Self {
-                    body: Err("no value supplied for body".to_string()),
+                    body: Ok(Default::default()),
                 }
             }
         }
         impl BounceDump {
             pub fn body<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::string::String>,
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.body = value
@@ -12629,9 +12725,7 @@ present are changed.
                 ::std::string::String,
             >,
             metadata: ::std::result::Result<
-                ::std::option::Option<
-                    ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                >,
+                ::serde_json::Map<::std::string::String, ::serde_json::Value>,
                 ::std::string::String,
             >,
             received_at: ::std::result::Result<
@@ -12769,9 +12863,7 @@ present are changed.
             pub fn metadata<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
-                    ::std::option::Option<
-                        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                    >,
+                    ::serde_json::Map<::std::string::String, ::serde_json::Value>,
                 >,
                 T::Error: ::std::fmt::Display,
             {
@@ -12977,9 +13069,7 @@ present are changed.
                 ::std::string::String,
             >,
             metadata: ::std::result::Result<
-                ::std::option::Option<
-                    ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                >,
+                ::serde_json::Map<::std::string::String, ::serde_json::Value>,
                 ::std::string::String,
             >,
             received_at: ::std::result::Result<
@@ -13163,9 +13253,7 @@ present are changed.
             pub fn metadata<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<
-                    ::std::option::Option<
-                        ::serde_json::Map<::std::string::String, ::serde_json::Value>,
-                    >,
+                    ::serde_json::Map<::std::string::String, ::serde_json::Value>,
                 >,
                 T::Error: ::std::fmt::Display,
             {
@@ -19291,8 +19379,8 @@ let response = client.activate_bounce()
     /**Get the raw source of a bounce
 
 Returns the raw SMTP source of the bounce notification Postmark
-received. `Body` is an empty string when no dump is stored; dumps are
-kept for about 30 days.
+received. When no dump is stored (`DumpAvailable: false`; dumps are
+kept for about 30 days) Postmark answers `{}`, so `Body` is absent.
 
 
 Sends a `GET` request to `/bounces/{bounceid}/dump`
