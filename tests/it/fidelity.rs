@@ -106,20 +106,32 @@ fn decode_response(op: &str, v: Value) -> Result<(), String> {
         "list_servers" => decode::<a::ServerListResponse>(v),
         "get_server_by_id" | "create_server" | "edit_server_by_id" => decode::<a::Server>(v),
         "list_domains" => decode::<a::DomainListResponse>(v),
-        "get_domain" | "create_domain" | "edit_domain" | "verify_domain_dkim" | "verify_domain_return_path"
+        "get_domain"
+        | "create_domain"
+        | "edit_domain"
+        | "verify_domain_dkim"
+        | "verify_domain_return_path"
         | "verify_domain_custom_tracking" => decode::<a::DomainDetails>(v),
         "verify_domain_spf" => decode::<a::DomainSpfVerification>(v),
         "rotate_domain_dkim" => decode::<a::DomainDkimRotation>(v),
         "list_sender_signatures" => decode::<a::SenderSignatureListResponse>(v),
-        "get_sender_signature" | "create_sender_signature" | "edit_sender_signature" | "verify_sender_signature_spf" => {
-            decode::<a::SenderSignatureDetails>(v)
-        }
+        "get_sender_signature"
+        | "create_sender_signature"
+        | "edit_sender_signature"
+        | "verify_sender_signature_spf" => decode::<a::SenderSignatureDetails>(v),
         "push_templates" => decode::<a::PushTemplatesResponse>(v),
         "create_data_removal" | "get_data_removal" => decode::<a::DataRemovalStatus>(v),
         // `{ErrorCode: 0, Message}` successes (deletes, bypass, retry, resend, new DKIM)
-        "delete_template" | "delete_inbound_rule" | "delete_webhook" | "bypass_inbound_message"
-        | "retry_inbound_message" | "delete_server" | "delete_domain" | "delete_sender_signature"
-        | "resend_sender_signature_confirmation" | "request_new_sender_dkim" => decode::<Standard>(v),
+        "delete_template"
+        | "delete_inbound_rule"
+        | "delete_webhook"
+        | "bypass_inbound_message"
+        | "retry_inbound_message"
+        | "delete_server"
+        | "delete_domain"
+        | "delete_sender_signature"
+        | "resend_sender_signature_confirmation"
+        | "request_new_sender_dkim" => decode::<Standard>(v),
         other => Err(format!("no decoder for {other}: add it to decode_response")),
     }
 }
@@ -136,7 +148,8 @@ fn bundled(api: &str) -> &'static Value {
     use std::sync::OnceLock;
     static SERVER: OnceLock<Value> = OnceLock::new();
     static ACCOUNT: OnceLock<Value> = OnceLock::new();
-    let (cell, file) = if api == "server" { (&SERVER, "openapi/server.yaml") } else { (&ACCOUNT, "openapi/account.yaml") };
+    let (cell, file) =
+        if api == "server" { (&SERVER, "openapi/server.yaml") } else { (&ACCOUNT, "openapi/account.yaml") };
     cell.get_or_init(|| {
         let root = xtask::workspace_root();
         xtask::load_bundled(&root.join(file), &root.join(xtask::SHARED_SPEC)).expect("spec loads")
@@ -179,7 +192,13 @@ fn resolve<'a>(spec: &'a Value, mut schema: &'a Value) -> &'a Value {
 }
 
 /// Visits every object schema reachable from `schema` (through `$ref`, `items` and properties), once each.
-fn visit_objects<'a>(spec: &'a Value, schema: &'a Value, at: &str, seen: &mut Vec<String>, f: &mut dyn FnMut(&str, &Value)) {
+fn visit_objects<'a>(
+    spec: &'a Value,
+    schema: &'a Value,
+    at: &str,
+    seen: &mut Vec<String>,
+    f: &mut dyn FnMut(&str, &Value),
+) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         if seen.iter().any(|s| s == r) {
             return;
@@ -288,10 +307,12 @@ fn optional_request_collections_accept_null() {
 #[test]
 fn null_is_refused_where_a_collection_is_required() {
     // The rule is about optional fields; a required one still says what is missing.
-    let mut v: Value = serde_json::from_str(&fixture("server", "send_email_batch_with_templates.request.json").expect("fixture"))
-        .expect("json");
+    let mut v: Value =
+        serde_json::from_str(&fixture("server", "send_email_batch_with_templates.request.json").expect("fixture"))
+            .expect("json");
     v["Messages"] = Value::Null;
-    let err = decode_request("send_email_batch_with_templates", v).expect("has a body").expect_err("Messages is required");
+    let err =
+        decode_request("send_email_batch_with_templates", v).expect("has a body").expect_err("Messages is required");
     assert!(err.contains("invalid type: null"), "{err}");
 }
 
@@ -358,9 +379,9 @@ fn samples_carry_the_fields_postmark_returns_in_practice() {
 fn required_only(spec: &Value, schema: &Value, value: &Value) -> Value {
     let s = resolve(spec, schema);
     match value {
-        Value::Array(items) => Value::Array(
-            items.iter().map(|i| required_only(spec, s.get("items").unwrap_or(&Value::Null), i)).collect(),
-        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|i| required_only(spec, s.get("items").unwrap_or(&Value::Null), i)).collect())
+        }
         Value::Object(map) if s.get("properties").is_some() => {
             let required = required_of(s);
             let props = s["properties"].as_object().expect("properties");

@@ -5,3 +5,5 @@ mod contract;
 mod errors;
 mod examples;
 mod fidelity;
+mod paging;
+mod retry;

@@ -231,6 +231,8 @@ pub fn settings() -> progenitor::GenerationSettings {
         // Both crates implement `ClientHooks` (strip the `api-version` header, keep the status of non-JSON errors);
         // `Expected` makes a missing implementation a compile error instead of a silent default.
         .with_hooks(progenitor::HooksMode::Expected)
+        // The client carries its retry policy to the `exec` hook.
+        .with_inner_type(quote::quote!(::postmark_core::ClientState))
         .with_derive("PartialEq")
         // Deterministic key order for maps (metadata, dynamic-key stats).
         .with_map_type("::std::collections::BTreeMap")

@@ -28,8 +28,8 @@ macro_rules! define_client {
             const TOKEN_HEADER: &'static str = $header;
             const TOKEN_ENV: &'static str = $env;
             type Client = $client;
-            fn assemble(base_url: ::std::string::String, http: ::reqwest::Client) -> $client {
-                $client { api: crate::generated::Client::new_with_client(&base_url, http) }
+            fn assemble(base_url: ::std::string::String, http: ::reqwest::Client, state: $crate::ClientState) -> $client {
+                $client { api: crate::generated::Client::new_with_client(&base_url, http, state) }
             }
         }
 
@@ -63,7 +63,7 @@ macro_rules! define_client {
 
             /// The API address this client sends to.
             pub fn base_url(&self) -> &str {
-                progenitor_client::ClientInfo::baseurl(&self.api)
+                progenitor_client::ClientInfo::<$crate::ClientState>::baseurl(&self.api)
             }
         }
 
@@ -80,7 +80,7 @@ macro_rules! define_client {
             }
         }
 
-        impl progenitor_client::ClientHooks for crate::generated::Client {
+        impl progenitor_client::ClientHooks<$crate::ClientState> for crate::generated::Client {
             async fn pre<E>(
                 &self,
                 request: &mut ::reqwest::Request,
@@ -95,7 +95,13 @@ macro_rules! define_client {
                 request: ::reqwest::Request,
                 info: &progenitor_client::OperationInfo,
             ) -> ::reqwest::Result<::reqwest::Response> {
-                $crate::hooks::exec(progenitor_client::ClientInfo::client(self), request, info).await
+                $crate::hooks::exec(
+                    progenitor_client::ClientInfo::client(self),
+                    request,
+                    info,
+                    progenitor_client::ClientInfo::inner(self),
+                )
+                .await
             }
         }
     };

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+mod lists;
+
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -63,6 +65,15 @@ pub enum Fault {
     Delay(Duration),
     /// Start a 200 answer and break the connection before the body completes.
     Reset,
+    /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// Extra response headers.
+        headers: Vec<(String, String)>,
+        /// Response body (JSON when it parses as JSON).
+        body: String,
+    },
 }
 
 impl Fault {
@@ -83,6 +94,8 @@ struct State {
     inactive: HashMap<String, i64>,
     emails: Vec<Value>,
     sent: u64,
+    lists: HashMap<String, lists::FakeList>,
+    templates: Option<lists::TemplateStore>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -191,6 +204,18 @@ fn json_response(status: u16, body: String) -> Response {
     (status, [(axum::http::header::CONTENT_TYPE, ct)], body).into_response()
 }
 
+fn respond_with_headers(status: u16, headers: &[(String, String)], body: String) -> Response {
+    let mut response = json_response(status, body);
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) =
+            (axum::http::HeaderName::try_from(name.as_str()), axum::http::HeaderValue::try_from(value.as_str()))
+        {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
 fn api_error(status: u16, code: i64, message: &str) -> Response {
     json_response(status, json!({"ErrorCode": code, "Message": message}).to_string())
 }
@@ -223,6 +248,7 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
                 .unwrap_or_default();
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Respond { status, headers, body }) => return respond_with_headers(status, &headers, body),
         None => {}
     }
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -239,6 +265,9 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
     }
     if let Some((status, body)) = s.canned.get(&(recorded.method.clone(), recorded.path.clone())) {
         return json_response(*status, body.clone());
+    }
+    if let Some(response) = lists::route(&mut s, &recorded) {
+        return response;
     }
     match (recorded.method.as_str(), recorded.path.as_str()) {
         ("POST", "/email") => {
