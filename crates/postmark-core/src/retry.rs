@@ -25,8 +25,11 @@ pub struct RetryPolicy {
     base_delay: Duration,
     max_delay: Duration,
     max_elapsed: Duration,
-    observer: Option<Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>>,
+    observer: Option<Observer>,
 }
+
+/// The callback of [`RetryPolicy::on_retry`].
+type Observer = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
 
 /// One decision to retry, as reported to [`RetryPolicy::on_retry`].
 #[derive(Debug)]

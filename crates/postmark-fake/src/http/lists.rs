@@ -60,22 +60,31 @@ fn query_error_code(path: &str) -> i64 {
     }
 }
 
+/// Why a page request is refused: Postmark's ErrorCode and message (answered with HTTP 422).
+struct Refusal(i64, String);
+
+impl Refusal {
+    fn response(self) -> Response {
+        api_error(422, self.0, &self.1)
+    }
+}
+
 /// `(count, offset)` checked like Postmark: both required integers, count 1..=500, within the window.
-fn page_bounds(request: &RecordedRequest, window: Option<usize>) -> Result<(usize, usize), Response> {
+fn page_bounds(request: &RecordedRequest, window: Option<usize>) -> Result<(usize, usize), Refusal> {
     let code = query_error_code(&request.path);
-    let number = |name: &str| -> Result<usize, Response> {
-        let raw = query_value(request, name)
-            .ok_or_else(|| api_error(422, code, &format!("The '{name}' parameter is required.")))?;
-        raw.parse::<usize>().map_err(|_| api_error(422, code, &format!("The '{name}' parameter must be a number.")))
+    let number = |name: &str| -> Result<usize, Refusal> {
+        let raw =
+            query_value(request, name).ok_or_else(|| Refusal(code, format!("The '{name}' parameter is required.")))?;
+        raw.parse::<usize>().map_err(|_| Refusal(code, format!("The '{name}' parameter must be a number.")))
     };
     let (count, offset) = (number("count")?, number("offset")?);
     if count == 0 || count > 500 {
-        return Err(api_error(422, code, "Count must be between 1 and 500."));
+        return Err(Refusal(code, "Count must be between 1 and 500.".into()));
     }
     if let Some(w) = window
         && count + offset > w
     {
-        return Err(api_error(422, code, &format!("Count + Offset cannot exceed {w}.")));
+        return Err(Refusal(code, format!("Count + Offset cannot exceed {w}.")));
     }
     Ok((count, offset))
 }
@@ -93,7 +102,7 @@ pub(super) fn route(state: &mut State, request: &RecordedRequest) -> Option<Resp
                 body.insert(list.items_key.clone(), Value::Array(page));
                 json_response(200, Value::Object(body).to_string())
             }
-            Err(response) => response,
+            Err(refusal) => refusal.response(),
         });
     }
     let store = state.templates.as_mut()?;
@@ -112,7 +121,7 @@ pub(super) fn route(state: &mut State, request: &RecordedRequest) -> Option<Resp
                 let page: Vec<Value> = matching.iter().skip(offset).take(count).cloned().collect();
                 json_response(200, json!({"TotalCount": matching.len(), "Templates": page}).to_string())
             }
-            Err(response) => response,
+            Err(refusal) => refusal.response(),
         }),
         ("POST", None) => Some(match request.json() {
             Some(Value::Object(body)) if body.get("Name").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) => {
