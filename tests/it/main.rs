@@ -7,3 +7,4 @@ mod examples;
 mod fidelity;
 mod paging;
 mod retry;
+mod server_examples;

@@ -56,7 +56,13 @@ macro_rules! define_client {
                 $builder::from_env()?.build()
             }
 
-            /// A builder to set the base URL, timeouts and user agent.
+            #[doc = concat!("A builder whose token comes from `", $env, "` and whose base URL comes from")]
+            /// `POSTMARK_API_URL` when set, to add retries, timeouts or a user agent before building.
+            pub fn builder_from_env() -> ::std::result::Result<$builder, $crate::Error> {
+                $builder::from_env()
+            }
+
+            /// A builder to set the base URL, timeouts, user agent and retry policy.
             pub fn builder(token: impl ::std::convert::Into<$crate::Token>) -> $builder {
                 $builder::new(token)
             }
