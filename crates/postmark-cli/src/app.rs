@@ -24,6 +24,13 @@ Exit codes: 0 done, 1 other failure, 2 usage or bad input, 3 configuration (toke
 fn api_command(name: &'static str, about: &'static str, ops: impl Iterator<Item = (&'static str, Command)>) -> Command {
     ops.fold(Command::new(name).about(about).subcommand_required(true), |parent, (id, cmd)| {
         let mut cmd = cmd.name(id.replace('_', "-"));
+        // progenitor puts summary and description in one `about`; keep the summary for the parent's one-line listing
+        // and the whole text for the subcommand's own help.
+        if let Some(full) = cmd.get_about().map(|a| a.to_string())
+            && let Some((summary, _)) = full.split_once("\n\n")
+        {
+            cmd = cmd.about(summary.trim().to_string()).long_about(full.trim_end().to_string());
+        }
         // progenitor declares this flag (help "XXX") but generates nothing that reads it.
         if cmd.get_arguments().any(|a| a.get_id() == "json-body-template") {
             cmd = cmd.mut_arg("json-body-template", |a| a.hide(true));
