@@ -8,6 +8,7 @@ pub mod de;
 mod define;
 mod error;
 pub mod hooks;
+pub mod limits;
 pub mod paging;
 mod result;
 mod retry;

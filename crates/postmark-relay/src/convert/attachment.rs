@@ -53,10 +53,13 @@ pub(crate) fn extract<'a>(
     Extracted { name, content_type: content_type_text(part, &ctype, &subtype), bytes, content_id }
 }
 
-/// `(type, subtype)` in lower case; a part without Content-Type is `text/plain` (RFC 2045 §5.2).
+/// `(type, subtype)` in lower case; a part without Content-Type is `text/plain` (RFC 2045 §5.2),
+/// except inside `multipart/digest`, where it is `message/rfc822` (RFC 2046 §5.1.5; mail-parser
+/// already parses such a part as a message).
 pub(crate) fn media_type(part: &MessagePart<'_>) -> (String, String) {
     match part.content_type() {
         Some(ct) => (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or_default().to_ascii_lowercase()),
+        None if matches!(part.body, PartType::Message(_)) => ("message".to_owned(), "rfc822".to_owned()),
         None => ("text".to_owned(), "plain".to_owned()),
     }
 }
@@ -148,7 +151,7 @@ fn extension_for(ctype: &str, subtype: &str) -> &'static str {
         ("text", "html") => ".html",
         ("text", "csv") => ".csv",
         ("text", "calendar") => ".ics",
-        ("text", "vcard") => ".vcf",
+        ("text", "vcard" | "x-vcard") => ".vcf",
         ("image", "png") => ".png",
         ("image", "jpeg" | "jpg") => ".jpg",
         ("image", "gif") => ".gif",
@@ -162,44 +165,17 @@ fn extension_for(ctype: &str, subtype: &str) -> &'static str {
     }
 }
 
-/// Postmark refuses these attachment extensions (ErrorCode 411).
-pub const FORBIDDEN_EXTENSIONS: &[&str] = &[
-    "vbs", "exe", "bin", "bat", "chm", "com", "cpl", "crt", "hlp", "hta", "inf", "ins", "isp", "jse", "lnk", "mdb",
-    "pcd", "pif", "reg", "scr", "sct", "shs", "vbe", "vba", "wsf", "wsh", "wsl", "msc", "msi", "msp", "mst",
-];
-
-/// The forbidden extension of `file_name`, if it has one (case-insensitive).
-///
-/// Trailing dots and blanks are ignored first, since Windows ignores them too (`x.exe.` runs as
-/// `x.exe`).
-pub fn forbidden_extension(file_name: &str) -> Option<&'static str> {
-    let trimmed = file_name.trim_end_matches(|c: char| c == '.' || c.is_whitespace());
-    let (_, ext) = trimmed.rsplit_once('.')?;
-    FORBIDDEN_EXTENSIONS.iter().find(|f| f.eq_ignore_ascii_case(ext)).copied()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn forbidden_extensions_are_found_case_insensitively() {
-        assert_eq!(forbidden_extension("setup.EXE"), Some("exe"));
-        assert_eq!(forbidden_extension("x.tar.Bat"), Some("bat"));
-        assert_eq!(forbidden_extension("run.exe. "), Some("exe"));
-        assert_eq!(forbidden_extension("report.pdf"), None);
-        assert_eq!(forbidden_extension("exe"), None);
-        assert_eq!(forbidden_extension("notes.exe.txt"), None);
-        assert_eq!(FORBIDDEN_EXTENSIONS.len(), 31);
-        for ext in FORBIDDEN_EXTENSIONS {
-            assert_eq!(forbidden_extension(&format!("f.{ext}")), Some(*ext));
-        }
-    }
-
-    #[test]
     fn generated_names_never_use_a_forbidden_extension() {
         for (t, s) in [("application", "octet-stream"), ("application", "x-msdownload"), ("image", "png")] {
-            assert_eq!(forbidden_extension(&format!("attachment-1{}", extension_for(t, s))), None);
+            assert_eq!(
+                postmark_core::limits::forbidden_extension(&format!("attachment-1{}", extension_for(t, s))),
+                None
+            );
         }
     }
 

@@ -7,6 +7,13 @@ use base64::Engine as _;
 
 use super::*;
 
+/// The one request of a message that names a recipient in To or Cc.
+fn to_postmark(raw: &[u8], envelope: &Envelope, opts: &ConvertOptions) -> Result<SendEmailRequest, ConvertError> {
+    let mut requests = super::to_postmark(raw, envelope, opts)?;
+    assert_eq!(requests.len(), 1, "expected one request");
+    Ok(requests.remove(0))
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/mime/{name}", env!("CARGO_MANIFEST_DIR"));
     let lf = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -99,7 +106,7 @@ fn multipart_alternative_with_qp_latin1_text_and_base64_html() {
 
 #[test]
 fn default_message_stream_comes_from_the_options() {
-    let opts = ConvertOptions { message_stream: Some("relay".into()) };
+    let opts = ConvertOptions { message_stream: Some("relay".into()), ..Default::default() };
     let req = to_postmark(&fixture("alternative.eml"), &env("", &["ann@example.org"]), &opts).unwrap();
     assert_eq!(req.message_stream.as_deref(), Some("relay"));
 }
@@ -297,7 +304,7 @@ fn invalid_from_header_falls_back_to_the_envelope_sender() {
 
 #[test]
 fn x_pm_headers_map_to_fields_and_leave_headers() {
-    let opts = ConvertOptions { message_stream: Some("outbound".into()) };
+    let opts = ConvertOptions { message_stream: Some("outbound".into()), ..Default::default() };
     let req = to_postmark(&fixture("x-pm-headers.eml"), &env("", &["ann@example.org"]), &opts).unwrap();
     // The header wins over the configured default.
     assert_eq!(req.message_stream.as_deref(), Some("broadcasts"));
@@ -372,10 +379,11 @@ fn header_recipient_outside_the_envelope_gets_no_copy_even_if_it_empties_to() {
     assert_eq!(req.bcc, None);
     assert_eq!(header(&req, "X-Relay-Original-Cc"), Some("Cy <cy@EXAMPLE.org>, ann@example.org"));
 
+    // Postmark requires To: the one hidden recipient is addressed To itself alone.
     let req = convert_fixture("envelope.eml", &env("", &["bcc-only@hidden.example"]));
-    assert_eq!(req.to, "");
+    assert_eq!(req.to, "bcc-only@hidden.example");
     assert_eq!(req.cc, None);
-    assert_eq!(req.bcc.as_deref(), Some("bcc-only@hidden.example"));
+    assert_eq!(req.bcc, None);
 }
 
 #[test]
@@ -390,8 +398,13 @@ fn recipient_limit_counts_distinct_envelope_addresses() {
 
     let mut envelope = Envelope::new("", fifty);
     envelope.rcpt_to.push("r0@EXAMPLE.org".into()); // a duplicate of r0@example.org
-    let req = to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap();
-    assert_eq!(req.bcc.unwrap().split(", ").count(), 50);
+    let requests = super::to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap();
+    // None of them is in To or Cc: one copy each, each To its recipient alone.
+    assert_eq!(requests.len(), 50);
+    assert!(requests.iter().all(|r| r.bcc.is_none() && r.cc.is_none()));
+    let mut to: Vec<&str> = requests.iter().map(|r| r.to.as_str()).collect();
+    to.dedup();
+    assert_eq!(to.len(), 50);
 
     let err = to_postmark(&raw, &Envelope::new("", Vec::<String>::new()), &ConvertOptions::default()).unwrap_err();
     assert_eq!(err, ConvertError::NoRecipients);
@@ -447,12 +460,12 @@ fn html_only_message_has_no_text_body() {
 }
 
 #[test]
-fn attachment_only_message_gets_an_empty_text_body() {
+fn attachment_only_message_gets_the_empty_body_text_naming_its_files() {
     let raw = b"From: scanner@example.com\r\nTo: ann@example.org\r\nSubject: Scan\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/mixed; boundary=\"s\"\r\n\r\n--s\r\nContent-Type: application/pdf; name=\"scan.pdf\"\r\n\
 Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--s--\r\n";
     let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
-    assert_eq!(req.text_body.as_deref(), Some(""));
+    assert_eq!(req.text_body, Some(DEFAULT_EMPTY_BODY_TEXT.replace("{attachments}", "scan.pdf")));
     assert_eq!(req.html_body, None);
     assert_eq!(req.attachments.len(), 1);
     assert_eq!(req.attachments[0].name, "scan.pdf");
@@ -535,4 +548,186 @@ fn a_parser_panic_makes_the_message_unparseable() {
         Ok(_) => {}
         Err(r) => assert_eq!((r.code, r.enhanced), (554, "5.6.0"), "{r}"),
     }
+}
+
+// ---- the messy corpus (tests/fixtures/messy/): what legacy senders really send ----------------
+
+/// The request the API path makes of a message of the messy corpus, after the accept-time
+/// repairs (as the relay stores it).
+fn messy(name: &str, rcpt: &[&str]) -> Vec<SendEmailRequest> {
+    let path = format!("{}/tests/fixtures/messy/{name}", env!("CARGO_MANIFEST_DIR"));
+    let raw = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let raw = crate::repair::end_headers(&raw).unwrap_or(raw);
+    super::to_postmark(&raw, &env("app@example.com", rcpt), &ConvertOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn messy_one(name: &str) -> SendEmailRequest {
+    let mut requests = messy(name, &["office@example.com"]);
+    assert_eq!(requests.len(), 1, "{name}");
+    requests.remove(0)
+}
+
+fn empty_body(names: &str) -> Option<String> {
+    Some(DEFAULT_EMPTY_BODY_TEXT.replace("{attachments}", names))
+}
+
+fn attachment_list(req: &SendEmailRequest) -> Vec<(String, String)> {
+    req.attachments.iter().map(|a| (a.name.clone(), a.content_type.clone())).collect()
+}
+
+#[test]
+fn scanner_messages_get_a_text_naming_the_scan() {
+    let req = messy_one("01-scan-to-email-pdf-only.eml");
+    assert_eq!(req.text_body, empty_body("scan_0001.pdf"));
+    assert_eq!(req.html_body, None);
+    assert_eq!(attachment_list(&req), [("scan_0001.pdf".to_owned(), "application/pdf".to_owned())]);
+    assert!(decoded(&req.attachments[0]).starts_with(b"%PDF-1.4"));
+
+    let req = messy_one("02-scan-single-part-pdf.eml");
+    assert_eq!(req.text_body, empty_body("doc.pdf"));
+    assert_eq!(attachment_list(&req), [("doc.pdf".to_owned(), "application/pdf".to_owned())]);
+}
+
+#[test]
+fn empty_and_blank_bodies_get_the_empty_body_text() {
+    for name in [
+        "03-empty-body.eml",
+        "04-headers-only-no-separator.eml",
+        "16-whitespace-only-text.eml",
+        "19-alternative-both-empty.eml",
+        "41-html-whitespace-only.eml",
+        "42-only-blank-lines.eml",
+        "53-empty-multipart.eml",
+    ] {
+        let req = messy_one(name);
+        assert_eq!(req.text_body, empty_body("none"), "{name}");
+        assert_eq!(req.html_body, None, "{name}");
+        assert!(req.attachments.is_empty(), "{name}: {:?}", attachment_list(&req));
+    }
+}
+
+#[test]
+fn a_blank_text_alternative_leaves_the_html_alone() {
+    let req = messy_one("17-whitespace-text-and-html.eml");
+    assert_eq!(req.text_body, None);
+    assert_eq!(req.html_body.as_deref(), Some("<p>Only the HTML says something.</p>"));
+}
+
+#[test]
+fn a_body_without_a_blank_line_before_it_is_kept() {
+    let req = messy_one("05-no-blank-line-before-body.eml");
+    assert_eq!(
+        req.text_body.as_deref(),
+        Some("This line is the body but there is no blank line before it.\r\nSecond line.\r\n")
+    );
+    assert_eq!(req.subject.as_deref(), Some("no separator"));
+    assert!(req.attachments.is_empty());
+}
+
+#[test]
+fn invalid_content_types_mean_plain_text() {
+    for (name, text) in [
+        ("06-content-type-text-no-subtype.eml", "The body of a message whose Content-Type has no subtype.\r\n"),
+        ("07-content-type-garbage.eml", "Body under an unparseable Content-Type.\r\n"),
+        ("20-multipart-missing-boundary-param.eml", "This text sits in a multipart without a boundary.\r\n"),
+        ("21-boundary-never-appears.eml", "The boundary is declared but never used.\r\n"),
+        ("34-multipart-type-plain-body.eml", "no parts at all, just text\r\n"),
+    ] {
+        let req = messy_one(name);
+        assert_eq!(req.text_body.as_deref(), Some(text), "{name}");
+        assert!(req.attachments.is_empty(), "{name}: {:?}", attachment_list(&req));
+    }
+}
+
+#[test]
+fn readable_text_subtypes_become_the_body_data_ones_stay_attached() {
+    let req = messy_one("08-text-x-unknown-only.eml");
+    assert_eq!(req.text_body.as_deref(), Some("line 1 of the log\r\nline 2 of the log\r\n"));
+    assert!(req.attachments.is_empty());
+    let req = messy_one("40-text-enriched.eml");
+    assert_eq!(req.text_body.as_deref(), Some("<bold>Hello</bold> in enriched text.\r\n"));
+
+    let req = messy_one("36-calendar-only.eml");
+    assert_eq!(req.text_body, empty_body("invite.ics"));
+    assert_eq!(req.attachments[0].content_type, "text/calendar; method=REQUEST; charset=utf-8");
+    let req = messy_one("54-vcard-only.eml");
+    assert_eq!(req.text_body, empty_body("attachment-1.vcf"));
+    let req = messy_one("15-text-csv-attachment-only.eml");
+    assert_eq!(req.text_body, empty_body("report.csv"));
+}
+
+#[test]
+fn digest_parts_are_messages_and_reports_keep_every_part() {
+    let req = messy_one("11-multipart-digest.eml");
+    assert_eq!(
+        attachment_list(&req),
+        [
+            ("forwarded-message.eml".to_owned(), "message/rfc822".to_owned()),
+            ("forwarded-message.eml".to_owned(), "message/rfc822".to_owned())
+        ]
+    );
+    assert_eq!(decoded(&req.attachments[1]), b"From: b@example.org\r\nSubject: second\r\n\r\nsecond message");
+    assert_eq!(req.text_body, empty_body("forwarded-message.eml, forwarded-message.eml"));
+
+    let req = messy_one("12-multipart-report-bounce.eml");
+    assert!(req.text_body.as_deref().unwrap().starts_with("This is the mail system."));
+    assert_eq!(req.attachments.len(), 2);
+    let req = messy_one("13-multipart-report-headers-only.eml");
+    assert_eq!(req.attachments.len(), 2);
+    assert!(req.text_body.as_deref().unwrap().starts_with("This message has no text of its own."));
+}
+
+#[test]
+fn named_text_parts_stay_attachments_and_are_named_in_the_text() {
+    let req = messy_one("14-inline-text-with-filename.eml");
+    assert_eq!(req.text_body, empty_body("backup.log"));
+    assert_eq!(decoded(&req.attachments[0]), b"backup finished: 42 files");
+    let req = messy_one("52-text-plain-with-name-param-only.eml");
+    assert_eq!(req.text_body, empty_body("notes.txt"));
+}
+
+#[test]
+fn eight_bit_text_without_a_charset_is_read_as_windows_1252() {
+    let req = messy_one("27-8bit-no-charset.eml");
+    assert_eq!(req.text_body.as_deref(), Some("Grüße aus München\r\n"));
+}
+
+#[test]
+fn an_unparseable_reply_to_is_kept_aside_instead_of_sinking_the_message() {
+    let req = messy_one("48-invalid-reply-to.eml");
+    assert_eq!(req.reply_to, None);
+    assert_eq!(header(&req, "X-Relay-Original-Reply-To"), Some("not an address, also@@bad"));
+}
+
+#[test]
+fn undisclosed_recipients_get_one_copy_each_addressed_to_them() {
+    let req = messy_one("49-undisclosed-recipients.eml");
+    assert_eq!(req.to, "office@example.com");
+    assert_eq!(req.bcc, None);
+    let requests = messy("49-undisclosed-recipients.eml", &["a@example.org", "b@example.org"]);
+    let to: Vec<&str> = requests.iter().map(|r| r.to.as_str()).collect();
+    assert_eq!(to, ["a@example.org", "b@example.org"]);
+    assert!(requests.iter().all(|r| r.bcc.is_none() && r.text_body.as_deref() == Some("body\r\n")));
+}
+
+#[test]
+fn only_cc_recipients_are_moved_to_to() {
+    let raw = b"From: a@example.com\r\nCc: Ann <ann@example.org>\r\n\r\nhi\r\n";
+    let req =
+        to_postmark(raw, &env("", &["ann@example.org", "hidden@example.net"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.to, "Ann <ann@example.org>");
+    assert_eq!(req.cc, None);
+    assert_eq!(req.bcc.as_deref(), Some("hidden@example.net"));
+}
+
+#[test]
+fn a_configured_empty_body_text_is_used_and_a_blank_one_is_not() {
+    let raw = b"From: a@example.com\r\nTo: ann@example.org\r\n\r\n";
+    let opts = ConvertOptions { empty_body_text: Some("Scan: {attachments}".into()), ..Default::default() };
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &opts).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("Scan: none"));
+    let opts = ConvertOptions { empty_body_text: Some("  \n".into()), ..Default::default() };
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &opts).unwrap();
+    assert_eq!(req.text_body, empty_body("none"));
 }

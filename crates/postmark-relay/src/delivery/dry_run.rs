@@ -41,12 +41,17 @@ impl DryRun {
     fn write(&self, msg: &StoredMessage) -> Outcome {
         let id = &msg.id;
         let written = match self.via {
-            Via::Api => match super::api::request_for(msg, &self.convert) {
-                Ok(request) => {
-                    let json = serde_json::to_vec_pretty(&request).unwrap_or_default();
+            // One request as an object; a message sent as one copy per recipient as an array.
+            Via::Api => match super::api::requests_for(msg, &self.convert) {
+                Ok(requests) => {
+                    let json = match requests.as_slice() {
+                        [request] => serde_json::to_vec_pretty(request),
+                        several => serde_json::to_vec_pretty(several),
+                    }
+                    .unwrap_or_default();
                     self.spool.write_dry_run(&format!("{id}.json"), &json)
                 }
-                Err(reason) => return Outcome::Permanent(reason),
+                Err(e) => return Outcome::Permanent(format!("cannot convert the message for Postmark's API: {e}")),
             },
             Via::Smtp => {
                 let envelope = serde_json::to_vec_pretty(&msg.header.envelope).unwrap_or_default();

@@ -288,8 +288,10 @@ impl Acceptor {
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
-            check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-            spool.prepare(Header::new(envelope, &raw), raw).map_err(Outcome::Spool)
+            let accepted =
+                check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
+            let raw = accepted.repaired.unwrap_or(raw);
+            spool.prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw).map_err(Outcome::Spool)
         })
         .await;
         let result = match checked {
@@ -335,8 +337,11 @@ enum Outcome {
 
 /// Accept-time checks (what Postmark would reject for the message's own shape), answered with a
 /// 5xx at the end of DATA.
-fn check(raw: &[u8], envelope: &Envelope, via: Via, convert: &ConvertOptions) -> Result<(), (Reply, Reject)> {
-    validate::validate(raw, envelope, via, convert)
-        .map(|_| ())
-        .map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
+fn check(
+    raw: &[u8],
+    envelope: &Envelope,
+    via: Via,
+    convert: &ConvertOptions,
+) -> Result<validate::Accepted, (Reply, Reject)> {
+    validate::validate(raw, envelope, via, convert).map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
 }

@@ -25,6 +25,17 @@ impl Protocol {
         if !tx.smtputf8 && !address.is_ascii() {
             return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
+        if !postmark_core::limits::is_valid_address(&address) {
+            return self.error(
+                out,
+                Reply::new(
+                    553,
+                    "5.1.3",
+                    "Postmark cannot send to this address (it takes letters, digits and .!#$%&'*+-/=^_`{|}~ \
+                     before the @, no quoted or non-ASCII addresses, and a domain name after it)",
+                ),
+            );
+        }
         let folded = fold(&address);
         if tx.rcpt_to.iter().any(|r| fold(r) == folded) {
             Reply::new(250, "2.1.5", "Recipient OK (duplicate ignored)").write_to(out);

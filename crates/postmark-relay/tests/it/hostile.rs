@@ -132,7 +132,7 @@ async fn a_100_mb_line_without_crlf_is_refused_and_memory_stays_bounded() {
     // Over the size limit as well, which wins (552 tells the client not to retry as is); the
     // line limit is what keeps the memory flat: the buffer is dropped after 998 octets instead
     // of growing to the 10 MB limit.
-    assert_eq!(c.reply().await, "552 5.3.4 Message size exceeds fixed maximum message size of 10485760 bytes\r\n");
+    assert_eq!(c.reply().await, "552 5.3.4 Message size exceeds fixed maximum message size of 10000000 bytes\r\n");
     assert!(c.command("NOOP").await.starts_with("250 2.0.0"), "the session goes on");
     let elapsed = started.elapsed();
     let peak = sampler.peak_kib();
@@ -163,7 +163,8 @@ async fn binary_garbage_nul_bytes_and_invalid_utf8_get_5xx_and_the_relay_stays_u
         (b"MAIL FROM:<s@example.com> SMTPUTF8\r\n", "250 2.1.0 "),
         (b"RCPT TO:<\xff\xfe@example.com>\r\n", "501 5.1.3 "),
         (b"RCPT TO:<\xc3\x28@example.com>\r\n", "501 5.1.3 "),
-        (b"RCPT TO:<j\xc3\xbcrgen@example.com>\r\n", "250 2.1.5 "),
+        // Valid UTF-8 with SMTPUTF8, but Postmark takes no non-ASCII address.
+        (b"RCPT TO:<j\xc3\xbcrgen@example.com>\r\n", "553 5.1.3 "),
         (b"RSET\r\n", "250 2.0.0 "),
         (b"\r\n", "500 5.5.1 "),
         (b"\x1b[2J\x1b[H\x07\r\n", "500 5.5.1 "),
@@ -440,11 +441,17 @@ async fn a_message_whose_first_line_is_a_dot_stays_one_transaction_on_the_smtp_p
         let got = fake.wait_for_messages(before + 1, Duration::from_secs(10)).await;
         let t = got.last().unwrap();
         assert_eq!(t.rcpt_to, ["r@example.com"]);
-        // Byte for byte what the relay stored, leading dot included.
-        assert_eq!(
-            String::from_utf8_lossy(&t.data),
-            String::from_utf8_lossy(&upstream_view(&relay_unstuffed(&data[..data.len() - 3])))
-        );
+        // Byte for byte what the relay stored, leading dot included. A first line of only `.`
+        // cannot be a header, so the relay starts the body there (a message without headers),
+        // and Postmark needs a From: the envelope sender's is put in front.
+        let stored = relay_unstuffed(&data[..data.len() - 3]);
+        let stored = postmark_relay::repair::end_headers(&stored).unwrap_or(stored);
+        let stored = if stored.starts_with(b"\r\n") {
+            [b"From: s@example.com\r\n".as_slice(), &stored].concat()
+        } else {
+            stored
+        };
+        assert_eq!(String::from_utf8_lossy(&t.data), String::from_utf8_lossy(&upstream_view(&stored)));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let all = fake.messages();
