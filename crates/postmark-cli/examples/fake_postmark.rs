@@ -25,7 +25,7 @@ async fn main() {
     let server = json!({"ID": 1, "Name": "Production", "DeliveryType": "Live", "Color": "Blue",
         "ApiTokens": ["fake-server-token"], "TrackOpens": true, "TrackLinks": "HtmlOnly"});
     fake.respond("GET", "/server", 200, &server.to_string());
-    fake.respond("GET", "/servers", 200, &json!({"TotalCount": 2, "Servers": [server]}).to_string());
+    fake.respond("GET", "/servers", 200, &json!({"TotalCount": 1, "Servers": [server]}).to_string());
     fake.store_templates(vec![
         json!({"TemplateId": 1001, "Name": "Base layout", "Alias": "base", "TemplateType": "Layout",
                "HtmlBody": "<html><body>{{{@content}}}</body></html>", "TextBody": "{{{@content}}}"}),

@@ -8,21 +8,17 @@ use base64::Engine as _;
 use crate::Error;
 use crate::types::EmailAttachment;
 
-/// File extensions Postmark refuses as attachments (HTTP 422, ErrorCode 411), lower case.
-pub const FORBIDDEN_EXTENSIONS: &[&str] = &[
-    "vbs", "exe", "bin", "bat", "chm", "com", "cpl", "crt", "hlp", "hta", "inf", "ins", "isp", "jse", "lnk", "mdb",
-    "pcd", "pif", "reg", "scr", "sct", "shs", "vbe", "vba", "wsf", "wsh", "wsl", "msc", "msi", "msp", "mst",
-];
+// Both limits come from `postmark_core::limits`, the one definition the relay uses too.
+/// File extensions Postmark refuses as attachments (HTTP 422, ErrorCode 411), lower case, without the dot.
+pub use postmark_core::limits::FORBIDDEN_EXTENSIONS;
+/// The most a message may weigh at Postmark, attachments included, measured after base64: 10 MB, read strictly as
+/// 10,000,000 bytes.
+pub use postmark_core::limits::MAX_MESSAGE_BYTES;
 
-/// The most a message may weigh at Postmark, attachments included, measured after base64 (10 MB).
-pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
-
-/// Whether Postmark refuses an attachment with this file name because of its extension.
+/// Whether Postmark refuses an attachment with this file name because of its extension (case-insensitive; trailing
+/// dots and blanks ignored, as a file system would).
 pub fn is_forbidden_name(name: &str) -> bool {
-    Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| FORBIDDEN_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    postmark_core::limits::forbidden_extension(name).is_some()
 }
 
 fn check_name(name: &str) -> Result<(), Error> {
@@ -133,16 +129,17 @@ mod tests {
         }
         assert!(!is_forbidden_name("exe.pdf"));
         assert!(!is_forbidden_name("README"));
+        assert!(is_forbidden_name("setup.EXE."), "a trailing dot does not hide the extension");
         assert!(EmailAttachment::from_bytes("  ", b"x").is_err(), "a name is required");
     }
 
     #[test]
     fn size_is_checked_after_base64() {
-        // 7.5 MiB of bytes is exactly 10 MiB of base64; one byte more is over.
+        // 7,500,000 bytes are exactly 10,000,000 bytes of base64; one byte more is over.
         let limit = MAX_MESSAGE_BYTES / 4 * 3;
         assert!(EmailAttachment::from_bytes("a.bin.txt", vec![0u8; limit]).is_ok());
         let err = EmailAttachment::from_bytes("a.txt", vec![0u8; limit + 1]).expect_err("too big");
-        assert!(err.to_string().contains("at most 10485760"), "{err}");
+        assert!(err.to_string().contains("at most 10000000"), "{err}");
         let half = EmailAttachment::from_bytes("h.txt", vec![0u8; limit / 2 + 3]).expect("ok");
         assert!(validate_attachments(&[half.clone(), half]).is_err(), "the total counts");
     }
