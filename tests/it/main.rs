@@ -8,3 +8,4 @@ mod fidelity;
 mod paging;
 mod retry;
 mod server_examples;
+mod tool_examples;

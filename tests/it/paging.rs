@@ -144,3 +144,34 @@ async fn account_listings_stream_too() {
     assert_eq!(servers.len(), 501);
     assert_eq!(pages(&fake), [(500, 0), (500, 500)]);
 }
+
+/// Every operation of both specs that takes `count` and `offset` has `stream()` (one `Builder => Item` line in the
+/// client crate's `paging.rs`), so a listing added to a spec cannot be left to hand paging.
+#[test]
+fn every_count_offset_listing_has_a_stream() {
+    let root = xtask::workspace_root();
+    let mut listings = Vec::new();
+    for (spec, crate_dir) in [("openapi/server.yaml", "postmark-server"), ("openapi/account.yaml", "postmark-account")]
+    {
+        let doc = xtask::load_bundled(&root.join(spec), &root.join(xtask::SHARED_SPEC)).expect("spec loads");
+        let paging = std::fs::read_to_string(root.join("crates").join(crate_dir).join("src/paging.rs")).expect("read");
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for (method, op) in item.as_object().expect("path item") {
+                let params: Vec<String> = op["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).map(str::to_ascii_lowercase).collect())
+                    .unwrap_or_default();
+                if method == "parameters"
+                    || !(params.iter().any(|p| p == "count") && params.iter().any(|p| p == "offset"))
+                {
+                    continue;
+                }
+                let id = op["operationId"].as_str().expect("operationId");
+                let builder: String = id.split('_').map(|w| w[..1].to_ascii_uppercase() + &w[1..]).collect();
+                assert!(paging.contains(&format!("{builder} =>")), "{id} pages with count/offset but has no stream()");
+                listings.push(id.to_string());
+            }
+        }
+    }
+    assert_eq!(listings.len(), 12, "the listings found: {listings:?}");
+}
