@@ -107,6 +107,15 @@ pub enum Command {
         /// User name (no `:`, spaces or control characters).
         user: String,
     },
+    /// Queue a message read from standard input, as `sendmail` does (`-t`, `-i`, `-f`, `-F`,
+    /// `-bp`, `-q`, …); also what runs when the binary is called `sendmail`. Works whether or
+    /// not the relay is running.
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail's options and recipients.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
     /// Inspect and act on pending and dead messages.
     Queue {
         /// What to do.

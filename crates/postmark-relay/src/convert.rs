@@ -57,6 +57,7 @@ use self::controls::raw_value;
 use postmark_core::limits::is_valid_address;
 
 use self::address::Mailbox;
+pub(crate) use self::address::display_name as quote_display_name;
 pub use self::body::DEFAULT_EMPTY_BODY_TEXT;
 pub use crate::envelope::Envelope;
 pub use postmark_core::limits::{FORBIDDEN_EXTENSIONS, forbidden_extension};

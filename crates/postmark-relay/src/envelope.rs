@@ -31,6 +31,10 @@ pub struct Routing {
     /// stream).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// The route (`[[routes]]`) whose credentials deliver the message, by name; `None` for the
+    /// default credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     /// A dead-letter notice the relay wrote itself: never the subject of another notice.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub notice: bool,

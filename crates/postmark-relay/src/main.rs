@@ -10,11 +10,23 @@ use postmark_relay::shutdown::os_signal;
 use postmark_relay::spool::Spool;
 
 fn main() -> ExitCode {
+    // Run as `sendmail` (a link at /usr/sbin/sendmail, PHP's sendmail_path) or `mailq`.
+    let mut argv = std::env::args();
+    let program = argv.next().unwrap_or_default();
+    let name = std::path::Path::new(&program).file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+    if name == "sendmail" || name == "mailq" {
+        let mut args: Vec<String> = argv.collect();
+        if name == "mailq" {
+            args.insert(0, "-bp".into());
+        }
+        return sendmail(&args);
+    }
     let cli = Cli::parse();
     init_tracing();
     let env = |name: &str| std::env::var(name).ok();
     match &cli.command {
         Some(Command::HashPassword { user }) => hash_password(user),
+        Some(Command::Sendmail { args }) => sendmail(args),
         Some(Command::Queue { action }) => {
             let spool = match resolve_spool(&cli.args, &env)
                 .map_err(|e| e.to_string())
@@ -71,6 +83,22 @@ async fn serve(config: Config) -> ExitCode {
     }
     relay.stop().await;
     ExitCode::SUCCESS
+}
+
+/// `sendmail [options] [recipients…]`: exit codes from `sysexits.h`, one line on stderr.
+fn sendmail(args: &[String]) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let user = postmark_relay::sendmail::current_user(&env);
+    let mut cx = postmark_relay::sendmail::Context { env: &env, stdin: &mut stdin, stdout: &mut stdout, user };
+    match postmark_relay::sendmail::run(args, &mut cx) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("sendmail: {}", failure.message);
+            ExitCode::from(failure.exit)
+        }
+    }
 }
 
 /// `hash-password USER`: reads the password from standard input (prompting twice, without

@@ -52,6 +52,9 @@ pub enum Reject {
     Recipients,
     /// No usable sender (`550 5.1.7` at the end of `DATA`).
     Sender,
+    /// Refused by the sender policy (`550 5.7.1`: `allowed_senders`, a From Postmark has not
+    /// verified).
+    Policy,
     /// A forbidden attachment type (`554 5.6.0`).
     Attachment,
     /// No header section at all (`554 5.6.0`).
@@ -80,13 +83,14 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, in the order of the label values.
-    pub const ALL: [Reject; 18] = [
+    pub const ALL: [Reject; 19] = [
         Reject::Syntax,
         Reject::Sequence,
         Reject::Address,
         Reject::Size,
         Reject::Recipients,
         Reject::Sender,
+        Reject::Policy,
         Reject::Attachment,
         Reject::Unparseable,
         Reject::Unrepresentable,
@@ -110,6 +114,7 @@ impl Reject {
             Reject::Size => "size",
             Reject::Recipients => "recipients",
             Reject::Sender => "sender",
+            Reject::Policy => "policy",
             Reject::Attachment => "attachment",
             Reject::Unparseable => "unparseable",
             Reject::Unrepresentable => "unrepresentable",

@@ -110,6 +110,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let spool_err = |source| StartError::Spool { path: config.spool.display().to_string(), source };
     let spool = Arc::new(Spool::open(&config.spool).map_err(spool_err)?);
     let lock: File = spool.lock().map_err(spool_err)?;
+    crate::spool::maildrop::ensure(spool.root()).map_err(spool_err)?;
     let leftovers = spool.recover().map_err(spool_err)?;
     if leftovers > 0 {
         tracing::info!(files = leftovers, "removed incomplete writes left by an earlier run (never acknowledged)");
@@ -124,13 +125,18 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     }
 
     let convert = config.convert.clone();
+    let policy = Arc::new(config.policy.clone());
+    let verified = Arc::clone(policy.verified());
     let backend = match config.mode {
         Mode::DryRun(via, _) => {
             Backend::DryRun(delivery::dry_run::DryRun::new(Arc::clone(&spool), via, convert.clone()))
         }
         Mode::Send(Via::Api) => {
             let token = config.credentials.server_token.as_ref().ok_or(BackendError::NoServerToken)?;
-            Backend::Api(delivery::api::Api::new(config.api.clone(), token, convert.clone())?)
+            let mut api = delivery::api::Api::new(config.api.clone(), token, convert.clone())?
+                .with_verified(Arc::clone(&verified));
+            api.set_credentials(&config.credentials)?;
+            Backend::Api(api)
         }
         Mode::Send(Via::Smtp) => Backend::Smtp(delivery::smtp::Smtp::new(config.smtp.clone(), &config.credentials)?),
     };
@@ -167,8 +173,17 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let acceptor = Arc::new(
         Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx)
             .map_err(spool_err)?
-            .with_metrics(Arc::clone(&metrics)),
+            .with_metrics(Arc::clone(&metrics))
+            .with_policy(Arc::clone(&policy)),
     );
+    let account_poller = match &config.credentials.account_token {
+        Some(token) => {
+            let client = crate::policy::account::client(&config.api.url, token, config.api.timeout)
+                .map_err(BackendError::ApiClient)?;
+            Some(tokio::spawn(crate::policy::account::poll(client, verified, config.sender_refresh, shutdown.signal())))
+        }
+        None => None,
+    };
 
     // Before the banner: from here on SIGHUP reloads instead of ending the process.
     let reload = Arc::new(Notify::new());
@@ -201,9 +216,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let signal = shutdown.signal();
     let mut signal_for_worker = shutdown.signal();
     let reload_signal = shutdown.signal();
+    let import_signal = shutdown.signal();
     let task = tokio::spawn(async move {
         let _lock = lock;
         let reloader = tokio::spawn(reloader.run(reload_signal));
+        let importer = tokio::spawn(import_maildrop(Arc::clone(&spool), Arc::clone(&acceptor), import_signal));
         let worker = tokio::spawn(worker.run());
         listener::serve(listener, listener_cfg, acceptor, signal).await;
         // The listener returns only once shutdown has begun; give the worker the same deadline
@@ -218,10 +235,65 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
             t.abort();
         }
         reloader.abort();
+        importer.abort();
+        if let Some(t) = account_poller {
+            t.abort();
+        }
         tracing::info!("postmark-relay stopped");
     });
 
     Ok(RunningRelay { local_addr, metrics_addr, shutdown, task, reload })
+}
+
+/// How often the maildrop is looked at.
+const MAILDROP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Imports what `sendmail` leaves in the maildrop, now and every second, until shutdown.
+async fn import_maildrop(spool: Arc<Spool>, acceptor: Arc<Acceptor>, mut shutdown: crate::shutdown::ShutdownSignal) {
+    use crate::spool::{LoadError, maildrop};
+    let mut unreadable = std::collections::HashSet::new();
+    loop {
+        let root = spool.root().to_path_buf();
+        let waiting = tokio::task::spawn_blocking(move || maildrop::waiting(&root)).await;
+        let waiting = match waiting {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the maildrop");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        for (id, path) in waiting {
+            if shutdown.is_triggered() {
+                return;
+            }
+            match maildrop::read(&id, &path) {
+                Ok(msg) => match acceptor.import_dropped(id.clone(), msg.header.envelope, msg.raw).await {
+                    Ok(()) => {
+                        if let Err(e) = maildrop::remove(&path) {
+                            tracing::error!(queue_id = %id, error = %e, "imported, but cannot remove the drop file");
+                        }
+                    }
+                    Err(e) => tracing::warn!(queue_id = %id, error = %e, "cannot import from the maildrop yet"),
+                },
+                Err(LoadError::NotFound) => {}
+                Err(LoadError::Corrupt(why)) => {
+                    let dest = spool.root().join("quarantine").join(format!("{id}.maildrop"));
+                    tracing::error!(queue_id = %id, why, quarantined = %dest.display(), "unreadable drop file");
+                    let _ = std::fs::rename(&path, &dest);
+                }
+                Err(e) => {
+                    if unreadable.insert(id.clone()) {
+                        tracing::error!(queue_id = %id, error = %e, "cannot read a drop file (check the maildrop's permissions)");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(MAILDROP_EVERY) => {}
+            () = shutdown.wait() => return,
+        }
+    }
 }
 
 fn banner(config: &Config, addr: SocketAddr, pending: usize) {

@@ -39,17 +39,30 @@ pub struct Credentials {
     pub smtp: Option<SmtpKey>,
     /// Per-stream SMTP tokens from the config file, chosen by the message's stream.
     pub streams: BTreeMap<String, SmtpKey>,
+    /// Per-route credentials (`[[routes]]`), chosen by the route stored with the message.
+    pub routes: BTreeMap<String, RouteCredentials>,
+    /// `POSTMARK_ACCOUNT_TOKEN`: optional, to read the account's verified senders.
+    pub account_token: Option<Secret>,
+}
+
+/// A route's own credentials: a server token, an SMTP token, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteCredentials {
+    /// The route's server token (API path; also an SMTP login).
+    pub server_token: Option<Secret>,
+    /// The route's SMTP token.
+    pub smtp: Option<SmtpKey>,
 }
 
 impl Credentials {
     /// Whether nothing at all is configured.
     pub fn is_empty(&self) -> bool {
-        self.server_token.is_none() && self.smtp.is_none() && self.streams.is_empty()
+        self.server_token.is_none() && self.smtp.is_none() && self.streams.is_empty() && self.routes.is_empty()
     }
 
     /// Whether an SMTP token (default or per stream) is configured.
     pub fn has_smtp(&self) -> bool {
-        self.smtp.is_some() || !self.streams.is_empty()
+        self.smtp.is_some() || !self.streams.is_empty() || self.routes.values().any(|r| r.smtp.is_some())
     }
 }
 
@@ -95,8 +108,10 @@ pub const SERVER_TOKEN: &str = "POSTMARK_SERVER_TOKEN";
 pub const SMTP_ACCESS_KEY: &str = "POSTMARK_SMTP_ACCESS_KEY";
 /// The SMTP secret key's environment variable.
 pub const SMTP_SECRET_KEY: &str = "POSTMARK_SMTP_SECRET_KEY";
+/// The account token's environment variable.
+pub const ACCOUNT_TOKEN: &str = "POSTMARK_ACCOUNT_TOKEN";
 
-const NAMES: [&str; 3] = [SERVER_TOKEN, SMTP_ACCESS_KEY, SMTP_SECRET_KEY];
+const NAMES: [&str; 4] = [SERVER_TOKEN, SMTP_ACCESS_KEY, SMTP_SECRET_KEY, ACCOUNT_TOKEN];
 
 /// Secrets given in the environment, as values or as files, captured at start-up.
 #[derive(Clone, Default)]

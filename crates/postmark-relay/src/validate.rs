@@ -118,7 +118,8 @@ pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions
             format!("the Subject is {} characters; Postmark accepts at most {MAX_SUBJECT_CHARS}", char_count(subject)),
         ));
     }
-    let routing = Routing { stream: controls.message_stream.or_else(|| opts.message_stream.clone()), notice: false };
+    let routing =
+        Routing { stream: controls.message_stream.or_else(|| opts.message_stream.clone()), route: None, notice: false };
 
     match via {
         Via::Smtp => {

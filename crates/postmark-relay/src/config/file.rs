@@ -46,8 +46,54 @@ pub(crate) struct FileConfig {
     pub(crate) dead_letter_notify: Option<String>,
     pub(crate) notify_from: Option<String>,
     pub(crate) notify_per_hour: Option<u32>,
+    pub(crate) account_token: Option<Secret>,
+    pub(crate) account_token_file: Option<PathBuf>,
+    pub(crate) sender_refresh: Option<String>,
+    pub(crate) local_domain: Option<String>,
+    pub(crate) allowed_senders: Option<Vec<String>>,
+    pub(crate) rewrite_from: Option<String>,
+    #[serde(default)]
+    pub(crate) aliases: BTreeMap<String, OneOrMany>,
+    #[serde(default)]
+    pub(crate) routes: Vec<FileRoute>,
     #[serde(default)]
     pub(crate) limits: FileLimits,
+}
+
+/// An alias's target: one address or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(crate) fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+/// A `[[routes]]` entry: which messages (by sender address or domain, or AUTH user) and with
+/// which credentials and default stream.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRoute {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) senders: Vec<String>,
+    #[serde(default)]
+    pub(crate) users: Vec<String>,
+    pub(crate) message_stream: Option<String>,
+    pub(crate) server_token: Option<Secret>,
+    pub(crate) server_token_file: Option<PathBuf>,
+    pub(crate) smtp_access_key: Option<Secret>,
+    pub(crate) smtp_access_key_file: Option<PathBuf>,
+    pub(crate) smtp_secret_key: Option<Secret>,
+    pub(crate) smtp_secret_key_file: Option<PathBuf>,
 }
 
 /// A `[streams.<id>]` table: the stream's SMTP token and, for the SMTP path, where to send it.
@@ -104,7 +150,12 @@ impl FileConfig {
         let has_secrets = file.server_token.is_some()
             || file.smtp_access_key.is_some()
             || file.smtp_secret_key.is_some()
-            || file.streams.values().any(|s| s.access_key.is_some() || s.secret_key.is_some());
+            || file.account_token.is_some()
+            || file.streams.values().any(|s| s.access_key.is_some() || s.secret_key.is_some())
+            || file
+                .routes
+                .iter()
+                .any(|r| r.server_token.is_some() || r.smtp_access_key.is_some() || r.smtp_secret_key.is_some());
         if has_secrets {
             secrets::warn_if_readable_by_others(path, "the config file");
         }

@@ -38,15 +38,18 @@
 //! `max_session_duration` (all more than zero), `max_errors`,
 //! `max_message_size` (at most Postmark's 10 MB) and `max_recipients` (at most 50).
 
+mod credentials;
 mod error;
-mod file;
+pub(crate) mod file;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use postmark_core::limits::{MAX_MESSAGE_BYTES, MAX_RECIPIENTS};
 
+pub use self::credentials::CredentialSource;
+use self::credentials::credentials_from;
 pub use self::error::ConfigError;
 use self::file::{FileConfig, StreamKind};
 use crate::access::AccessConfig;
@@ -57,7 +60,8 @@ use crate::delivery::api::ApiSettings;
 use crate::delivery::notify::NotifySettings;
 use crate::delivery::smtp::{InvalidSmtpUrl, SmtpSettings, SmtpUpstream};
 use crate::envelope::Via;
-use crate::secrets::{self, Credentials, EnvSecrets, SmtpKey};
+use crate::policy::{Policy, PolicySettings, RouteSettings};
+use crate::secrets::{Credentials, EnvSecrets};
 use crate::session::SessionConfig;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:2525";
@@ -132,73 +136,34 @@ pub struct Config {
     pub credential_source: CredentialSource,
     /// Address of the `/metrics` and `/healthz` listener, if any.
     pub metrics: Option<String>,
+    /// Local names, aliases, sender policy and routes.
+    pub policy: Policy,
+    /// How often the account's verified senders are read again (with an account token).
+    pub sender_refresh: Duration,
 }
 
-/// Where the credentials come from: the config file and the environment (values or files), so
-/// they can be read again without a restart.
-#[derive(Debug, Clone, Default)]
-pub struct CredentialSource {
-    config_file: Option<PathBuf>,
-    env: EnvSecrets,
-}
+/// How often the account's senders are read again by default.
+pub const DEFAULT_SENDER_REFRESH: Duration = Duration::from_secs(600);
 
-impl CredentialSource {
-    /// Reads the credentials from the environment as captured at start, the secret files and the
-    /// config file as they are now. Also returns every file they were read from, to watch.
-    pub fn load(&self) -> Result<(Credentials, Vec<PathBuf>), ConfigError> {
-        let file = FileConfig::read(self.config_file.as_deref())?;
-        let (credentials, mut files) = credentials_from(&self.env, &file)?;
-        files.extend(self.config_file.iter().cloned());
-        files.extend(self.env.files().map(Path::to_path_buf));
-        Ok((credentials, files))
-    }
-}
-
-/// The credentials from the environment (first) and the config file; also the secret files the
-/// config file named.
-fn credentials_from(env: &EnvSecrets, file: &FileConfig) -> Result<(Credentials, Vec<PathBuf>), ConfigError> {
-    let mut files = Vec::new();
-    let mut pick = |name: &str, value: &Option<secrets::Secret>, path: &Option<PathBuf>, key: &str| {
-        let from_env = env.get(name)?;
-        let from_file = secrets::from_file_keys(value.clone(), path.as_deref(), key, &mut files)?;
-        Ok::<_, ConfigError>(from_env.or(from_file))
+/// The sender and recipient policy the file sets (no secrets needed: `sendmail` uses it too).
+pub(crate) fn policy_from(file: &FileConfig) -> Result<Policy, ConfigError> {
+    let settings = PolicySettings {
+        local_domain: file.local_domain.clone(),
+        aliases: file.aliases.iter().map(|(k, v)| (k.clone(), v.clone().into_vec())).collect(),
+        allowed_senders: file.allowed_senders.clone(),
+        rewrite_from: file.rewrite_from.clone(),
+        routes: file
+            .routes
+            .iter()
+            .map(|r| RouteSettings {
+                name: r.name.clone(),
+                senders: r.senders.clone(),
+                users: r.users.clone(),
+                message_stream: r.message_stream.clone(),
+            })
+            .collect(),
     };
-    let server_token = pick(secrets::SERVER_TOKEN, &file.server_token, &file.server_token_file, "server_token")?;
-    let access = pick(secrets::SMTP_ACCESS_KEY, &file.smtp_access_key, &file.smtp_access_key_file, "smtp_access_key")?;
-    let secret = pick(secrets::SMTP_SECRET_KEY, &file.smtp_secret_key, &file.smtp_secret_key_file, "smtp_secret_key")?;
-    let smtp = match (access, secret) {
-        (Some(access_key), Some(secret_key)) => Some(SmtpKey { access_key, secret_key }),
-        (None, None) => None,
-        _ => return Err(secrets::SecretError::HalfSmtpToken.into()),
-    };
-    let mut streams = BTreeMap::new();
-    for (id, stream) in &file.streams {
-        let key = |name: &str| format!("streams.{id}.{name}");
-        let access = secrets::from_file_keys(
-            stream.access_key.clone(),
-            stream.access_key_file.as_deref(),
-            &key("access_key"),
-            &mut files,
-        )?;
-        let secret = secrets::from_file_keys(
-            stream.secret_key.clone(),
-            stream.secret_key_file.as_deref(),
-            &key("secret_key"),
-            &mut files,
-        )?;
-        match (access, secret) {
-            (Some(access_key), Some(secret_key)) => {
-                streams.insert(id.clone(), SmtpKey { access_key, secret_key });
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ConfigError::Inconsistent(format!(
-                    "streams.{id}: an SMTP token needs both access_key and secret_key"
-                )));
-            }
-        }
-    }
-    Ok((Credentials { server_token, smtp, streams }, files))
+    Policy::new(settings).map_err(|e| ConfigError::invalid(e.setting, e.problem))
 }
 
 /// Each stream's SMTP host: its `smtp_url`, else Postmark's broadcast host for a broadcast stream.
@@ -262,6 +227,11 @@ impl Config {
         let file = FileConfig::read(args.config.as_deref())?;
         let streams = stream_upstreams(&file)?;
         let notify = notify_settings(args, &file)?;
+        let policy = policy_from(&file)?;
+        let sender_refresh = positive(
+            duration(None, file.sender_refresh.clone(), "sender_refresh", DEFAULT_SENDER_REFRESH)?,
+            "sender_refresh",
+        )?;
         let credential_source = CredentialSource { config_file: args.config.clone(), env: EnvSecrets::capture(env)? };
         let (credentials, _) = credentials_from(&credential_source.env, &file)?;
         let access = AccessConfig::resolve(
@@ -328,6 +298,8 @@ impl Config {
             credentials,
             credential_source,
             metrics: args.metrics.clone().or(file.metrics).filter(|s| !s.is_empty()),
+            policy,
+            sender_refresh,
         })
     }
 }

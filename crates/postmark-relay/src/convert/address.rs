@@ -49,7 +49,7 @@ impl Mailbox {
 /// bare (`O'Brien`), but Postmark refuses a name with punctuation that is not quoted (support
 /// article on ErrorCode 300). Non-ASCII letters are allowed in either form (RFC 6532); Postmark
 /// applies RFC 2047 encoding when it builds the message.
-fn display_name(name: &str) -> String {
+pub(crate) fn display_name(name: &str) -> String {
     let bare = !name.is_empty() && !name.contains("  ") && name.chars().all(|c| c.is_alphanumeric() || c == ' ');
     if bare {
         return name.to_owned();

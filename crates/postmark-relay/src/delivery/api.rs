@@ -6,6 +6,8 @@
 //! Postmark accepted the message: it is retried (at-least-once), which is the duplicate window
 //! described in the spool documentation. A connect failure never duplicates.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use postmark_core::limits::MAX_BATCH_MESSAGES;
@@ -16,6 +18,8 @@ use super::policy::{Class, classify_error_code, classify_http};
 use super::{BackendError, Outcome, RecipientOutcome};
 use crate::convert::{self, ConvertError, ConvertOptions};
 use crate::metrics::{Metrics, Path};
+use crate::policy::verified::VerifiedSenders;
+use crate::secrets::Credentials;
 use crate::spool::StoredMessage;
 
 /// Most raw message bytes per batch (one bigger message still goes alone). Postmark takes up to
@@ -44,15 +48,26 @@ pub struct ApiSettings {
 #[derive(Debug)]
 pub struct Api {
     client: ServerClient,
+    /// One client per `[[routes]]` entry with a server token of its own.
+    routes: BTreeMap<String, ServerClient>,
     convert: ConvertOptions,
     settings: ApiSettings,
+    /// Taught which senders Postmark refuses (ErrorCodes 400 and 401).
+    verified: Option<Arc<VerifiedSenders>>,
 }
 
 impl Api {
     /// A backend sending with the server token.
     pub fn new(settings: ApiSettings, token: &Token, convert: ConvertOptions) -> Result<Self, BackendError> {
         let client = client(&settings, token)?;
-        Ok(Self { client, convert, settings })
+        Ok(Self { client, routes: BTreeMap::new(), convert, settings, verified: None })
+    }
+
+    /// Teaches `verified` the senders Postmark refuses, so the next message from them is refused
+    /// before `250`.
+    pub fn with_verified(mut self, verified: Arc<VerifiedSenders>) -> Self {
+        self.verified = Some(verified);
+        self
     }
 
     /// Sends with a new server token from now on (credential rotation).
@@ -61,7 +76,51 @@ impl Api {
         Ok(())
     }
 
+    /// Uses these credentials from now on: the default server token and the routes' own.
+    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
+        let token = credentials.server_token.as_ref().ok_or(BackendError::NoServerToken)?;
+        let mut routes = BTreeMap::new();
+        for (name, route) in &credentials.routes {
+            if let Some(token) = &route.server_token {
+                routes.insert(name.clone(), client(&self.settings, token)?);
+            }
+        }
+        self.set_token(token)?;
+        self.routes = routes;
+        Ok(())
+    }
+
     pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
+        // Messages of a route with a token of its own go with that token, the rest with the
+        // default one; each group is batched on its own.
+        let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
+        for (i, msg) in messages.iter().enumerate() {
+            let route = msg.header.routing.as_ref().and_then(|r| r.route.as_deref());
+            let route = route.filter(|r| self.routes.contains_key(*r));
+            if let Some(name) = msg.header.routing.as_ref().and_then(|r| r.route.as_deref())
+                && route.is_none()
+            {
+                tracing::debug!(queue_id = %msg.id, route = name, "route has no server token of its own; default token");
+            }
+            groups.entry(route).or_default().push(i);
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
+        for (route, indices) in groups {
+            let client = route.and_then(|r| self.routes.get(r)).unwrap_or(&self.client);
+            let group: Vec<&StoredMessage> = indices.iter().map(|&i| &messages[i]).collect();
+            for (i, outcome) in indices.into_iter().zip(self.deliver_group(client, &group, metrics).await) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        outcomes.into_iter().map(|o| o.unwrap_or_else(|| Outcome::Transient("no result".into()))).collect()
+    }
+
+    async fn deliver_group(
+        &self,
+        client: &ServerClient,
+        messages: &[&StoredMessage],
+        metrics: &Metrics,
+    ) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
         // Every request with the index of its message; a message sent as one copy per
         // recipient has several.
@@ -92,10 +151,10 @@ impl Api {
                 0 => break,
                 1 => {
                     for request in chunk {
-                        results.push(self.send_one(request, metrics).await);
+                        results.push(self.send_one(client, request, metrics).await);
                     }
                 }
-                _ => results.extend(self.send_batch(chunk, metrics).await),
+                _ => results.extend(self.send_batch(client, chunk, metrics).await),
             }
         }
         let mut split: Vec<RecipientOutcome> = vec![RecipientOutcome::default(); messages.len()];
@@ -141,26 +200,57 @@ impl Api {
             .collect()
     }
 
-    async fn send_one(&self, request: SendEmailRequest, metrics: &Metrics) -> Outcome {
+    async fn send_one(&self, client: &ServerClient, request: SendEmailRequest, metrics: &Metrics) -> Outcome {
         let started = std::time::Instant::now();
-        let sent = self.client.send_email().body(request).send().await;
+        let from = request.from.clone();
+        let sent = client.send_email().body(request).send().await;
         metrics.upstream_latency(Path::Api, started.elapsed());
         match sent {
-            Ok(resp) => item_outcome(&resp.into_inner()),
-            Err(e) => error_outcome(&postmark_server::Error::from(e)),
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                self.learn(&from, resp.error_code, &resp.message);
+                item_outcome(&resp)
+            }
+            Err(e) => {
+                let e = postmark_server::Error::from(e);
+                if let postmark_server::Error::Api { code, message, .. } = &e {
+                    self.learn(&from, code.as_i64(), message);
+                }
+                error_outcome(&e)
+            }
         }
     }
 
-    async fn send_batch(&self, requests: Vec<SendEmailRequest>, metrics: &Metrics) -> Vec<Outcome> {
+    /// ErrorCodes 400 (no sender signature for the From) and 401 (signature not confirmed) teach
+    /// the verified-sender knowledge about this sender.
+    fn learn(&self, from: &str, code: i64, message: &str) {
+        if !matches!(code, 400 | 401) {
+            return;
+        }
+        if let Some(verified) = &self.verified {
+            let address = from.rsplit_once('<').map_or(from, |(_, a)| a.trim_end_matches('>')).trim();
+            verified.learn(address, code, message, crate::clock::now_ms());
+        }
+    }
+
+    async fn send_batch(
+        &self,
+        client: &ServerClient,
+        requests: Vec<SendEmailRequest>,
+        metrics: &Metrics,
+    ) -> Vec<Outcome> {
         let n = requests.len();
         // Kept for a one-by-one fallback if Postmark refuses the batch as a whole.
         let copies = requests.clone();
         let started = std::time::Instant::now();
-        let sent = self.client.send_email_batch().body(requests).send().await;
+        let sent = client.send_email_batch().body(requests).send().await;
         metrics.upstream_latency(Path::Api, started.elapsed());
         match sent {
             Ok(resp) => {
                 let items = resp.into_inner();
+                for (item, request) in items.iter().zip(&copies) {
+                    self.learn(&request.from, item.error_code, &item.message);
+                }
                 let mut out: Vec<Outcome> = items.iter().take(n).map(item_outcome).collect();
                 while out.len() < n {
                     out.push(Outcome::Transient("Postmark's batch answer had fewer results than messages".into()));
@@ -176,7 +266,7 @@ impl Api {
                         tracing::warn!(messages = n, error = %reason, "Postmark refused the batch as a whole; sending its messages one by one");
                         let mut out = Vec::with_capacity(n);
                         for req in copies {
-                            out.push(self.send_one(req, metrics).await);
+                            out.push(self.send_one(client, req, metrics).await);
                         }
                         out
                     }

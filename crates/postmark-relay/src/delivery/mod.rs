@@ -122,10 +122,7 @@ impl Backend {
     pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
         match self {
             Backend::DryRun(_) => Ok(()),
-            Backend::Api(b) => match &credentials.server_token {
-                Some(token) => b.set_token(token),
-                None => Err(BackendError::NoServerToken),
-            },
+            Backend::Api(b) => b.set_credentials(credentials),
             Backend::Smtp(b) => b.set_credentials(credentials),
         }
     }
@@ -203,8 +200,11 @@ impl Worker {
         let Some((envelope, raw)) = self.notifier.as_mut().and_then(|n| n.notice(msg, death, now)) else {
             return;
         };
-        let header = crate::spool::Header::new(envelope, &raw)
-            .with_routing(crate::envelope::Routing { stream: None, notice: true });
+        let header = crate::spool::Header::new(envelope, &raw).with_routing(crate::envelope::Routing {
+            stream: None,
+            route: None,
+            notice: true,
+        });
         match self.spool.store_with_header(&header, &raw) {
             Ok(id) => {
                 tracing::info!(queue_id = %id, dead_id = %death.id, "dead-letter notice queued");

@@ -167,6 +167,7 @@ struct Connection {
 /// Which credential a message uses (the key of the connection pool; never logged with secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum CredentialId {
+    Route(String),
     Stream(String),
     SmtpToken,
     ServerToken,
@@ -227,7 +228,23 @@ impl Smtp {
         out
     }
 
-    fn pick_credentials(&self, stream: Option<String>) -> Option<(CredentialId, Credentials<String>)> {
+    fn pick_credentials(
+        &self,
+        route: Option<&str>,
+        stream: Option<String>,
+    ) -> Option<(CredentialId, Credentials<String>)> {
+        if let Some(name) = route
+            && let Some(route) = self.credentials.routes.get(name)
+        {
+            let creds = match (&route.smtp, &route.server_token) {
+                (Some(key), _) => {
+                    Credentials::new(key.access_key.expose().to_string(), key.secret_key.expose().to_string())
+                }
+                (None, Some(t)) => Credentials::new(t.expose().to_string(), t.expose().to_string()),
+                (None, None) => return None,
+            };
+            return Some((CredentialId::Route(name.to_owned()), creds));
+        }
         if let Some(stream) = stream
             && let Some(key) = self.credentials.streams.get(&stream)
         {
@@ -252,7 +269,8 @@ impl Smtp {
         let stream = msg.stream();
         let upstream = stream.as_deref().and_then(|s| self.settings.streams.get(s)).unwrap_or(&self.settings.upstream);
         let upstream = upstream.clone();
-        let Some((id, creds)) = self.pick_credentials(stream.clone()) else {
+        let route = msg.header.routing.as_ref().and_then(|r| r.route.as_deref());
+        let Some((id, creds)) = self.pick_credentials(route, stream.clone()) else {
             let stream = stream.unwrap_or_default();
             tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
             return Outcome::Transient(format!("no SMTP token configured for message stream {stream:?}"));

@@ -9,6 +9,7 @@ use super::{Event, Protocol, State};
 use crate::convert::ConvertOptions;
 use crate::envelope::{Envelope, Via};
 use crate::metrics::{Metrics, Reject};
+use crate::policy::Policy;
 use crate::spool::{Committer, Header, Prepared, QueueId, Spool, StoreError};
 use crate::validate;
 
@@ -252,6 +253,7 @@ pub struct Acceptor {
     convert: Arc<ConvertOptions>,
     queued: mpsc::UnboundedSender<QueueId>,
     metrics: Arc<Metrics>,
+    policy: Arc<Policy>,
 }
 
 impl Acceptor {
@@ -265,7 +267,18 @@ impl Acceptor {
         queued: mpsc::UnboundedSender<QueueId>,
     ) -> std::io::Result<Self> {
         let committer = Committer::start(spool)?;
-        Ok(Self { committer, via, convert: Arc::new(convert), queued, metrics: Arc::default() })
+        Ok(Self { committer, via, convert: Arc::new(convert), queued, metrics: Arc::default(), policy: Arc::default() })
+    }
+
+    /// Applies `policy` (aliases, sender policy, routes) to every message.
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy applied.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     /// Records into `metrics` (by default into a registry of its own that nobody reads).
@@ -281,16 +294,21 @@ impl Acceptor {
 
     /// Validates and stores one message; the reply is `250` only once the message is on disk.
     pub async fn accept(&self, envelope: Envelope, raw: Vec<u8>) -> Reply {
+        self.accept_from(envelope, raw, None).await
+    }
+
+    /// [`Acceptor::accept`] for a client that authenticated as `user` (routes may depend on it).
+    pub async fn accept_from(&self, envelope: Envelope, raw: Vec<u8>, user: Option<String>) -> Reply {
         let size = raw.len();
         let recipients = envelope.rcpt_to.len();
         let via = self.via;
         let convert = Arc::clone(&self.convert);
+        let policy = Arc::clone(&self.policy);
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
-            let accepted =
-                check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-            let raw = accepted.repaired.unwrap_or(raw);
+            let (accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy)
+                .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             spool.prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw).map_err(Outcome::Spool)
         })
         .await;
@@ -330,18 +348,85 @@ impl Acceptor {
     }
 }
 
+impl Acceptor {
+    /// Imports one message `sendmail` left in the maildrop (see [`crate::spool::maildrop`]):
+    /// the same checks and policy as a message received over SMTP, stored under the id it was
+    /// dropped with. `sendmail` checked it before exiting 0, so a refusal here means the
+    /// configuration changed meanwhile: the message becomes a dead letter with the reason, never
+    /// lost. Returns once the message is durable in the spool (the drop file may then go).
+    pub async fn import_dropped(&self, id: QueueId, envelope: Envelope, raw: Vec<u8>) -> std::io::Result<()> {
+        let via = self.via;
+        let convert = Arc::clone(&self.convert);
+        let policy = Arc::clone(&self.policy);
+        let spool = Arc::clone(self.committer.spool());
+        let metrics = Arc::clone(&self.metrics);
+        let queued = self.queued.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let size = raw.len();
+            let recipients = envelope.rcpt_to.len();
+            let mail_from = envelope.mail_from.clone();
+            let envelope = Envelope { mail_from: policy.sender(&mail_from).unwrap_or(mail_from), ..envelope };
+            match check(raw.clone(), &envelope, None, via, &convert, &policy) {
+                Ok((accepted, raw)) => {
+                    let header = Header::new(envelope, &raw).with_routing(accepted.routing);
+                    let new = spool.store_as(&id, &header, &raw).map_err(StoreError::into_io)?;
+                    if new {
+                        tracing::info!(queue_id = %id, size, recipients, "queued from the maildrop (sendmail)");
+                        metrics.accepted(size);
+                        let _ = queued.send(id);
+                    }
+                }
+                Err((reply, reason)) => {
+                    let header = Header::new(envelope, &raw);
+                    if spool.store_as(&id, &header, &raw).map_err(StoreError::into_io)? {
+                        let why = format!("refused when imported from the maildrop: {reply}");
+                        tracing::warn!(queue_id = %id, size, recipients, reply = %reply, "maildrop message refused; kept as a dead letter");
+                        metrics.rejected(reason);
+                        spool.kill(
+                            &id,
+                            &crate::spool::DeadReason { reason: why, dead_ms: crate::clock::now_ms(), attempts: 0, recipients: Vec::new() },
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
 enum Outcome {
     Rejected(Reply, Reject),
     Spool(StoreError),
 }
 
-/// Accept-time checks (what Postmark would reject for the message's own shape), answered with a
-/// 5xx at the end of DATA.
-fn check(
-    raw: &[u8],
+/// Accept-time checks: the sender policy (which may rewrite the message and picks its route),
+/// then what Postmark would reject for the message's own shape; refusals are answered with a 5xx
+/// at the end of DATA. Returns the decision and the bytes to store.
+pub(crate) fn check(
+    raw: Vec<u8>,
     envelope: &Envelope,
+    user: Option<&str>,
     via: Via,
     convert: &ConvertOptions,
-) -> Result<validate::Accepted, (Reply, Reject)> {
-    validate::validate(raw, envelope, via, convert).map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
+    policy: &Policy,
+) -> Result<(validate::Accepted, Vec<u8>), (Reply, Reject)> {
+    let decision = policy
+        .message(&raw, &envelope.mail_from, user, crate::clock::now_ms())
+        .map_err(|r| (r.reply(), Reject::Policy))?;
+    let raw = decision.raw.unwrap_or(raw);
+    let routed;
+    let convert = match decision.stream {
+        Some(stream) => {
+            routed = ConvertOptions { message_stream: Some(stream), ..convert.clone() };
+            &routed
+        }
+        None => convert,
+    };
+    let mut accepted = validate::validate(&raw, envelope, via, convert)
+        .map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))?;
+    accepted.routing.route = decision.route;
+    let raw = accepted.repaired.take().unwrap_or(raw);
+    Ok((accepted, raw))
 }

@@ -40,7 +40,13 @@ impl Protocol {
         if !smtputf8 && !from.address.is_ascii() {
             return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
-        self.tx = Some(Transaction { mail_from: from.address, rcpt_to: Vec::new(), smtputf8 });
+        // A bare name (`root`) is qualified with local_domain; allowed_senders and rewrite_from
+        // apply to the envelope sender here, to the header From at the end of DATA.
+        let mail_from = match self.policy.sender(&from.address) {
+            Ok(address) => address,
+            Err(refusal) => return self.error(out, refusal.reply()),
+        };
+        self.tx = Some(Transaction { mail_from, rcpt_to: Vec::new(), smtputf8 });
         Reply::new(250, "2.1.0", "Sender OK").write_to(out);
         None
     }

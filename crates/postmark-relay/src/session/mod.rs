@@ -129,6 +129,7 @@ pub(crate) struct Protocol {
     closing: bool,
     metrics: Arc<Metrics>,
     conn: auth::Connection,
+    policy: Arc<crate::policy::Policy>,
 }
 
 impl Protocol {
@@ -149,6 +150,7 @@ impl Protocol {
             closing: false,
             metrics,
             conn: auth::Connection::default(),
+            policy: Arc::default(),
         }
     }
 
@@ -350,7 +352,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         shutdown: ShutdownSignal,
     ) -> Self {
         let metrics = Arc::clone(acceptor.metrics());
-        Self { io: stream::Stream::Plain(io), proto: Protocol::with_metrics(cfg, access, metrics), acceptor, shutdown }
+        let mut proto = Protocol::with_metrics(cfg, access, metrics);
+        proto.policy = Arc::clone(acceptor.policy());
+        Self { io: stream::Stream::Plain(io), proto, acceptor, shutdown }
     }
 
     /// Sets the client's address, which the access policy judges (in-memory sessions count as
@@ -414,7 +418,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match self.proto.feed(&mut bytes, &mut out) {
                     Event::NeedInput => break,
                     Event::Message(envelope, raw) => {
-                        let reply = self.acceptor.accept(envelope, raw).await;
+                        let user = self.proto.conn.user.clone();
+                        let reply = self.acceptor.accept_from(envelope, raw, user).await;
                         reply.write_to(&mut out);
                     }
                     Event::Close => return self.finish(&out).await,

@@ -19,29 +19,41 @@ impl Protocol {
         if address.contains('\u{fffd}') {
             return self.error(out, Reply::new(501, "5.1.3", "Invalid recipient address (not UTF-8)"));
         }
-        if address.is_empty() || !address.contains('@') {
+        if address.is_empty() {
             return self.error(out, Reply::new(501, "5.1.3", "Recipient must be a full address (local@domain)"));
         }
         if !tx.smtputf8 && !address.is_ascii() {
             return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
-        if !postmark_core::limits::is_valid_address(&address) {
-            return self.error(
-                out,
-                Reply::new(
-                    553,
-                    "5.1.3",
-                    "Postmark cannot send to this address (it takes letters, digits and .!#$%&'*+-/=^_`{|}~ \
-                     before the @, no quoted or non-ASCII addresses, and a domain name after it)",
-                ),
+        // Local names (`root`) are qualified or expanded by the aliases; a bare name with
+        // neither is refused with how to configure one.
+        let expanded = match self.policy.recipient(&address) {
+            Ok(list) => list,
+            Err(refusal) => return self.error(out, refusal.reply()),
+        };
+        if let Some(bad) = expanded.iter().find(|a| !postmark_core::limits::is_valid_address(a)) {
+            let text = format!(
+                "Postmark cannot send to {bad} (it takes letters, digits and .!#$%&'*+-/=^_`{{|}}~ before the @, \
+                 no quoted or non-ASCII addresses, and a domain name after it)"
             );
+            return self.error(out, Reply::new(553, "5.1.3", text));
         }
-        let folded = fold(&address);
-        if tx.rcpt_to.iter().any(|r| fold(r) == folded) {
+        let tx = self.tx.as_mut()?;
+        let new: Vec<String> = {
+            let mut new: Vec<String> = Vec::with_capacity(expanded.len());
+            for a in expanded {
+                let folded = fold(&a);
+                if !tx.rcpt_to.iter().chain(new.iter()).any(|r| fold(r) == folded) {
+                    new.push(a);
+                }
+            }
+            new
+        };
+        if new.is_empty() {
             Reply::new(250, "2.1.5", "Recipient OK (duplicate ignored)").write_to(out);
             return None;
         }
-        if tx.rcpt_to.len() >= max {
+        if tx.rcpt_to.len() + new.len() > max {
             // Not counted as a client error: this is the normal way to split a large send.
             self.metrics.rejected(crate::metrics::Reject::Recipients);
             Reply::new(
@@ -52,8 +64,13 @@ impl Protocol {
             .write_to(out);
             return None;
         }
-        tx.rcpt_to.push(address);
-        Reply::new(250, "2.1.5", "Recipient OK").write_to(out);
+        let n = new.len();
+        tx.rcpt_to.extend(new);
+        if n > 1 || tx.rcpt_to.last().is_none_or(|a| a != &address) {
+            Reply::new(250, "2.1.5", format!("Recipient OK ({address} is {n} address(es))")).write_to(out);
+        } else {
+            Reply::new(250, "2.1.5", "Recipient OK").write_to(out);
+        }
         None
     }
 }

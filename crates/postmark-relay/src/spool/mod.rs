@@ -41,6 +41,7 @@ use crate::envelope::Envelope;
 mod files;
 mod format;
 pub mod journal;
+pub mod maildrop;
 mod spares;
 mod state;
 
@@ -175,27 +176,18 @@ impl Spool {
 
     /// Reads a message from either area.
     pub fn load_from(&self, area: Area, id: &QueueId) -> Result<StoredMessage, LoadError> {
-        let path = self.path(area, id, "msg");
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let mut reader = BufReader::new(file);
-        let (header, _) = read_header(&mut reader)?;
-        let mut raw = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
-        reader.read_to_end(&mut raw)?;
-        if raw.len() as u64 != header.size {
-            return Err(LoadError::Corrupt(format!(
-                "truncated: {} of {} message bytes present",
-                raw.len(),
-                header.size
-            )));
+        read_message(&self.path(area, id, "msg"), id)
+    }
+
+    /// Stores a message under a given id (a message from the maildrop keeps the id `sendmail`
+    /// gave it, so importing it twice after a crash stores it once). Returns `false` when a
+    /// message with that id is already spooled.
+    pub fn store_as(&self, id: &QueueId, header: &Header, raw: &[u8]) -> Result<bool, StoreError> {
+        if self.locate(id).is_some() {
+            return Ok(false);
         }
-        if checksum(&raw) != header.checksum {
-            return Err(LoadError::Corrupt("checksum mismatch".into()));
-        }
-        Ok(StoredMessage { id: id.clone(), header, raw })
+        self.write_message(id, header, raw)?;
+        Ok(true)
     }
 
     /// Reads only the header of a message, and checks the file's length against it.
@@ -371,6 +363,26 @@ impl Spool {
         write_replace(&path, bytes, false)?;
         Ok(path)
     }
+}
+
+/// Reads a spool-format file (magic, header line, message), verifying its length and checksum.
+pub(crate) fn read_message(path: &Path, id: &QueueId) -> Result<StoredMessage, LoadError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let mut reader = BufReader::new(file);
+    let (header, _) = read_header(&mut reader)?;
+    let mut raw = Vec::with_capacity(usize::try_from(header.size).unwrap_or(0));
+    reader.read_to_end(&mut raw)?;
+    if raw.len() as u64 != header.size {
+        return Err(LoadError::Corrupt(format!("truncated: {} of {} message bytes present", raw.len(), header.size)));
+    }
+    if checksum(&raw) != header.checksum {
+        return Err(LoadError::Corrupt("checksum mismatch".into()));
+    }
+    Ok(StoredMessage { id: id.clone(), header, raw })
 }
 
 #[cfg(test)]

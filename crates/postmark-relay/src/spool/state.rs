@@ -51,6 +51,13 @@ impl StoreError {
     pub(crate) fn from_io(e: io::Error) -> Self {
         if is_storage_full(&e) { StoreError::Full(e) } else { StoreError::Io(e) }
     }
+
+    /// The underlying I/O error.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            StoreError::Full(e) | StoreError::Io(e) => e,
+        }
+    }
 }
 
 pub(crate) fn is_storage_full(e: &io::Error) -> bool {

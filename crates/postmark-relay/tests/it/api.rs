@@ -11,10 +11,7 @@ use crate::support::{TestRelay, files, message, send, wait_for};
 const TOKEN: &str = "server-token-for-tests";
 
 async fn relay_for(fake: &FakeApi, extra: &[&str]) -> TestRelay {
-    let url = fake.url();
-    let mut flags = vec!["--api-url", url.as_str(), "--max-retry-delay", "200ms"];
-    flags.extend_from_slice(extra);
-    TestRelay::start(&flags, &[("POSTMARK_SERVER_TOKEN", TOKEN)]).await
+    TestRelay::with_api(fake, TOKEN, extra).await
 }
 
 fn email_posts(fake: &FakeApi) -> usize {

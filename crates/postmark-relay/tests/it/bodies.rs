@@ -47,15 +47,8 @@ async fn no_body_messages_reach_the_api_with_the_empty_body_text_and_are_accepte
 #[tokio::test]
 async fn no_body_messages_reach_the_smtp_service_with_a_text_part_and_do_not_bounce() {
     let fake = FakeSmtp::builder().credentials("k", "s").start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).unwrap();
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap()],
-        &[("POSTMARK_SMTP_ACCESS_KEY", "k"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
-    )
-    .await;
+    let mut relay =
+        TestRelay::with_smtp(&fake, &[], &[("POSTMARK_SMTP_ACCESS_KEY", "k"), ("POSTMARK_SMTP_SECRET_KEY", "s")]).await;
     send(relay.addr, "scanner@example.com", &["office@example.com"], SCAN).await.expect("250");
     send(relay.addr, "cron@example.com", &["office@example.com"], EMPTY).await.expect("250");
     let got = fake.wait_for_messages(2, Duration::from_secs(10)).await;

@@ -15,7 +15,8 @@ use postmark_fake::smtp::{FakeSmtp, Fault as SmtpFault, Stage};
 use postmark_relay::Envelope;
 use postmark_relay::spool::Spool;
 
-use crate::binary::{BIN, Binary, Smtp, relay_args, unused_addr};
+use crate::binary::{BIN, Binary, relay_args, unused_addr};
+use crate::support::Smtp;
 use crate::support::{TestRelay, files, message, send, wait_for};
 
 const TOKEN: &str = "fault-token";
@@ -72,12 +73,9 @@ async fn upstream_down_at_start_then_up_delivers_every_acknowledged_message() {
 async fn an_smtp_upstream_refusing_connections_then_accepting_delivers_everything() {
     let fake = FakeSmtp::builder().credentials("a", "s").start().await.unwrap();
     fake.inject(SmtpFault::new(Stage::Greeting, 421, "4.3.2", "not now").times(4));
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).unwrap();
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap(), "--max-retry-delay", "200ms"],
+    let mut relay = TestRelay::with_smtp(
+        &fake,
+        &["--max-retry-delay", "200ms"],
         &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
     )
     .await;
@@ -179,12 +177,9 @@ async fn an_smtp_upstream_dropping_the_connection_mid_transaction_is_retried() {
     // 421 after MAIL, then 421 after the data: each closes the connection, as a real server does.
     fake.inject(SmtpFault::new(Stage::Mail, 421, "4.4.2", "closing"));
     fake.inject(SmtpFault::new(Stage::Data, 421, "4.4.2", "closing"));
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).unwrap();
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap(), "--max-retry-delay", "100ms"],
+    let mut relay = TestRelay::with_smtp(
+        &fake,
+        &["--max-retry-delay", "100ms"],
         &[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
     )
     .await;

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::support::{TestRelay, message, send};
+use crate::support::{Smtp, TestRelay, message, send};
 
 #[tokio::test]
 async fn the_51st_recipient_is_refused_with_452() {
@@ -56,46 +55,29 @@ async fn an_unwritable_spool_answers_4xx_never_250() {
     relay.stop().await;
 }
 
-async fn read_reply(reader: &mut BufReader<TcpStream>) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await.unwrap().unwrap();
-        all.push_str(&line);
-        if line.len() < 4 || line.as_bytes()[3] != b'-' {
-            return all;
-        }
-    }
-}
-
 #[tokio::test]
 async fn connections_over_the_limit_get_421() {
     let mut relay = TestRelay::start(&["--max-connections", "1"], &[]).await;
-    let mut first = BufReader::new(TcpStream::connect(relay.addr).await.unwrap());
-    assert!(read_reply(&mut first).await.starts_with("220 "));
-    let mut second = BufReader::new(TcpStream::connect(relay.addr).await.unwrap());
-    let reply = read_reply(&mut second).await;
+    let (mut first, greeting) = Smtp::connect(relay.addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (_second, reply) = Smtp::connect(relay.addr).await;
     assert!(reply.starts_with("421 4.7.0 "), "{reply}");
     // Once the first leaves, a new client gets in.
-    first.get_mut().write_all(b"QUIT\r\n").await.unwrap();
-    assert!(read_reply(&mut first).await.starts_with("221 "));
+    assert!(first.command("QUIT").await.starts_with("221 "));
     drop(first);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = BufReader::new(TcpStream::connect(relay.addr).await.unwrap());
-    assert!(read_reply(&mut third).await.starts_with("220 "));
+    let (_third, greeting) = Smtp::connect(relay.addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
     relay.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_answers_421_to_connected_clients() {
     let mut relay = TestRelay::start(&[], &[]).await;
-    let mut conn = BufReader::new(TcpStream::connect(relay.addr).await.unwrap());
-    read_reply(&mut conn).await;
-    conn.get_mut().write_all(b"EHLO test\r\n").await.unwrap();
-    read_reply(&mut conn).await;
+    let mut conn = Smtp::ready(relay.addr).await;
     let r = relay.relay.take().unwrap();
     r.shutdown();
-    let reply = read_reply(&mut conn).await;
+    let reply = conn.reply().await;
     assert!(reply.starts_with("421 4.3.0 "), "{reply}");
     // Idle, it stops at once (not at the next timer of the delivery worker).
     tokio::time::timeout(Duration::from_secs(1), r.wait()).await.expect("stops within a second");

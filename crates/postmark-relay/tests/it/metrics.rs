@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use postmark_fake::http::{FakeApi, Fault};
 use postmark_fake::smtp::{FakeSmtp, Fault as SmtpFault, Stage};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{TestRelay, message, send, wait_for};
+use crate::support::{Smtp, TestRelay, message, send, wait_for};
 
 const TOKEN: &str = "metrics-server-token";
 
@@ -173,54 +173,10 @@ fn metrics_addr(relay: &TestRelay) -> SocketAddr {
     relay.relay.as_ref().unwrap().metrics_addr().expect("--metrics was given")
 }
 
-// ---------------------------------------------------------------------------------------------
-// A raw SMTP client, to hit each refusal exactly once.
-
-struct Raw {
-    reader: BufReader<TcpStream>,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> (Raw, String) {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut raw = Raw { reader: BufReader::new(stream) };
-        let greeting = raw.reply().await;
-        (raw, greeting)
-    }
-
-    /// One complete (possibly multi-line) reply; its last line.
-    async fn reply(&mut self) -> String {
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
-                .await
-                .expect("a reply in time")
-                .unwrap();
-            assert!(n > 0, "connection closed while waiting for a reply");
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return line.trim_end().to_string();
-            }
-        }
-    }
-
-    async fn command(&mut self, line: &str) -> String {
-        self.reader.get_mut().write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
-        self.reply().await
-    }
-
-    /// Sends a whole message after `DATA` (`body` without the final dot line).
-    async fn data(&mut self, body: &str) -> String {
-        assert!(self.command("DATA").await.starts_with("354"));
-        self.reader.get_mut().write_all(format!("{body}\r\n.\r\n").as_bytes()).await.unwrap();
-        self.reply().await
-    }
-}
-
 async fn api_relay(fake: &FakeApi, extra: &[&str]) -> TestRelay {
-    let url = fake.url();
-    let mut flags = vec!["--api-url", url.as_str(), "--max-retry-delay", "200ms", "--metrics", "127.0.0.1:0"];
+    let mut flags = vec!["--metrics", "127.0.0.1:0"];
     flags.extend_from_slice(extra);
-    TestRelay::start(&flags, &[("POSTMARK_SERVER_TOKEN", TOKEN)]).await
+    TestRelay::with_api(fake, TOKEN, &flags).await
 }
 
 /// Polls an async check every 20 ms until it returns `Some`, for at most 15 s.
@@ -278,14 +234,14 @@ async fn metrics_count_accepted_rejected_delivered_retried_and_dead_lettered_mai
     .await;
 
     // Refusals, each once, in one raw session (and one more for the too-many-errors close).
-    let (mut c, greeting) = Raw::connect(relay.addr).await;
+    let (mut c, greeting) = Smtp::connect(relay.addr).await;
     assert!(greeting.starts_with("220"), "{greeting}");
     assert!(c.command("MAIL FROM:<a@example.com>").await.starts_with("503 5.5.1"), "sequence");
     assert!(c.command("EHLO client.example").await.starts_with("250"));
     assert!(c.command("BOGUS").await.starts_with("500 5.5.1"), "syntax");
     assert!(c.command("MAIL FROM:<a@example.com> SIZE=99999999").await.starts_with("552 5.3.4"), "size");
     assert!(c.command("MAIL FROM:<a@example.com>").await.starts_with("250"));
-    assert!(c.command("RCPT TO:<no-at-sign>").await.starts_with("501 5.1.3"), "address");
+    assert!(c.command("RCPT TO:<a b@example.com>").await.starts_with("501 5.1.3"), "address");
     for i in 0..50 {
         assert!(c.command(&format!("RCPT TO:<r{i}@example.com>")).await.starts_with("250"));
     }
@@ -293,10 +249,10 @@ async fn metrics_count_accepted_rejected_delivered_retried_and_dead_lettered_mai
     let forbidden = "From: a@example.com\r\nSubject: x\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
                      --b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\n\
                      Content-Disposition: attachment; filename=run.exe\r\n\r\nMZ\r\n--b--";
-    assert!(c.data(forbidden).await.starts_with("554 5.6.0"), "attachment");
+    assert!(c.data(format!("{forbidden}\r\n").as_bytes()).await.starts_with("554 5.6.0"), "attachment");
     assert!(c.command("MAIL FROM:<>").await.starts_with("250"));
     assert!(c.command("RCPT TO:<r@example.com>").await.starts_with("250"));
-    assert!(c.data("Subject: no sender anywhere\r\n\r\nhi").await.starts_with("550 5.1.7"), "sender");
+    assert!(c.data(b"Subject: no sender anywhere\r\n\r\nhi\r\n").await.starts_with("550 5.1.7"), "sender");
     assert!(c.command("QUIT").await.starts_with("221"));
 
     let s = scrape(addr).await;
@@ -337,11 +293,11 @@ async fn metrics_count_accepted_rejected_delivered_retried_and_dead_lettered_mai
     .await;
 
     // Too many errors: every bad command counts, and so does the closing 421.
-    let (mut c, _) = Raw::connect(relay.addr).await;
+    let (mut c, _) = Smtp::connect(relay.addr).await;
     for _ in 0..19 {
         assert!(c.command("BOGUS").await.starts_with("500"));
     }
-    c.reader.get_mut().write_all(b"BOGUS\r\n").await.unwrap();
+    c.send(b"BOGUS\r\n").await;
     assert!(c.reply().await.starts_with("500"));
     assert!(c.reply().await.starts_with("421 4.7.0"));
     let s = scrape(addr).await;
@@ -458,13 +414,13 @@ async fn healthz_is_503_while_the_spool_cannot_be_written_and_the_client_gets_45
 async fn connection_gauges_and_the_connection_limit_are_counted() {
     let mut relay = TestRelay::start(&["--dry-run", "--max-connections", "1", "--metrics", "127.0.0.1:0"], &[]).await;
     let addr = metrics_addr(&relay);
-    let (mut first, greeting) = Raw::connect(relay.addr).await;
+    let (mut first, greeting) = Smtp::connect(relay.addr).await;
     assert!(greeting.starts_with("220"), "{greeting}");
     let s = scrape(addr).await;
     assert_eq!(value(&s, "postmark_relay_connections_open"), 1.0);
     assert_eq!(value(&s, "postmark_relay_sessions_total"), 1.0);
 
-    let (_second, refused) = Raw::connect(relay.addr).await;
+    let (_second, refused) = Smtp::connect(relay.addr).await;
     assert!(refused.starts_with("421"), "{refused}");
     let s = scrape(addr).await;
     assert_eq!(rejected(&s, "connection_limit"), 1.0);
@@ -483,21 +439,9 @@ async fn smtp_path_counts_per_recipient_outcomes_and_transaction_latency() {
     let fake = FakeSmtp::builder().credentials("access-key", "secret-key").start().await.unwrap();
     fake.inject(SmtpFault::new(Stage::Rcpt, 450, "4.2.1", "Try later").for_recipient("soft@example.com"));
     fake.inject(SmtpFault::new(Stage::Rcpt, 550, "5.1.1", "No such user").for_recipient("hard@example.com"));
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, fake.ca_pem()).unwrap();
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &[
-            "--smtp-url",
-            &url,
-            "--smtp-ca",
-            ca.to_str().unwrap(),
-            "--max-retry-delay",
-            "200ms",
-            "--metrics",
-            "127.0.0.1:0",
-        ],
+    let mut relay = TestRelay::with_smtp(
+        &fake,
+        &["--max-retry-delay", "200ms", "--metrics", "127.0.0.1:0"],
         &[("POSTMARK_SMTP_ACCESS_KEY", "access-key"), ("POSTMARK_SMTP_SECRET_KEY", "secret-key")],
     )
     .await;

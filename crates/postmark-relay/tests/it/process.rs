@@ -1,9 +1,8 @@
 //! The real binary: start-up banner, SIGTERM, logs, and a restart after `kill -9`.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,19 +27,7 @@ impl RelayProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn postmark-relay");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
+        let (child, log) = crate::support::spawn_logged(cmd);
         let addr = wait_for("the start-up banner", Duration::from_secs(30), || {
             let l = log.lock().unwrap();
             let start = l.find("listen=")? + "listen=".len();

@@ -30,11 +30,9 @@ fn write_ca(dir: &tempfile::TempDir, pem: &str) -> PathBuf {
 #[tokio::test]
 async fn smtp_token_path_is_byte_identical_with_the_envelope_and_reuses_the_connection() {
     let fake = FakeSmtp::builder().credentials("access-key", "secret-key").start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = write_ca(&dir, fake.ca_pem());
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap()],
+    let mut relay = TestRelay::with_smtp(
+        &fake,
+        &[],
         &[("POSTMARK_SMTP_ACCESS_KEY", "access-key"), ("POSTMARK_SMTP_SECRET_KEY", "secret-key")],
     )
     .await;
@@ -67,14 +65,7 @@ async fn smtp_token_path_is_byte_identical_with_the_envelope_and_reuses_the_conn
 async fn server_token_path_uses_the_token_as_user_and_password() {
     let token = "server-token-as-smtp-login";
     let fake = FakeSmtp::builder().credentials(token, token).start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = write_ca(&dir, fake.ca_pem());
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--via", "smtp", "--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap()],
-        &[("POSTMARK_SERVER_TOKEN", token)],
-    )
-    .await;
+    let mut relay = TestRelay::with_smtp(&fake, &["--via", "smtp"], &[("POSTMARK_SERVER_TOKEN", token)]).await;
     let raw = tricky("server-token");
     send(relay.addr, "bounces@example.com", &["rcpt@example.com"], &raw).await.expect("250");
     let got = fake.wait_for_messages(1, Duration::from_secs(10)).await;
@@ -127,11 +118,9 @@ async fn upstream_4xx_is_retried_and_5xx_is_a_dead_letter_for_that_recipient() {
     let fake = FakeSmtp::builder().credentials("k", "s").start().await.unwrap();
     fake.inject(Fault::new(Stage::Rcpt, 550, "5.1.1", "no such user").for_recipient("bad@example.com"));
     fake.inject(Fault::new(Stage::Data, 451, "4.3.0", "try later"));
-    let dir = tempfile::tempdir().unwrap();
-    let ca = write_ca(&dir, fake.ca_pem());
-    let url = fake.url();
-    let mut relay = TestRelay::start(
-        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap(), "--max-retry-delay", "200ms"],
+    let mut relay = TestRelay::with_smtp(
+        &fake,
+        &["--max-retry-delay", "200ms"],
         &[("POSTMARK_SMTP_ACCESS_KEY", "k"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
     )
     .await;

@@ -10,7 +10,7 @@ fn stored(raw: &[u8], notice: bool) -> StoredMessage {
             size: raw.len() as u64,
             checksum: String::new(),
             received_ms: 1_700_000_000_000,
-            routing: Some(Routing { stream: None, notice }),
+            routing: Some(Routing { stream: None, route: None, notice }),
         },
         raw: raw.to_vec(),
     }

@@ -1,0 +1,155 @@
+//! The `sendmail` entry point, as cron and PHP use it: the binary run with sendmail's options (and
+//! under the name `sendmail`), with the relay down and up.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use postmark_fake::http::FakeApi;
+
+use crate::support::{TestRelay, files, wait_for};
+
+const TOKEN: &str = "server-token-for-tests";
+
+/// A spool and a config file with an alias for root, as an operator would set them up.
+struct Setup {
+    dir: tempfile::TempDir,
+    spool: PathBuf,
+    config: PathBuf,
+}
+
+fn setup(extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!("spool = {spool:?}\nlocal_domain = \"host.example\"\n{extra}\n[aliases]\nroot = \"ops@example.com\"\n"),
+    )
+    .unwrap();
+    Setup { dir, spool, config }
+}
+
+/// Runs `program args…` with `input` on stdin; returns (exit code, stderr).
+fn run(program: &Path, args: &[&str], config: &Path, input: &[u8]) -> (i32, String) {
+    let mut cmd = Command::new(program);
+    if program.file_name().is_some_and(|n| n != "sendmail") {
+        cmd.arg("sendmail");
+    }
+    let mut child = cmd
+        .args(args)
+        .env("RELAY_CONFIG", config)
+        .env("LOGNAME", "cron")
+        .env_remove("RELAY_SPOOL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_postmark-relay"))
+}
+
+async fn relay_on(setup: Setup, fake: &FakeApi) -> TestRelay {
+    let url = fake.url();
+    let config = setup.config.to_str().unwrap().to_owned();
+    TestRelay::start_on(
+        setup.dir,
+        setup.spool,
+        &["--api-url", &url, "--max-retry-delay", "200ms", "--config", &config],
+        &[("POSTMARK_SERVER_TOKEN", TOKEN)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn mail_submitted_while_the_relay_is_down_is_delivered_once_when_it_starts() {
+    let fake = FakeApi::start().await;
+    let setup = setup("");
+    // cron: `sendmail -FCronDaemon -i -B8BITMIME -oem root`, bare LF line ends.
+    let (code, err) = run(
+        &binary(),
+        &["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],
+        &setup.config,
+        b"Subject: Cron <cron@host> /usr/local/bin/backup\n\nbackup done\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(files(&setup.spool.join("maildrop")).len(), 1, "durable in the maildrop before exit 0");
+    assert!(fake.emails().is_empty());
+
+    let mut relay = relay_on(setup, &fake).await;
+    let email =
+        wait_for("the cron mail at the fake", Duration::from_secs(10), || fake.emails().into_iter().next()).await;
+    assert_eq!(email["To"], "ops@example.com");
+    assert_eq!(email["Subject"], "Cron <cron@host> /usr/local/bin/backup");
+    assert!(email["From"].as_str().unwrap().contains("cron@host.example"), "{email}");
+    assert_eq!(email["TextBody"], "backup done\r\n");
+    wait_for("the maildrop to empty", Duration::from_secs(5), || relay.files("maildrop").is_empty().then_some(()))
+        .await;
+    wait_for("the queue to empty", Duration::from_secs(5), || relay.files("queue").is_empty().then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(fake.emails().len(), 1, "delivered exactly once");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn php_style_submission_to_a_running_relay_with_the_binary_named_sendmail() {
+    let fake = FakeApi::start().await;
+    let setup = setup("");
+    let link_dir = setup.dir.path().join("bin");
+    std::fs::create_dir(&link_dir).unwrap();
+    let link = link_dir.join("sendmail");
+    std::os::unix::fs::symlink(binary(), &link).unwrap();
+    let config = setup.config.clone();
+    let mut relay = relay_on(setup, &fake).await;
+
+    // PHP's mail(): `sendmail -t -i`, with -f from its fifth argument.
+    let msg = b"To: customer@example.net\nBcc: audit@example.com\nSubject: Your order\nFrom: Shop <shop@example.com>\n\
+                \nThanks.\n.\nStill the message.\n";
+    let (code, err) = run(&link, &["-t", "-i", "-f", "shop@example.com"], &config, msg);
+    assert_eq!(code, 0, "{err}");
+    let email =
+        wait_for("the PHP mail at the fake", Duration::from_secs(10), || fake.emails().into_iter().next()).await;
+    assert_eq!(email["To"], "customer@example.net");
+    assert_eq!(email["Bcc"], "audit@example.com", "Bcc delivered, from the envelope");
+    assert_eq!(email["TextBody"], "Thanks.\r\n.\r\nStill the message.\r\n");
+    let headers = email["Headers"].as_array().map(|h| format!("{h:?}")).unwrap_or_default();
+    assert!(!headers.to_ascii_lowercase().contains("bcc"), "{headers}");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn exit_codes_follow_sysexits_and_nothing_is_half_queued() {
+    let setup = setup("allowed_senders = [\"example.com\"]");
+    let cases: &[(&[&str], &[u8], i32, &str)] = &[
+        (&["-bs"], b"", 64, "not supported"),
+        (&["-t"], b"Subject: no one\n\nx\n", 64, "no recipients"),
+        (&["nobody@"], b"From: a@example.com\n\nx\n", 67, "not an address"),
+        (&["u@example.net"], b"\n", 65, "no message"),
+        (&["-f", "a@example.com", "u@example.net"], b"From: x@elsewhere.example\n\nx\n", 77, "allowed_senders"),
+    ];
+    for (args, input, code, needle) in cases {
+        let (got, err) = run(&binary(), args, &setup.config, input);
+        assert_eq!(got, *code, "{args:?}: {err}");
+        assert!(err.starts_with("sendmail: ") && err.contains(needle) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    assert!(files(&setup.spool.join("maildrop")).is_empty());
+    let (got, err) = run(&binary(), &["-C", "/no/such/relay.toml", "u@example.net"], &setup.config, b"x\n");
+    assert_eq!(got, 78, "{err}");
+}
+
+#[tokio::test]
+async fn mailq_lists_the_queue() {
+    let setup = setup("");
+    let (code, err) = run(&binary(), &["someone@example.net"], &setup.config, b"From: a@example.com\n\nx\n");
+    assert_eq!(code, 0, "{err}");
+    let out = Command::new(binary()).args(["sendmail", "-bp"]).env("RELAY_CONFIG", &setup.config).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 message(s) in the maildrop"));
+}
