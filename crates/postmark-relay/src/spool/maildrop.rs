@@ -42,7 +42,7 @@ pub fn ensure(root: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)
 }
 
-/// Messages written but not yet published (see [`publish`]).
+/// Messages written but not yet published (see [`Staged::publish`]).
 #[derive(Debug)]
 pub struct Staged {
     dir: PathBuf,
