@@ -92,8 +92,7 @@ macro_rules! define_client {
                 request: &mut ::reqwest::Request,
                 _info: &progenitor_client::OperationInfo,
             ) -> ::std::result::Result<(), progenitor_client::Error<E>> {
-                $crate::hooks::pre(request);
-                Ok(())
+                $crate::hooks::pre(request).map_err(progenitor_client::Error::Custom)
             }
 
             async fn exec(

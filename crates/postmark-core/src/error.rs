@@ -244,7 +244,9 @@ impl From<progenitor_client::Error<ApiErrorBody>> for Error {
             },
             P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => Error::from(e),
             P::InvalidResponsePayload(bytes, source) => Error::Decode { body: truncate(&bytes), source },
-            P::InvalidRequest(msg) | P::Custom(msg) => Error::InvalidRequest(msg),
+            P::InvalidRequest(msg) => Error::InvalidRequest(msg),
+            // Only our `pre` hook makes these: a request refused before sending because Postmark would refuse it.
+            P::Custom(msg) => Error::InvalidInput(msg),
         }
     }
 }

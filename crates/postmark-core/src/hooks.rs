@@ -16,9 +16,50 @@ pub const METHOD_HEADER: &str = "x-postmark-rs-method";
 /// value is the original text (printable ASCII, at most 512 characters).
 pub const SYNTHETIC_HEADER: &str = "x-postmark-rs-synthetic";
 
-/// Runs before every request: drops the `api-version` header progenitor adds (Postmark has no such header).
-pub fn pre(request: &mut reqwest::Request) {
+/// Runs before every request: drops the `api-version` header progenitor adds (Postmark has no such header), and
+/// refuses a single send whose attachment Postmark would refuse by its extension (see [`check_attachments`]). The
+/// error text becomes [`Error::InvalidInput`].
+pub fn pre(request: &mut reqwest::Request) -> Result<(), String> {
     request.headers_mut().remove("api-version");
+    check_attachments(request)
+}
+
+/// A single send (`POST /email`, `POST /email/withTemplate`) with an attachment whose extension Postmark refuses
+/// (HTTP 422, ErrorCode 411; [`crate::limits::FORBIDDEN_EXTENSIONS`]) is refused here, before anything is sent, so
+/// attachments built by hand get the same check as `EmailAttachment::from_path`. Batches are left to Postmark, which
+/// refuses only the offending message of a batch (a check here would fail all of them).
+pub fn check_attachments(request: &reqwest::Request) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Attachment {
+        #[serde(rename = "Name", default)]
+        name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message {
+        #[serde(rename = "Attachments", default, deserialize_with = "crate::de::null_as_default")]
+        attachments: Vec<Attachment>,
+    }
+    if request.method() != reqwest::Method::POST {
+        return Ok(());
+    }
+    let path = request.url().path().trim_end_matches('/').to_ascii_lowercase();
+    if !(path.ends_with("/email") || path.ends_with("/email/withtemplate")) {
+        return Ok(());
+    }
+    let Some(body) = request.body().and_then(|b| b.as_bytes()) else { return Ok(()) };
+    if !body.windows(13).any(|w| w == b"\"Attachments\"") {
+        return Ok(());
+    }
+    // A body that is not a message is Postmark's to refuse, with its own error.
+    let Ok(message) = serde_json::from_slice::<Message>(body) else { return Ok(()) };
+    for name in message.attachments.iter().filter_map(|a| a.name.as_deref()) {
+        if let Some(ext) = crate::limits::forbidden_extension(name) {
+            return Err(format!(
+                "Postmark refuses attachments of type .{ext} (ErrorCode 411): {name:?}; nothing was sent"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a client carries besides its HTTP client: the optional [`RetryPolicy`]. The generated `Client` holds it as its
