@@ -7,10 +7,13 @@
 //! `queue/<id>.state`; after a restart every pending message is due at once.
 
 pub mod api;
+mod backend;
 pub mod dry_run;
 pub mod notify;
 pub mod policy;
 pub mod schedule;
+#[cfg(test)]
+mod scripted;
 pub mod smtp;
 
 use std::sync::Arc;
@@ -19,122 +22,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::envelope::Envelope;
-use crate::metrics::{Dead, Deferral, Metrics, Path};
+use crate::metrics::{Dead, Deferral, Metrics};
 use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
 use crate::spool::{Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
+pub use backend::{Backend, BackendError, Outcome, RecipientOutcome};
 use schedule::{Entry, Schedule};
 
 /// Every how many rescans `queue/` itself is listed (the others only read `retry/`).
 const FULL_SCAN_EVERY: u64 = 30;
-
-/// The result of one attempt for one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Accepted upstream; `reference` is Postmark's MessageID, the SMTP reply, or the dry-run file.
-    Delivered {
-        /// What identifies the accepted message upstream.
-        reference: String,
-    },
-    /// Failed for now; retry later.
-    Transient(String),
-    /// Failed for good: dead letter.
-    Permanent(String),
-    /// The configuration or account is at fault: pause delivery, keep the message.
-    Operator(String),
-    /// SMTP answered differently per recipient.
-    PerRecipient(RecipientOutcome),
-}
-
-/// Per-recipient results of an SMTP attempt.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecipientOutcome {
-    /// Accepted recipients.
-    pub delivered: Vec<String>,
-    /// The final reply for the accepted recipients.
-    pub reference: String,
-    /// Recipients answered with 4xx.
-    pub retry: Vec<String>,
-    /// The 4xx reason.
-    pub retry_reason: String,
-    /// Recipients answered with 5xx.
-    pub failed: Vec<String>,
-    /// The 5xx reason.
-    pub failed_reason: String,
-}
-
-/// Why a backend cannot be set up or switched to new credentials.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The HTTP client cannot be built.
-    #[error("cannot set up the API client: {0}")]
-    ApiClient(#[source] postmark_core::Error),
-    /// `--smtp-ca` cannot be used.
-    #[error("--smtp-ca {}: {problem}", path.display())]
-    Ca {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
-    /// rustls cannot be set up.
-    #[error("cannot set up TLS: {0}")]
-    Tls(String),
-    /// The API path needs a server token.
-    #[error("no server token configured")]
-    NoServerToken,
-    /// The SMTP path needs an SMTP token or a server token.
-    #[error("no SMTP token and no server token configured")]
-    NoSmtpCredentials,
-}
-
-/// How the worker sends: one of the three paths.
-#[derive(Debug)]
-pub enum Backend {
-    /// Write what would be sent under `<spool>/dry-run/`.
-    DryRun(dry_run::DryRun),
-    /// Postmark's HTTP API.
-    Api(api::Api),
-    /// Postmark's SMTP service.
-    Smtp(smtp::Smtp),
-}
-
-impl Backend {
-    /// Most messages, and most raw bytes, handed over in one call.
-    fn batch_limits(&self) -> (usize, usize) {
-        match self {
-            Backend::Api(_) => (postmark_core::limits::MAX_BATCH_MESSAGES, api::MAX_BATCH_RAW_BYTES),
-            Backend::DryRun(_) | Backend::Smtp(_) => (50, 64 * 1024 * 1024),
-        }
-    }
-
-    /// The `path` label of its metrics.
-    pub fn path(&self) -> Path {
-        match self {
-            Backend::DryRun(_) => Path::DryRun,
-            Backend::Api(_) => Path::Api,
-            Backend::Smtp(_) => Path::Smtp,
-        }
-    }
-
-    /// Uses new credentials from now on (rotation without a restart).
-    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
-        match self {
-            Backend::DryRun(_) => Ok(()),
-            Backend::Api(b) => b.set_credentials(credentials),
-            Backend::Smtp(b) => b.set_credentials(credentials),
-        }
-    }
-
-    async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
-        match self {
-            Backend::DryRun(b) => b.deliver(messages, metrics).await,
-            Backend::Api(b) => b.deliver(messages, metrics).await,
-            Backend::Smtp(b) => b.deliver(messages, metrics).await,
-        }
-    }
-}
 
 /// Worker settings.
 #[derive(Debug, Clone)]
@@ -162,6 +58,7 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     credentials: Option<watch::Receiver<Arc<Credentials>>>,
     notifier: Option<notify::Notifier>,
+    clock: crate::clock::Clock,
 }
 
 impl Worker {
@@ -185,6 +82,7 @@ impl Worker {
             metrics: Arc::default(),
             credentials: None,
             notifier: None,
+            clock: crate::clock::Clock::new(),
         }
     }
 
@@ -196,7 +94,7 @@ impl Worker {
 
     /// Queues the dead-letter notice for `msg`, if one is due.
     fn notify(&mut self, msg: &StoredMessage, death: notify::Death<'_>) {
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         let Some((envelope, raw)) = self.notifier.as_mut().and_then(|n| n.notice(msg, death, now)) else {
             return;
         };
@@ -232,7 +130,7 @@ impl Worker {
             tracing::error!(error = %e, "cannot use the reloaded credentials; keeping the current ones");
             return;
         }
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         if self.paused_until_ms > now {
             tracing::info!("credentials reloaded: resuming delivery");
             self.paused_until_ms = 0;
@@ -254,7 +152,7 @@ impl Worker {
     /// Loads every pending message from the spool (quarantining unreadable ones); all are due
     /// now. Returns how many are pending.
     pub fn load_pending(&mut self) -> std::io::Result<usize> {
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         for id in self.spool.ids(Area::Queue)? {
             self.adopt(&id, now);
         }
@@ -304,7 +202,7 @@ impl Worker {
     /// Acts on `queue retry` markers (which also announce revived dead letters) and, with
     /// `full`, lists `queue/` to adopt any message the worker does not know yet (a safety net).
     fn rescan(&mut self, full: bool) {
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         match self.spool.take_retry_requests() {
             Ok(ids) => {
                 if !ids.is_empty() && self.paused_until_ms > now {
@@ -339,7 +237,7 @@ impl Worker {
     /// Runs until shutdown. The batch in flight when shutdown begins is finished (the caller
     /// bounds that with its deadline); everything else stays spooled.
     pub async fn run(mut self) {
-        let mut next_rescan = crate::clock::now_ms() + duration_ms(self.cfg.rescan_interval);
+        let mut next_rescan = self.clock.now_ms() + duration_ms(self.cfg.rescan_interval);
         let mut next_full_scan = next_rescan;
         let mut incoming_closed = false;
         loop {
@@ -350,9 +248,9 @@ impl Worker {
                 self.use_new_credentials();
             }
             while let Ok(id) = self.incoming.try_recv() {
-                self.adopt(&id, crate::clock::now_ms());
+                self.adopt(&id, self.clock.now_ms());
             }
-            let now = crate::clock::now_ms();
+            let now = self.clock.now_ms();
             if now >= next_rescan {
                 let full = now >= next_full_scan;
                 self.rescan(full);
@@ -378,7 +276,7 @@ impl Worker {
                 tokio::select! {
                     () = self.shutdown.wait() => break,
                     id = self.incoming.recv(), if !incoming_closed => match id {
-                        Some(id) => self.adopt(&id, crate::clock::now_ms()),
+                        Some(id) => self.adopt(&id, self.clock.now_ms()),
                         // No session will queue anything any more; keep draining the schedule.
                         None => incoming_closed = true,
                     },
@@ -476,7 +374,7 @@ impl Worker {
             let envelope = Envelope { mail_from: msg.header.envelope.mail_from.clone(), rcpt_to: r.failed.clone() };
             let reason = DeadReason {
                 reason: r.failed_reason.clone(),
-                dead_ms: crate::clock::now_ms(),
+                dead_ms: self.clock.now_ms(),
                 attempts: self.schedule.get(id).map_or(0, |e| e.attempts) + 1,
                 recipients: r.failed.clone(),
             };
@@ -517,7 +415,7 @@ impl Worker {
     fn defer(&mut self, msg: &StoredMessage, reason: &str, class: Deferral) {
         let count_attempt = class != Deferral::Paused;
         let id = &msg.id;
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         let Some(entry) = self.schedule.get(id).cloned() else {
             return;
         };
@@ -559,12 +457,8 @@ impl Worker {
     fn kill(&mut self, msg: &StoredMessage, reason: &str, class: Dead) {
         let id = &msg.id;
         let attempts = self.schedule.get(id).map_or(0, |e| e.attempts) + 1;
-        let dead = DeadReason {
-            reason: reason.to_string(),
-            dead_ms: crate::clock::now_ms(),
-            attempts,
-            recipients: Vec::new(),
-        };
+        let dead =
+            DeadReason { reason: reason.to_string(), dead_ms: self.clock.now_ms(), attempts, recipients: Vec::new() };
         self.schedule.remove(id);
         match self.spool.kill(id, &dead) {
             Ok(()) => {
@@ -584,7 +478,7 @@ impl Worker {
     }
 
     fn pause(&mut self, reason: &str) {
-        let now = crate::clock::now_ms();
+        let now = self.clock.now_ms();
         if self.paused_until_ms > now {
             return;
         }
@@ -696,5 +590,105 @@ mod tests {
         assert!(!dir.path().join("dry-run").join(format!("{id}.eml")).exists());
         shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    /// A worker over a fresh spool holding one message, delivering with `backend`.
+    fn worker_with(
+        backend: scripted::Scripted,
+        cfg: WorkerConfig,
+    ) -> (tempfile::TempDir, Arc<Spool>, QueueId, Shutdown, tokio::task::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path()).unwrap());
+        let env = Envelope::new("s@example.com", ["r@example.com"]);
+        let id = spool.store_blocking(&env, b"Subject: scripted\r\n\r\nbody\r\n").unwrap();
+        let shutdown = Shutdown::new();
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let mut worker = Worker::new(Arc::clone(&spool), Backend::Scripted(backend), cfg, rx, shutdown.signal());
+        worker.load_pending().unwrap();
+        let task = tokio::spawn(worker.run());
+        (dir, spool, id, shutdown, task)
+    }
+
+    /// Waits (in paused time, so at once) until `done` holds.
+    async fn until(mut done: impl FnMut() -> bool) {
+        // Polls every 10 s of paused time for up to 10 days of it.
+        for _ in 0..86_400 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        panic!("never happened");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_back_off_doubling_to_the_cap_then_deliver() {
+        let transient = || Outcome::Transient("HTTP 503".into());
+        let script = scripted::Scripted::new(
+            [transient(), transient(), transient(), transient(), transient(), transient()],
+            Outcome::Delivered { reference: "ok".into() },
+        );
+        let cfg = WorkerConfig {
+            max_retry_delay: Duration::from_secs(10),
+            message_lifetime: Duration::from_secs(3600),
+            rescan_interval: Duration::from_secs(3600),
+        };
+        let (_dir, spool, id, shutdown, task) = worker_with(script.clone(), cfg);
+        until(|| script.attempts().len() == 7 && spool.ids(Area::Queue).unwrap().is_empty()).await;
+        let times: Vec<u64> = script
+            .attempts()
+            .iter()
+            .map(|(i, t)| {
+                assert_eq!(i, &id);
+                *t
+            })
+            .collect();
+        let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        // 1 s, 2 s, 4 s, 8 s, then the 10 s cap, each with jitter in [d/2, d].
+        for (gap, full) in gaps.iter().zip([1_000u64, 2_000, 4_000, 8_000, 10_000, 10_000]) {
+            assert!((full / 2..=full + 150).contains(gap), "gap {gap} ms for a {full} ms step: {gaps:?}");
+        }
+        assert!(spool.locate(&id).is_none(), "delivered and removed");
+        shutdown.trigger();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_never_gets_through_dies_when_its_lifetime_ends() {
+        let script = scripted::Scripted::new([], Outcome::Transient("connection refused".into()));
+        let cfg = WorkerConfig {
+            max_retry_delay: Duration::from_secs(600),
+            message_lifetime: Duration::from_secs(3 * 24 * 3600),
+            rescan_interval: Duration::from_secs(3600),
+        };
+        let (_dir, spool, id, shutdown, task) = worker_with(script.clone(), cfg);
+        until(|| spool.locate(&id) == Some(Area::Dead)).await;
+        let times: Vec<u64> = script.attempts().iter().map(|(_, t)| *t).collect();
+        let span = times.last().unwrap() - times.first().unwrap();
+        // Three days of 10-minute retries (with jitter: 5 to 10 minutes apart), in no real time.
+        assert!(span <= 3 * 24 * 3600 * 1000, "{span}");
+        assert!(span >= 3 * 24 * 3600 * 1000 - 600_000, "{span}");
+        assert!((432..=900).contains(&times.len()), "{} attempts", times.len());
+        let reason = spool.dead_reason(&id).unwrap();
+        assert!(reason.reason.contains("connection refused"), "{reason:?}");
+        shutdown.trigger();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_failure_is_not_retried() {
+        let script =
+            scripted::Scripted::new([Outcome::Permanent("ErrorCode 406".into())], Outcome::Transient("x".into()));
+        let cfg = WorkerConfig {
+            max_retry_delay: Duration::from_secs(1),
+            message_lifetime: Duration::from_secs(3600),
+            rescan_interval: Duration::from_secs(3600),
+        };
+        let (_dir, spool, id, shutdown, task) = worker_with(script.clone(), cfg);
+        until(|| spool.locate(&id) == Some(Area::Dead)).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(script.attempts().len(), 1, "an hour later, still one attempt");
+        shutdown.trigger();
+        task.await.unwrap();
     }
 }

@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::headers::{HeaderSection, one_line};
-use crate::session::Reply;
 use verified::VerifiedSenders;
 
 /// How deep aliases may refer to other aliases.
@@ -43,11 +42,6 @@ pub struct Refusal {
 impl Refusal {
     fn new(code: u16, enhanced: &'static str, exit: u8, text: impl Into<String>) -> Self {
         Self { code, enhanced, text: text.into(), exit }
-    }
-
-    /// The SMTP reply.
-    pub fn reply(&self) -> Reply {
-        Reply::new(self.code, self.enhanced, self.text.clone())
     }
 }
 

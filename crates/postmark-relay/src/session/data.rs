@@ -414,7 +414,7 @@ pub(crate) fn check(
 ) -> Result<(validate::Accepted, Vec<u8>), (Reply, Reject)> {
     let decision = policy
         .message(&raw, &envelope.mail_from, user, crate::clock::now_ms())
-        .map_err(|r| (r.reply(), Reject::Policy))?;
+        .map_err(|r| (Reply::from(&r), Reject::Policy))?;
     let raw = decision.raw.unwrap_or(raw);
     let routed;
     let convert = match decision.stream {

@@ -44,7 +44,7 @@ impl Protocol {
         // apply to the envelope sender here, to the header From at the end of DATA.
         let mail_from = match self.policy.sender(&from.address) {
             Ok(address) => address,
-            Err(refusal) => return self.error(out, refusal.reply()),
+            Err(refusal) => return self.error(out, Reply::from(&refusal)),
         };
         self.tx = Some(Transaction { mail_from, rcpt_to: Vec::new(), smtputf8 });
         Reply::new(250, "2.1.0", "Sender OK").write_to(out);

@@ -29,7 +29,7 @@ impl Protocol {
         // neither is refused with how to configure one.
         let expanded = match self.policy.recipient(&address) {
             Ok(list) => list,
-            Err(refusal) => return self.error(out, refusal.reply()),
+            Err(refusal) => return self.error(out, Reply::from(&refusal)),
         };
         if let Some(bad) = expanded.iter().find(|a| !postmark_core::limits::is_valid_address(a)) {
             let text = format!(

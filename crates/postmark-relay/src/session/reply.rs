@@ -80,6 +80,12 @@ pub fn write_multiline(out: &mut Vec<u8>, code: u16, lines: &[&str]) {
     }
 }
 
+impl From<&crate::policy::Refusal> for Reply {
+    fn from(r: &crate::policy::Refusal) -> Self {
+        Reply::new(r.code, r.enhanced, r.text.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

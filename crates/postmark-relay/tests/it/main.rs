@@ -10,6 +10,7 @@ mod faults;
 mod fidelity;
 mod help;
 mod hostile;
+mod layering;
 mod limits;
 mod metrics;
 mod process;

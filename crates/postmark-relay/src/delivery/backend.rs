@@ -1,0 +1,127 @@
+//! What the worker sends with: the three paths behind one type, and what an attempt comes to.
+
+#[cfg(test)]
+use super::scripted;
+use super::{api, dry_run, smtp};
+use crate::metrics::{Metrics, Path};
+use crate::secrets::Credentials;
+use crate::spool::StoredMessage;
+
+/// The result of one attempt for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted upstream; `reference` is Postmark's MessageID, the SMTP reply, or the dry-run file.
+    Delivered {
+        /// What identifies the accepted message upstream.
+        reference: String,
+    },
+    /// Failed for now; retry later.
+    Transient(String),
+    /// Failed for good: dead letter.
+    Permanent(String),
+    /// The configuration or account is at fault: pause delivery, keep the message.
+    Operator(String),
+    /// SMTP answered differently per recipient.
+    PerRecipient(RecipientOutcome),
+}
+
+/// Per-recipient results of an SMTP attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientOutcome {
+    /// Accepted recipients.
+    pub delivered: Vec<String>,
+    /// The final reply for the accepted recipients.
+    pub reference: String,
+    /// Recipients answered with 4xx.
+    pub retry: Vec<String>,
+    /// The 4xx reason.
+    pub retry_reason: String,
+    /// Recipients answered with 5xx.
+    pub failed: Vec<String>,
+    /// The 5xx reason.
+    pub failed_reason: String,
+}
+
+/// Why a backend cannot be set up or switched to new credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The HTTP client cannot be built.
+    #[error("cannot set up the API client: {0}")]
+    ApiClient(#[source] postmark_core::Error),
+    /// `--smtp-ca` cannot be used.
+    #[error("--smtp-ca {}: {problem}", path.display())]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls cannot be set up.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+    /// The API path needs a server token.
+    #[error("no server token configured")]
+    NoServerToken,
+    /// The SMTP path needs an SMTP token or a server token.
+    #[error("no SMTP token and no server token configured")]
+    NoSmtpCredentials,
+}
+
+/// How the worker sends: one of the three paths.
+#[derive(Debug)]
+pub enum Backend {
+    /// Write what would be sent under `<spool>/dry-run/`.
+    DryRun(dry_run::DryRun),
+    /// Postmark's HTTP API.
+    Api(api::Api),
+    /// Postmark's SMTP service.
+    Smtp(smtp::Smtp),
+    /// Outcomes given in advance, for tests of the worker.
+    #[cfg(test)]
+    Scripted(scripted::Scripted),
+}
+
+impl Backend {
+    /// Most messages, and most raw bytes, handed over in one call.
+    pub(super) fn batch_limits(&self) -> (usize, usize) {
+        match self {
+            Backend::Api(_) => (postmark_core::limits::MAX_BATCH_MESSAGES, api::MAX_BATCH_RAW_BYTES),
+            Backend::DryRun(_) | Backend::Smtp(_) => (50, 64 * 1024 * 1024),
+            #[cfg(test)]
+            Backend::Scripted(_) => (1, usize::MAX),
+        }
+    }
+
+    /// The `path` label of its metrics.
+    pub fn path(&self) -> Path {
+        match self {
+            Backend::DryRun(_) => Path::DryRun,
+            Backend::Api(_) => Path::Api,
+            Backend::Smtp(_) => Path::Smtp,
+            #[cfg(test)]
+            Backend::Scripted(_) => Path::DryRun,
+        }
+    }
+
+    /// Uses new credentials from now on (rotation without a restart).
+    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
+        match self {
+            Backend::DryRun(_) => Ok(()),
+            Backend::Api(b) => b.set_credentials(credentials),
+            Backend::Smtp(b) => b.set_credentials(credentials),
+            #[cfg(test)]
+            Backend::Scripted(_) => Ok(()),
+        }
+    }
+
+    pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
+        match self {
+            Backend::DryRun(b) => b.deliver(messages, metrics).await,
+            Backend::Api(b) => b.deliver(messages, metrics).await,
+            Backend::Smtp(b) => b.deliver(messages, metrics).await,
+            #[cfg(test)]
+            Backend::Scripted(b) => b.deliver(messages),
+        }
+    }
+}
