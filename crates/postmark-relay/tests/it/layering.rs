@@ -61,12 +61,7 @@ fn graph(src: &Path) -> (Graph, Vec<(PathBuf, usize)>) {
 }
 
 fn find_cycle(graph: &Graph) -> Option<Vec<String>> {
-    fn visit(
-        node: &str,
-        graph: &Graph,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
+    fn visit(node: &str, graph: &Graph, path: &mut Vec<String>, done: &mut BTreeSet<String>) -> Option<Vec<String>> {
         if let Some(i) = path.iter().position(|n| n == node) {
             let mut cycle = path[i..].to_vec();
             cycle.push(node.to_owned());
