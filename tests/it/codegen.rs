@@ -111,7 +111,7 @@ fn api_surface_account() {
 fn every_operation_follows_the_conventions() {
     let root = xtask::workspace_root();
     let mut ids = std::collections::BTreeSet::new();
-    for target in xtask::TARGETS {
+    for target in xtask::client_targets() {
         let raw = xtask::load_document(&root.join(target.spec)).expect("spec");
         assert_eq!(raw["openapi"], "3.0.3", "{}", target.spec);
         assert!(raw["security"].is_array(), "{}: global security", target.spec);
@@ -154,4 +154,70 @@ fn response_schemas_stay_open() {
         let text = std::fs::read_to_string(root.join(file)).expect("spec");
         assert!(!text.contains("additionalProperties: false"), "{file} closes a schema");
     }
+}
+
+#[test]
+fn every_spec_generates_a_client_a_cli_and_mocks() {
+    use xtask::Kind;
+    for spec in ["openapi/server.yaml", "openapi/account.yaml"] {
+        let kinds: Vec<Kind> = xtask::TARGETS.iter().filter(|t| t.spec == spec).map(|t| t.kind).collect();
+        assert!(kinds.contains(&Kind::Client), "{spec}: client");
+        assert!(kinds.iter().any(|k| matches!(k, Kind::Cli { .. })), "{spec}: CLI");
+        assert!(kinds.iter().any(|k| matches!(k, Kind::Httpmock { .. })), "{spec}: mocks");
+    }
+}
+
+#[test]
+fn the_cli_and_the_mocks_cover_every_operation() {
+    let root = xtask::workspace_root();
+    for target in xtask::TARGETS {
+        let raw = xtask::load_document(&root.join(target.spec)).expect("spec");
+        let ops: Vec<String> = raw["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|item| item.as_object().expect("item").values())
+            .filter_map(|op| op["operationId"].as_str().map(str::to_string))
+            .collect();
+        let code = std::fs::read_to_string(root.join(target.output)).expect("generated file");
+        let squashed: String = code.split_whitespace().collect();
+        for op in &ops {
+            let needle = match target.kind {
+                xtask::Kind::Client => format!("pubfn{op}(&self"),
+                xtask::Kind::Cli { .. } => format!("pubfncli_{op}()"),
+                xtask::Kind::Httpmock { .. } => format!("fn{op}<F>(&self"),
+            };
+            assert!(squashed.contains(&needle), "{}: no {needle}", target.output);
+        }
+        if matches!(target.kind, xtask::Kind::Cli { .. }) {
+            assert!(!code.contains("schemars"), "{}: the unused JsonSchema bound is removed", target.output);
+        }
+    }
+}
+
+#[test]
+fn a_spec_edit_reaches_the_cli_help() {
+    let root = xtask::workspace_root();
+    let mut doc = xtask::load_bundled(&root.join("openapi/server.yaml"), &root.join(xtask::SHARED_SPEC)).expect("spec");
+    doc["paths"]["/email"]["post"]["summary"] = "An edited summary.".into();
+    let cli = xtask::generate_cli(&doc, "server.yaml", "crate::api::server").expect("generates");
+    assert!(cli.contains("An edited summary."), "the CLI's about text comes from the spec");
+    let mocks = xtask::generate_httpmock(&doc, "server.yaml", "postmark_server").expect("generates");
+    assert!(mocks.contains("pub struct SendEmailWhen"));
+}
+
+#[test]
+fn optional_collections_decode_null_in_generated_code() {
+    let code = xtask::generate_fixture(&xtask::workspace_root().join("openapi/fixtures/maps.yaml")).expect("maps");
+    let squashed: String = code.split_whitespace().collect();
+    assert_eq!(squashed.matches(&format!("deserialize_with=\"{}\"", xtask::NULL_AS_DEFAULT)).count(), 3, "{code}");
+    // Nullable optional collections are not turned into `Option<Vec<_>>`.
+    let mut doc = serde_json::json!({"type": "object", "properties": {
+        "A": {"type": "array", "nullable": true, "items": {"type": "string"}},
+        "B": {"type": "array", "nullable": true, "items": {"type": "string"}},
+        "S": {"type": "string", "nullable": true}}, "required": ["B"]});
+    xtask::normalize_nullable_collections(&mut doc);
+    assert_eq!(doc["properties"]["A"].get("nullable"), None, "optional collection");
+    assert_eq!(doc["properties"]["B"]["nullable"], true, "a required one keeps `null` meaningful");
+    assert_eq!(doc["properties"]["S"]["nullable"], true, "not a collection");
 }

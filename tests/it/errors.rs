@@ -244,3 +244,34 @@ fn test_token_is_postmarks() {
     assert_eq!(postmark_core::TEST_TOKEN, "POSTMARK_API_TEST");
     assert!(ServerClient::new(postmark_core::TEST_TOKEN).is_ok());
 }
+
+/// An attachment built by hand (not through `EmailAttachment::from_path`/`from_bytes`) with an extension Postmark
+/// refuses never leaves the client on a single send; a batch is left to Postmark, which refuses only that message.
+#[tokio::test]
+async fn a_forbidden_attachment_built_by_hand_is_refused_before_sending() {
+    let (fake, client) = setup().await;
+    let exe = || types::EmailAttachment {
+        name: "Setup.EXE".into(),
+        content: "TVo=".into(),
+        content_type: "application/octet-stream".into(),
+        content_id: None,
+    };
+    let err = client.send_email().body(email("a@example.com").attach(exe())).send().await.expect_err("refused");
+    let err = Error::from(err);
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(err.to_string().contains("ErrorCode 411") && err.to_string().contains("Setup.EXE"), "{err}");
+    let templated =
+        types::SendEmailWithTemplateRequest::with_alias("sender@example.com", "a@example.com", "welcome").attach(exe());
+    let err = client.send_email_with_template().body(templated).send().await.expect_err("refused");
+    assert!(matches!(Error::from(err), Error::InvalidInput(_)));
+    assert!(fake.requests().is_empty(), "nothing reached the wire");
+
+    // A harmless attachment goes through; a batch reaches Postmark, which refuses the one bad message (411).
+    let pdf = types::EmailAttachment { name: "invoice.pdf".into(), content_type: "application/pdf".into(), ..exe() };
+    client.send_email().body(email("a@example.com").attach(pdf)).send().await.expect("accepted");
+    let results = client.send_batch(vec![email("b@example.com").attach(exe()), email("c@example.com")]).await;
+    assert_eq!(fake.requests().len(), 2);
+    assert!(results[1].is_ok());
+    let refused = results[0].as_ref().expect_err("refused by Postmark");
+    assert_eq!(refused.error_code(), Some(ErrorCode::ForbiddenAttachmentType), "{refused:?}");
+}

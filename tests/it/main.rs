@@ -4,3 +4,8 @@ mod codegen;
 mod contract;
 mod errors;
 mod examples;
+mod fidelity;
+mod paging;
+mod retry;
+mod server_examples;
+mod tool_examples;

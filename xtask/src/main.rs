@@ -6,9 +6,11 @@ use xtask::{Mode, codegen};
 
 const HELP: &str = "\
 cargo xtask codegen [--check] [--only NAME]
-    Regenerate crates/*/src/generated.rs from openapi/*.yaml with progenitor.
+    Regenerate the clients (crates/postmark-{server,account}/src/generated.rs), the CLI's subcommands
+    (crates/postmark-cli/src/generated/) and the mocks (crates/postmark-httpmock/src/generated/) from
+    openapi/*.yaml with progenitor.
     --check   write nothing; exit 1 with a diff when a committed file is stale
-    --only    one target (server, account)
+    --only    one target (server, account, server-cli, account-cli, server-mock, account-mock)
 cargo xtask surface [NAME]
     Print the API surface (one line per operation) of a generated client.
 cargo xtask bench relay [--sessions N] [--messages M] [--size S] [--via api|smtp]
@@ -57,7 +59,7 @@ fn run_codegen(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn run_surface(args: &[String]) -> anyhow::Result<()> {
-    for t in xtask::TARGETS.iter().filter(|t| args.first().is_none_or(|n| n == t.name)) {
+    for t in xtask::client_targets().filter(|t| args.first().is_none_or(|n| n == t.name)) {
         print!("{}", xtask::api_surface(t)?);
     }
     Ok(())

@@ -7,8 +7,13 @@
 #[rustfmt::skip]
 mod generated;
 
+mod paging;
+
 pub use generated::{ByteStream, Client, ResponseValue, builder, types};
-pub use postmark_core::{ApiErrorBody, Error, ErrorCode, Operation, TEST_TOKEN, Token, TransportFailure};
+pub use postmark_core::paging::ItemStream;
+pub use postmark_core::{
+    ApiErrorBody, Error, ErrorCode, Operation, ResultExt, RetryEvent, RetryPolicy, TEST_TOKEN, Token, TransportFailure,
+};
 
 postmark_core::define_client! {
     /// A client for Postmark's Account API (servers, domains, sender signatures, template push, data removals).

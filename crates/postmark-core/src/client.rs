@@ -79,8 +79,8 @@ pub trait ApiKind {
     const TOKEN_ENV: &'static str;
     /// The client the builder produces.
     type Client;
-    /// Assembles the client from a ready HTTP client and base URL.
-    fn assemble(base_url: String, http: reqwest::Client) -> Self::Client;
+    /// Assembles the client from a ready HTTP client, base URL and state (the retry policy).
+    fn assemble(base_url: String, http: reqwest::Client, state: crate::ClientState) -> Self::Client;
 }
 
 /// Builds a client: base URL, timeouts and user agent, with Postmark's defaults.
@@ -90,6 +90,7 @@ pub struct ClientBuilder<K: ApiKind> {
     timeout: Duration,
     connect_timeout: Duration,
     user_agent: String,
+    retry: Option<crate::RetryPolicy>,
     kind: PhantomData<K>,
 }
 
@@ -101,6 +102,7 @@ impl<K: ApiKind> fmt::Debug for ClientBuilder<K> {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("user_agent", &self.user_agent)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -115,6 +117,7 @@ impl<K: ApiKind> ClientBuilder<K> {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: concat!("postmark-rs/", env!("CARGO_PKG_VERSION")).to_string(),
+            retry: None,
             kind: PhantomData,
         }
     }
@@ -154,6 +157,13 @@ impl<K: ApiKind> ClientBuilder<K> {
         self
     }
 
+    /// Turns on retries with this policy (off by default). Only failures [`Error::is_retryable`] allows are retried,
+    /// so a send is never repeated after a timeout or a 5xx answer; see [`RetryPolicy`](crate::RetryPolicy).
+    pub fn retry(mut self, policy: crate::RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
     /// Builds the client. Fails on a base URL that is not http(s) or a token that is not a valid header value.
     pub fn build(self) -> Result<K::Client, Error> {
         let scheme_ok = self.base_url.starts_with("https://") || self.base_url.starts_with("http://");
@@ -175,6 +185,6 @@ impl<K: ApiKind> ClientBuilder<K> {
             .user_agent(self.user_agent)
             .build()
             .map_err(|e| Error::Config(format!("could not build the HTTP client: {e}")))?;
-        Ok(K::assemble(self.base_url, http))
+        Ok(K::assemble(self.base_url, http, crate::ClientState::new(self.retry)))
     }
 }

@@ -28,8 +28,8 @@ macro_rules! define_client {
             const TOKEN_HEADER: &'static str = $header;
             const TOKEN_ENV: &'static str = $env;
             type Client = $client;
-            fn assemble(base_url: ::std::string::String, http: ::reqwest::Client) -> $client {
-                $client { api: crate::generated::Client::new_with_client(&base_url, http) }
+            fn assemble(base_url: ::std::string::String, http: ::reqwest::Client, state: $crate::ClientState) -> $client {
+                $client { api: crate::generated::Client::new_with_client(&base_url, http, state) }
             }
         }
 
@@ -56,14 +56,20 @@ macro_rules! define_client {
                 $builder::from_env()?.build()
             }
 
-            /// A builder to set the base URL, timeouts and user agent.
+            #[doc = concat!("A builder whose token comes from `", $env, "` and whose base URL comes from")]
+            /// `POSTMARK_API_URL` when set, to add retries, timeouts or a user agent before building.
+            pub fn builder_from_env() -> ::std::result::Result<$builder, $crate::Error> {
+                $builder::from_env()
+            }
+
+            /// A builder to set the base URL, timeouts, user agent and retry policy.
             pub fn builder(token: impl ::std::convert::Into<$crate::Token>) -> $builder {
                 $builder::new(token)
             }
 
             /// The API address this client sends to.
             pub fn base_url(&self) -> &str {
-                progenitor_client::ClientInfo::baseurl(&self.api)
+                progenitor_client::ClientInfo::<$crate::ClientState>::baseurl(&self.api)
             }
         }
 
@@ -80,14 +86,13 @@ macro_rules! define_client {
             }
         }
 
-        impl progenitor_client::ClientHooks for crate::generated::Client {
+        impl progenitor_client::ClientHooks<$crate::ClientState> for crate::generated::Client {
             async fn pre<E>(
                 &self,
                 request: &mut ::reqwest::Request,
                 _info: &progenitor_client::OperationInfo,
             ) -> ::std::result::Result<(), progenitor_client::Error<E>> {
-                $crate::hooks::pre(request);
-                Ok(())
+                $crate::hooks::pre(request).map_err(progenitor_client::Error::Custom)
             }
 
             async fn exec(
@@ -95,7 +100,13 @@ macro_rules! define_client {
                 request: ::reqwest::Request,
                 info: &progenitor_client::OperationInfo,
             ) -> ::reqwest::Result<::reqwest::Response> {
-                $crate::hooks::exec(progenitor_client::ClientInfo::client(self), request, info).await
+                $crate::hooks::exec(
+                    progenitor_client::ClientInfo::client(self),
+                    request,
+                    info,
+                    progenitor_client::ClientInfo::inner(self),
+                )
+                .await
             }
         }
     };

@@ -93,6 +93,24 @@ pub enum Error {
     /// The client could not be configured (for example, a missing token variable or a bad base URL).
     #[error("configuration error: {0}")]
     Config(String),
+    /// A listing reached Postmark's paging window (`count + offset` may not pass it, 10,000 for messages and
+    /// bounces) with more results left: the results past it cannot be fetched with these filters.
+    #[error(
+        "{operation}: {total} results match, but Postmark pages through at most the first {window}; \
+         narrow the query (e.g. a shorter fromdate/todate range) and list each part"
+    )]
+    PageWindow {
+        /// The listing operation.
+        operation: String,
+        /// Postmark's `TotalCount` for the query.
+        total: i64,
+        /// The window: results past this offset are unreachable.
+        window: i64,
+    },
+    /// A request was refused before it was sent, because Postmark would refuse it (for example a forbidden
+    /// attachment type or an attachment over the size limit).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
 }
 
 /// The operation a response belongs to.
@@ -226,7 +244,9 @@ impl From<progenitor_client::Error<ApiErrorBody>> for Error {
             },
             P::CommunicationError(e) | P::ResponseBodyError(e) | P::InvalidUpgrade(e) => Error::from(e),
             P::InvalidResponsePayload(bytes, source) => Error::Decode { body: truncate(&bytes), source },
-            P::InvalidRequest(msg) | P::Custom(msg) => Error::InvalidRequest(msg),
+            P::InvalidRequest(msg) => Error::InvalidRequest(msg),
+            // Only our `pre` hook makes these: a request refused before sending because Postmark would refuse it.
+            P::Custom(msg) => Error::InvalidInput(msg),
         }
     }
 }

@@ -4,13 +4,20 @@
 
 mod client;
 mod codes;
+pub mod de;
 mod define;
 mod error;
 pub mod hooks;
 pub mod limits;
+pub mod paging;
+mod result;
+mod retry;
 
 pub use client::{
     API_URL_ENV, ApiKind, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, TEST_TOKEN, Token,
 };
 pub use codes::ErrorCode;
 pub use error::{ApiErrorBody, Error, Operation, TransportFailure};
+pub use hooks::ClientState;
+pub use result::ResultExt;
+pub use retry::{RetryEvent, RetryPolicy, parse_retry_after};

@@ -9,8 +9,10 @@
 //!   [`FakeApi::set_unconfirmed_senders`], [`FakeApi::reject_recipient`] or [`FakeApi::set_rules`].
 //! * Any method and path can be given a canned answer ([`FakeApi::respond`]); it takes priority over the rules
 //!   (the contract tests use this).
-//! * Faults ([`Fault`]) are queued and consumed one per request: an error status, a delay, or a dropped connection.
-//!   They take priority over everything else.
+//! * Paged listings ([`FakeApi::serve_list`]) follow Postmark's `count`/`offset` rules, and a template store
+//!   ([`FakeApi::store_templates`]) lists, gets, creates and edits templates; see the `lists` module.
+//! * Faults ([`Fault`]) are queued and consumed one per request: an error status, a delay, a dropped connection, or
+//!   any answer with extra headers (e.g. `Retry-After`). They take priority over everything else.
 //! * Every request is recorded ([`FakeApi::requests`]) with method, path, query pairs, headers and body.
 
 use std::collections::{HashMap, VecDeque};
@@ -28,6 +30,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::rules::{self, Endpoint, RequestRefusal, Rules};
+
+mod lists;
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -71,6 +75,15 @@ pub enum Fault {
     Delay(Duration),
     /// Start a 200 answer and break the connection before the body completes.
     Reset,
+    /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
+    Respond {
+        /// HTTP status.
+        status: u16,
+        /// Extra response headers.
+        headers: Vec<(String, String)>,
+        /// Response body (JSON when it parses as JSON).
+        body: String,
+    },
 }
 
 impl Fault {
@@ -91,6 +104,8 @@ struct State {
     rules: Rules,
     emails: Vec<Value>,
     sent: u64,
+    lists: HashMap<String, lists::FakeList>,
+    templates: Option<lists::TemplateStore>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -220,6 +235,18 @@ fn json_response(status: u16, body: String) -> Response {
     (status, [(axum::http::header::CONTENT_TYPE, ct)], body).into_response()
 }
 
+fn respond_with_headers(status: u16, headers: &[(String, String)], body: String) -> Response {
+    let mut response = json_response(status, body);
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) =
+            (axum::http::HeaderName::try_from(name.as_str()), axum::http::HeaderValue::try_from(value.as_str()))
+        {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
+}
+
 fn api_error(status: u16, code: i64, message: &str) -> Response {
     json_response(status, json!({"ErrorCode": code, "Message": message}).to_string())
 }
@@ -252,6 +279,7 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
                 .unwrap_or_default();
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Respond { status, headers, body }) => return respond_with_headers(status, &headers, body),
         None => {}
     }
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -268,6 +296,9 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
     }
     if let Some((status, body)) = s.canned.get(&(recorded.method.clone(), recorded.path.clone())) {
         return json_response(*status, body.clone());
+    }
+    if let Some(response) = lists::route(&mut s, &recorded) {
+        return response;
     }
     if recorded.method == "POST"
         && let Some(endpoint) = Endpoint::from_path(&recorded.path)

@@ -7,12 +7,18 @@
 #[rustfmt::skip]
 mod generated;
 
+pub mod attachments;
 mod batch;
+mod email;
+mod paging;
 pub mod webhooks;
 
 pub use batch::{BatchItemError, BatchResult, MAX_BATCH};
 pub use generated::{ByteStream, Client, ResponseValue, builder, types};
-pub use postmark_core::{ApiErrorBody, Error, ErrorCode, Operation, TEST_TOKEN, Token, TransportFailure};
+pub use postmark_core::paging::ItemStream;
+pub use postmark_core::{
+    ApiErrorBody, Error, ErrorCode, Operation, ResultExt, RetryEvent, RetryPolicy, TEST_TOKEN, Token, TransportFailure,
+};
 
 postmark_core::define_client! {
     /// A client for Postmark's Server API.

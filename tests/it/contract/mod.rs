@@ -230,7 +230,7 @@ fn path_matches(template: &str, path: &str) -> bool {
 }
 
 /// Every non-null value of `expected` (except the deliberately unknown `FutureField`) must be in `actual`, equal; an
-/// empty array may be absent from `actual`.
+/// empty array or object may be absent from `actual`.
 /// Numbers compare as numbers and timestamps as instants, since a decoded `DateTime` re-serializes differently.
 pub fn assert_same_json(expected: &Value, actual: &Value, what: &str) {
     fn walk(e: &Value, a: &Value, at: &str, errors: &mut Vec<String>) {
@@ -243,9 +243,10 @@ pub fn assert_same_json(expected: &Value, actual: &Value, what: &str) {
                     }
                     match ao.get(k) {
                         Some(av) => walk(ev, av, &format!("{at}.{k}"), errors),
-                        // typify skips empty optional arrays when serializing (`skip_serializing_if =
-                        // "Vec::is_empty"`): `[]` and an absent key carry the same information.
+                        // typify skips empty optional arrays and maps when serializing (`skip_serializing_if =
+                        // "Vec::is_empty"`): `[]`/`{}` and an absent key carry the same information.
                         None if ev.as_array().is_some_and(Vec::is_empty) => {}
+                        None if ev.as_object().is_some_and(serde_json::Map::is_empty) => {}
                         None => errors.push(format!("{at}.{k} is missing")),
                     }
                 }

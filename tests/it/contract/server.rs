@@ -139,7 +139,7 @@ async fn get_bounce_dump() {
     let h = Harness::server("get_bounce_dump").await;
     let r = h.server.get_bounce_dump().bounceid(BOUNCE_ID).send().await.expect("ok").into_inner();
     h.check(&format!("/bounces/{BOUNCE_ID}/dump"), &r);
-    assert!(r.body.starts_with("Return-Path: <>\r\n"), "raw source keeps its CRLFs");
+    assert!(r.body.as_deref().is_some_and(|b| b.starts_with("Return-Path: <>\r\n")), "raw source keeps its CRLFs");
 }
 
 #[tokio::test]
@@ -290,7 +290,7 @@ async fn get_outbound_message_details() {
     let r =
         h.server.get_outbound_message_details().messageid(OUTBOUND_MESSAGE_ID).send().await.expect("ok").into_inner();
     h.check(&format!("/messages/outbound/{OUTBOUND_MESSAGE_ID}/details"), &r);
-    assert_eq!(r.metadata.as_ref().and_then(|m| m.get("plan")).and_then(|v| v.as_str()), Some("pro"));
+    assert_eq!(r.metadata.get("plan").and_then(|v| v.as_str()), Some("pro"));
     assert_eq!(iso(r.message_events[1].received_at), "2026-03-02T15:41:07.000012300Z");
 }
 
