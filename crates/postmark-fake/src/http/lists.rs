@@ -89,8 +89,68 @@ fn page_bounds(request: &RecordedRequest, window: Option<usize>) -> Result<(usiz
     Ok((count, offset))
 }
 
+/// The account's sender signatures and domains as `GET /senders` and `GET /domains` list them, derived from the
+/// verified-sender rules (so the listing and the send endpoints agree): an address in
+/// [`Rules::verified_senders`](crate::rules::Rules) is a confirmed signature, an address in `unconfirmed_senders` a
+/// signature not yet confirmed, and a bare domain in `verified_senders` a domain with DKIM verified. Field names
+/// and shapes as in Postmark's reference (`SenderSignatures` items: `Domain`, `EmailAddress`,
+/// `ReplyToEmailAddress`, `Name`, `Confirmed`, `ID`; `Domains` items: `Name`, `SPFVerified`, `DKIMVerified`,
+/// `WeakDKIM`, `ReturnPathDomainVerified`, `ID`).
+fn account_listing(state: &State, path: &str) -> Option<(&'static str, Vec<Value>)> {
+    let verified = state.rules.verified_senders.as_ref()?;
+    let unconfirmed = &state.rules.unconfirmed_senders;
+    match path {
+        "/senders" => {
+            let signature = |(i, address): (usize, &String), confirmed: bool| {
+                let domain = address.rsplit_once('@').map_or("", |(_, d)| d);
+                let name = address.split('@').next().unwrap_or_default();
+                json!({"Domain": domain, "EmailAddress": address, "ReplyToEmailAddress": "", "Name": name,
+                       "Confirmed": confirmed, "ID": 100 + i})
+            };
+            let mut items: Vec<Value> =
+                verified.iter().filter(|s| s.contains('@')).enumerate().map(|e| signature(e, true)).collect();
+            let offset = items.len();
+            items.extend(
+                unconfirmed
+                    .iter()
+                    .filter(|s| s.contains('@'))
+                    .enumerate()
+                    .map(|(i, a)| signature((offset + i, a), false)),
+            );
+            Some(("SenderSignatures", items))
+        }
+        "/domains" => {
+            let items = verified
+                .iter()
+                .filter(|s| !s.contains('@'))
+                .enumerate()
+                .map(|(i, name)| {
+                    json!({"Name": name, "SPFVerified": true, "DKIMVerified": true, "WeakDKIM": false,
+                           "ReturnPathDomainVerified": true, "ID": 200 + i})
+                })
+                .collect();
+            Some(("Domains", items))
+        }
+        _ => None,
+    }
+}
+
 /// Answers the request from a listing or the template store, or `None` when neither handles it.
 pub(super) fn route(state: &mut State, request: &RecordedRequest) -> Option<Response> {
+    if request.method == "GET"
+        && let Some((key, items)) = account_listing(state, &request.path)
+    {
+        return Some(match page_bounds(request, None) {
+            Ok((count, offset)) => {
+                let page: Vec<Value> = items.iter().skip(offset).take(count).cloned().collect();
+                let mut body = serde_json::Map::new();
+                body.insert("TotalCount".into(), json!(items.len()));
+                body.insert(key.into(), Value::Array(page));
+                json_response(200, Value::Object(body).to_string())
+            }
+            Err(refusal) => refusal.response(),
+        });
+    }
     if request.method == "GET"
         && let Some(list) = state.lists.get(&request.path)
     {

@@ -110,23 +110,7 @@ async fn with_an_account_token_unverified_senders_are_refused_before_250() {
     fake.set_account_token("account-token-for-tests");
     fake.set_verified_senders(&["app@example.com", "verified.example"]);
     fake.set_unconfirmed_senders(&["new@example.com"]);
-    // The account's listings, as Postmark answers them for that account.
-    fake.respond(
-        "GET",
-        "/senders",
-        200,
-        r#"{"TotalCount":2,"SenderSignatures":[
-            {"Domain":"example.com","EmailAddress":"app@example.com","ReplyToEmailAddress":"","Name":"App","Confirmed":true,"ID":1},
-            {"Domain":"example.com","EmailAddress":"new@example.com","ReplyToEmailAddress":"","Name":"New","Confirmed":false,"ID":2}]}"#,
-    );
-    fake.respond(
-        "GET",
-        "/domains",
-        200,
-        r#"{"TotalCount":2,"Domains":[
-            {"Name":"verified.example","SPFVerified":true,"DKIMVerified":true,"WeakDKIM":false,"ReturnPathDomainVerified":true,"ID":7},
-            {"Name":"pending.example","SPFVerified":false,"DKIMVerified":false,"WeakDKIM":false,"ReturnPathDomainVerified":false,"ID":8}]}"#,
-    );
+    // The fake lists the account's signatures and domains (GET /senders, /domains) from the same rules.
     let (mut relay, _dir) = relay_with(&fake, "", &[("POSTMARK_ACCOUNT_TOKEN", "account-token-for-tests")]).await;
     wait_for("the account's senders to load", Duration::from_secs(10), || {
         fake.requests().iter().any(|r| r.path == "/domains").then_some(())
