@@ -52,6 +52,13 @@ impl fmt::Debug for Token {
     }
 }
 
+/// A token read from a configuration file (`server_token = "..."`): deserialized from a string, never serialized.
+impl<'de> serde::Deserialize<'de> for Token {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Token)
+    }
+}
+
 impl From<&str> for Token {
     fn from(s: &str) -> Self {
         Token::new(s)

@@ -8,29 +8,42 @@
 /// Most recipients of one message, counted over `To`, `Cc` and `Bcc` together (ErrorCode 300).
 pub const MAX_RECIPIENTS: usize = 50;
 
-/// Largest message on the API, attachments included and measured after base64: 10 MB.
-pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
+/// Largest message on the API, attachments included and measured after base64: 10 MB, read as
+/// 10,000,000 bytes (the strict reading of Postmark's "10 MB").
+pub const MAX_MESSAGE_BYTES: usize = 10_000_000;
 
-/// Largest `TextBody`, and largest `HtmlBody`: 5 MB each.
-pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Largest `TextBody`, and largest `HtmlBody`: 5 MB each (5,000,000 bytes).
+pub const MAX_BODY_BYTES: usize = 5_000_000;
 
 /// Most messages in one `/email/batch` or `/email/batchWithTemplates` request (ErrorCode 410).
 pub const MAX_BATCH_MESSAGES: usize = 500;
 
-/// Largest batch request payload: 50 MB.
-pub const MAX_BATCH_BYTES: usize = 50 * 1024 * 1024;
+/// Largest batch request payload: 50 MB (50,000,000 bytes).
+pub const MAX_BATCH_BYTES: usize = 50_000_000;
 
-/// Longest `Tag`, in characters.
+/// Longest `Subject`, in characters (UTF-16 code units, as Postmark counts).
+pub const MAX_SUBJECT_CHARS: usize = 2000;
+
+/// Longest `From` value (`Name <address>`), in characters (UTF-16 code units).
+pub const MAX_FROM_CHARS: usize = 255;
+
+/// Longest `Tag`, in characters (UTF-16 code units).
 pub const MAX_TAG_CHARS: usize = 1000;
 
 /// Most `Metadata` keys of one message.
 pub const MAX_METADATA_KEYS: usize = 10;
 
-/// Longest `Metadata` key, in characters.
+/// Longest `Metadata` key, in characters (UTF-16 code units). Keys differing only in case count
+/// as the same key.
 pub const MAX_METADATA_KEY_CHARS: usize = 20;
 
 /// Longest `Metadata` value, in characters.
 pub const MAX_METADATA_VALUE_CHARS: usize = 80;
+
+/// The length of `text` as Postmark counts characters: UTF-16 code units.
+pub fn char_count(text: &str) -> usize {
+    text.encode_utf16().count()
+}
 
 /// Attachment file extensions Postmark refuses (ErrorCode 411), lower case, without the dot.
 pub const FORBIDDEN_EXTENSIONS: &[&str] = &[

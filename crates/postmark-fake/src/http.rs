@@ -1,10 +1,16 @@
 //! A fake of Postmark's HTTP API on 127.0.0.1.
 //!
-//! * `POST /email` and `POST /email/batch` behave like Postmark: the token is checked (401 / ErrorCode 10), each
-//!   accepted message is recorded and answered with a `MessageID`, recipients marked inactive are refused with 422 /
-//!   ErrorCode 406 (per item inside a batch's HTTP 200).
-//! * Any method and path can be given a canned answer ([`FakeApi::respond`]); the contract tests use this.
+//! * The four send endpoints (`POST /email`, `/email/batch`, `/email/withTemplate`, `/email/batchWithTemplates`)
+//!   behave like Postmark: the token is checked (401 / ErrorCode 10), then the request and each message are checked
+//!   by [`crate::rules`] (size, headers, JSON, addresses, body, limits, attachments, sender signatures, inactive
+//!   recipients). A single send that breaks a rule gets HTTP 422 with `{ErrorCode, Message}` (413 or 415 for the
+//!   request-level failures); a batch gets HTTP 200 with one result per message, the good ones accepted and
+//!   recorded ([`FakeApi::emails`]). Configure the account with [`FakeApi::set_verified_senders`],
+//!   [`FakeApi::set_unconfirmed_senders`], [`FakeApi::reject_recipient`] or [`FakeApi::set_rules`].
+//! * Any method and path can be given a canned answer ([`FakeApi::respond`]); it takes priority over the rules
+//!   (the contract tests use this).
 //! * Faults ([`Fault`]) are queued and consumed one per request: an error status, a delay, or a dropped connection.
+//!   They take priority over everything else.
 //! * Every request is recorded ([`FakeApi::requests`]) with method, path, query pairs, headers and body.
 
 use std::collections::{HashMap, VecDeque};
@@ -20,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+use crate::rules::{self, Endpoint, RequestRefusal, Rules};
 
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
@@ -80,7 +88,7 @@ struct State {
     canned: HashMap<(String, String), (u16, String)>,
     fallback: Option<(u16, String)>,
     faults: VecDeque<Fault>,
-    inactive: HashMap<String, i64>,
+    rules: Rules,
     emails: Vec<Value>,
     sent: u64,
 }
@@ -164,7 +172,28 @@ impl FakeApi {
 
     /// Marks a recipient inactive: messages to it are refused with this ErrorCode (406 for a suppressed address).
     pub fn reject_recipient(&self, address: &str, error_code: i64) {
-        self.state().inactive.insert(address.to_ascii_lowercase(), error_code);
+        self.state().rules.reject_recipient(address, error_code);
+    }
+
+    /// Only these senders are verified from now on: addresses (`jane@example.com`) and whole domains
+    /// (`example.com`). Any other `From` is refused with ErrorCode 400. Without this call every sender is verified.
+    pub fn set_verified_senders(&self, senders: &[&str]) {
+        self.state().rules.verified_senders = Some(senders.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// These senders (addresses or domains) have a sender signature that is not confirmed: ErrorCode 401.
+    pub fn set_unconfirmed_senders(&self, senders: &[&str]) {
+        self.state().rules.unconfirmed_senders = senders.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Replaces the whole account configuration (senders, inactive recipients, limits).
+    pub fn set_rules(&self, rules: Rules) {
+        self.state().rules = rules;
+    }
+
+    /// The account configuration in force.
+    pub fn rules(&self) -> Rules {
+        self.state().rules.clone()
     }
 
     /// Every request received so far.
@@ -172,7 +201,7 @@ impl FakeApi {
         self.state().requests.clone()
     }
 
-    /// Every message accepted by `/email` or `/email/batch`, in order.
+    /// Every message accepted by one of the four send endpoints, in order, as the JSON object that was sent.
     pub fn emails(&self) -> Vec<Value> {
         self.state().emails.clone()
     }
@@ -240,53 +269,50 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
     if let Some((status, body)) = s.canned.get(&(recorded.method.clone(), recorded.path.clone())) {
         return json_response(*status, body.clone());
     }
-    match (recorded.method.as_str(), recorded.path.as_str()) {
-        ("POST", "/email") => {
-            let Some(message) = recorded.json() else { return api_error(422, 402, "Received invalid JSON input.") };
-            let (status, answer) = accept_message(&mut s, message);
-            json_response(status, answer.to_string())
-        }
-        ("POST", "/email/batch") => {
-            let Some(Value::Array(messages)) = recorded.json() else {
-                return api_error(422, 402, "Received invalid JSON input.");
-            };
-            if messages.len() > 500 {
-                return api_error(422, 410, "Too many messages in the batch (at most 500).");
-            }
-            let answers: Vec<Value> = messages.into_iter().map(|m| accept_message(&mut s, m).1).collect();
-            json_response(200, Value::Array(answers).to_string())
-        }
-        _ => match &s.fallback {
-            Some((status, body)) => json_response(*status, body.clone()),
-            None => api_error(404, 404, "The endpoint does not exist in the fake."),
-        },
+    if recorded.method == "POST"
+        && let Some(endpoint) = Endpoint::from_path(&recorded.path)
+    {
+        return send(&mut s, endpoint, &recorded);
+    }
+    match &s.fallback {
+        Some((status, body)) => json_response(*status, body.clone()),
+        None => api_error(404, 404, "The endpoint does not exist in the fake."),
     }
 }
 
-/// Validates one message like Postmark's send endpoint and records it when accepted.
-fn accept_message(s: &mut State, message: Value) -> (u16, Value) {
-    let recipients: Vec<String> = ["To", "Cc", "Bcc"]
-        .iter()
-        .filter_map(|k| message.get(*k).and_then(Value::as_str))
-        .flat_map(split_addresses)
-        .collect();
-    let from_ok = message.get("From").and_then(Value::as_str).is_some_and(|f| f.contains('@'));
-    let body_ok = ["TextBody", "HtmlBody"].iter().any(|k| message.get(*k).and_then(Value::as_str).is_some());
-    if !from_ok || recipients.is_empty() || !body_ok {
-        return (
-            422,
-            json!({"ErrorCode": 300, "Message": "Invalid email request: From, a recipient and a body are required."}),
-        );
+/// One of the four send endpoints: the request-level checks, then each message.
+fn send(s: &mut State, endpoint: Endpoint, request: &RecordedRequest) -> Response {
+    let parsed = rules::parse_request(
+        endpoint,
+        request.header("content-type"),
+        request.header("accept"),
+        &request.body,
+        &s.rules,
+    );
+    let messages = match parsed {
+        Ok(messages) => messages,
+        Err(RequestRefusal { status, refusal: Some(refusal) }) => {
+            return json_response(status, refusal.to_json().to_string());
+        }
+        Err(RequestRefusal { status, refusal: None }) => {
+            let text = if status == 413 { "Payload Too Large" } else { "Unsupported Media Type" };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return (status, [(axum::http::header::CONTENT_TYPE, "text/plain")], text).into_response();
+        }
+    };
+    let mut answers: Vec<(u16, Value)> = messages.into_iter().map(|m| accept_message(s, endpoint, m)).collect();
+    if endpoint.is_batch() {
+        json_response(200, Value::Array(answers.into_iter().map(|(_, a)| a).collect()).to_string())
+    } else {
+        let (status, answer) = answers.pop().unwrap_or((500, Value::Null));
+        json_response(status, answer.to_string())
     }
-    if recipients.len() > 50 {
-        return (422, json!({"ErrorCode": 300, "Message": "Invalid email request: more than 50 recipients."}));
-    }
-    if let Some((addr, code)) = recipients.iter().find_map(|r| s.inactive.get(&r.to_ascii_lowercase()).map(|c| (r, *c)))
-    {
-        return (
-            422,
-            json!({"ErrorCode": code, "Message": format!("You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: {addr}.")}),
-        );
+}
+
+/// Validates one message like Postmark's send endpoints and records it when accepted.
+fn accept_message(s: &mut State, endpoint: Endpoint, message: Value) -> (u16, Value) {
+    if let Err(refusal) = rules::validate(endpoint, &message, &s.rules) {
+        return (422, refusal.to_json());
     }
     s.sent += 1;
     let id = format!("{:08x}-f4c1-4a3e-9b1c-{:012x}", s.sent, s.sent);

@@ -11,6 +11,11 @@
 //!   precedes the final dot).
 //! * Fault injection ([`FakeSmtp::inject`]): the next N transactions get a chosen reply at the
 //!   greeting, MAIL, RCPT or end of DATA. A `421` reply closes the connection, like a real server.
+//! * Postmark's error model: the real service answers `250` and only afterwards turns what it cannot
+//!   send into an `SMTPApiError` bounce (TypeCode 100007). The fake does the same: after the `250`
+//!   it checks the recorded message with [`crate::rules::check_mime`] and keeps the verdict in
+//!   [`Transaction::smtp_api_error`]; [`FakeSmtp::smtp_api_errors`] lists the messages Postmark
+//!   would have bounced, so a test can assert that nothing it forwarded would be lost.
 //!
 //! Replies carry enhanced status codes; PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and
 //! ENHANCEDSTATUSCODES are advertised.
@@ -35,6 +40,7 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
+use crate::rules::{Refusal, Rules};
 use crate::tls::TestPki;
 
 /// One transaction the fake accepted with `250`.
@@ -50,6 +56,21 @@ pub struct Transaction {
     pub tls: bool,
     /// The message bytes after dot-unstuffing, exactly as received.
     pub data: Vec<u8>,
+    /// Why Postmark would turn this accepted message into an `SMTPApiError` bounce (TypeCode 100007), with
+    /// the ErrorCode its API would give; `None` when Postmark would send it. See [`crate::rules::check_mime`].
+    pub smtp_api_error: Option<Refusal>,
+}
+
+/// An accepted message that Postmark would bounce as an `SMTPApiError` (TypeCode
+/// [`crate::rules::SMTP_API_ERROR_TYPE_CODE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpApiError {
+    /// Index of the transaction in [`FakeSmtp::messages`].
+    pub index: usize,
+    /// The envelope recipients of that transaction.
+    pub rcpt_to: Vec<String>,
+    /// Why, with the ErrorCode Postmark's API would give.
+    pub refusal: Refusal,
 }
 
 /// Where an injected fault answers.
@@ -112,11 +133,12 @@ pub struct FakeSmtpBuilder {
     credentials: Vec<(String, String)>,
     auth_before_tls: bool,
     max_size: usize,
+    rules: Rules,
 }
 
 impl Default for FakeSmtpBuilder {
     fn default() -> Self {
-        Self { credentials: Vec::new(), auth_before_tls: false, max_size: 10 * 1024 * 1024 }
+        Self { credentials: Vec::new(), auth_before_tls: false, max_size: 10 * 1024 * 1024, rules: Rules::default() }
     }
 }
 
@@ -140,15 +162,22 @@ impl FakeSmtpBuilder {
         self
     }
 
+    /// The account configuration the bounce model uses (senders, inactive recipients, limits).
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
     /// Binds `127.0.0.1:0`, generates the test CA and starts serving.
     pub async fn start(self) -> std::io::Result<FakeSmtp> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let pki = TestPki::generate();
+        let state = State { rules: self.rules.clone(), ..State::default() };
         let shared = Arc::new(Shared {
             config: self,
             acceptor: TlsAcceptor::from(pki.server_config()),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             changed: Notify::new(),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
@@ -207,6 +236,32 @@ impl FakeSmtp {
         self.shared.lock().messages.clone()
     }
 
+    /// The accepted messages Postmark would have bounced as `SMTPApiError`s, in order. A test of a
+    /// sender that must never lose mail asserts that this is empty.
+    pub fn smtp_api_errors(&self) -> Vec<SmtpApiError> {
+        self.shared
+            .lock()
+            .messages
+            .iter()
+            .enumerate()
+            .filter_map(|(index, t)| {
+                let refusal = t.smtp_api_error.clone()?;
+                Some(SmtpApiError { index, rcpt_to: t.rcpt_to.clone(), refusal })
+            })
+            .collect()
+    }
+
+    /// Marks a recipient inactive: a message to it would bounce with this ErrorCode (406 for a
+    /// suppressed address).
+    pub fn reject_recipient(&self, address: &str, error_code: i64) {
+        self.shared.lock().rules.reject_recipient(address, error_code);
+    }
+
+    /// Replaces the account configuration the bounce model uses from the next message on.
+    pub fn set_rules(&self, rules: Rules) {
+        self.shared.lock().rules = rules;
+    }
+
     /// How many TCP connections were accepted so far (to check connection reuse).
     pub fn connections(&self) -> usize {
         self.shared.lock().connections
@@ -254,6 +309,7 @@ struct State {
     messages: Vec<Transaction>,
     faults: VecDeque<Fault>,
     connections: usize,
+    rules: Rules,
 }
 
 impl Shared {
@@ -675,7 +731,11 @@ impl Session {
         if let Some(fault) = self.shared.take_fault(Stage::Data, None) {
             return self.fault(&fault);
         }
-        let transaction = Transaction { mail_from, rcpt_to, auth_user: self.auth_user.clone(), tls: self.tls, data };
+        let rules = self.shared.lock().rules.clone();
+        // What Postmark does after its 250: convert the message, or bounce it as an SMTPApiError.
+        let smtp_api_error = crate::rules::check_mime(&data, &rcpt_to, &rules).err();
+        let transaction =
+            Transaction { mail_from, rcpt_to, auth_user: self.auth_user.clone(), tls: self.tls, data, smtp_api_error };
         let id = {
             let mut state = self.shared.lock();
             state.messages.push(transaction);

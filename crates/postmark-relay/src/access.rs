@@ -17,12 +17,84 @@
 //!   answered `538 5.7.11`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::auth::Users;
-use crate::tls::TlsServer;
+use crate::auth::{Users, UsersError};
+use crate::tls::{TlsError, TlsServer};
+
+/// Why the access settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// `--tls-cert` without `--tls-key`, or the other way round.
+    #[error("--tls-cert and --tls-key go together")]
+    HalfTls,
+    /// An `--allow-unauthenticated-from` entry that is not a network.
+    #[error("--allow-unauthenticated-from: {0:?} is not a network like 10.0.0.0/8")]
+    NotANetwork(String),
+    /// An empty entry in `--allow-unauthenticated-from`.
+    #[error("--allow-unauthenticated-from: empty entry in {0:?}")]
+    EmptyNetwork(String),
+    /// A network with public addresses in `--allow-unauthenticated-from`.
+    #[error(
+        "--allow-unauthenticated-from: {0} includes public addresses; only private networks \
+         (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7, loopback, link-local) \
+         may send without AUTH, anything else must authenticate (--auth-users)"
+    )]
+    PublicNetwork(IpNet),
+    /// The listen address would make the relay an open relay.
+    #[error(
+        "refusing to listen on {0} without client authentication: that is not a loopback address, \
+         so anyone who can reach it could send mail with your Postmark credentials (an open relay). \
+         Listen on 127.0.0.1, or require AUTH with --auth-users FILE (and --tls-cert/--tls-key), \
+         or allow unauthenticated clients from private networks with --allow-unauthenticated-from CIDR[,CIDR...]"
+    )]
+    OpenRelay(SocketAddr),
+    /// AUTH on a network address without TLS.
+    #[error(
+        "client AUTH on the non-loopback address {0} needs --tls-cert and --tls-key: \
+         passwords must not cross the network in clear"
+    )]
+    AuthWithoutTls(SocketAddr),
+    /// The users file cannot be used.
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Inbound TLS, client AUTH and the allow-list, as configured (the files are read at start).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// `--tls-cert` and `--tls-key`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// `--auth-users`.
+    pub auth_users: Option<PathBuf>,
+    /// `--allow-unauthenticated-from`, checked to be private networks.
+    pub allow_unauthenticated: Option<Vec<IpNet>>,
+}
+
+impl AccessConfig {
+    /// Checks and combines the access settings (from flags or the file).
+    pub fn resolve(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        auth_users: Option<PathBuf>,
+        allow_list: Option<String>,
+    ) -> Result<Self, AccessError> {
+        let tls = match (cert, key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(AccessError::HalfTls),
+        };
+        let allow_unauthenticated = allow_list.as_deref().map(parse_networks).transpose()?;
+        Ok(Self { tls, auth_users, allow_unauthenticated })
+    }
+}
 
 /// The access policy of the SMTP listener.
 #[derive(Debug, Clone, Default)]
@@ -66,12 +138,12 @@ impl Access {
 
 impl Access {
     /// Loads the users file and the certificate named in `config`.
-    pub fn load(config: &crate::config::AccessConfig) -> Result<Self, String> {
+    pub fn load(config: &AccessConfig) -> Result<Self, AccessError> {
         let users = match &config.auth_users {
             Some(path) => {
                 let users = Users::load(path)?;
                 if users.is_empty() {
-                    return Err(format!("users file {}: no user in it", path.display()));
+                    return Err(UsersError::NoUsers(path.clone()).into());
                 }
                 Some(Arc::new(users))
             }
@@ -144,27 +216,21 @@ pub fn is_private(net: &IpNet) -> bool {
 
 /// Parses `--allow-unauthenticated-from`: comma-separated networks (`10.0.0.0/8`) or single
 /// addresses; each must be private ([`is_private`]).
-pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
+pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, AccessError> {
     let mut nets = Vec::new();
     for item in list.split(',').map(str::trim) {
         if item.is_empty() {
-            return Err(format!("--allow-unauthenticated-from: empty entry in {list:?}"));
+            return Err(AccessError::EmptyNetwork(list.to_owned()));
         }
         let net = match item.parse::<IpNet>() {
             Ok(n) => n.trunc(),
             Err(_) => match item.parse::<IpAddr>() {
                 Ok(ip) => IpNet::from(ip),
-                Err(_) => {
-                    return Err(format!("--allow-unauthenticated-from: {item:?} is not a network like 10.0.0.0/8"));
-                }
+                Err(_) => return Err(AccessError::NotANetwork(item.to_owned())),
             },
         };
         if !is_private(&net) {
-            return Err(format!(
-                "--allow-unauthenticated-from: {net} includes public addresses; only private networks \
-                 (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7, loopback, link-local) \
-                 may send without AUTH, anything else must authenticate (--auth-users)"
-            ));
+            return Err(AccessError::PublicNetwork(net));
         }
         nets.push(net);
     }
@@ -173,23 +239,15 @@ pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
 
 /// The start-up check: refuses a listen address that would make the relay an open relay, or
 /// would take passwords over a network in clear.
-pub fn check_listen(addrs: &[SocketAddr], access: &Access) -> Result<(), String> {
-    let Some(public) = addrs.iter().find(|a| !is_loopback(a.ip())) else {
+pub fn check_listen(addrs: &[SocketAddr], access: &Access) -> Result<(), AccessError> {
+    let Some(&public) = addrs.iter().find(|a| !is_loopback(a.ip())) else {
         return Ok(());
     };
     if access.users.is_none() && access.unauthenticated.is_none() {
-        return Err(format!(
-            "refusing to listen on {public} without client authentication: that is not a loopback address, \
-             so anyone who can reach it could send mail with your Postmark credentials (an open relay). \
-             Listen on 127.0.0.1, or require AUTH with --auth-users FILE (and --tls-cert/--tls-key), \
-             or allow unauthenticated clients from private networks with --allow-unauthenticated-from CIDR[,CIDR...]"
-        ));
+        return Err(AccessError::OpenRelay(public));
     }
     if access.users.is_some() && access.tls.is_none() {
-        return Err(format!(
-            "client AUTH on the non-loopback address {public} needs --tls-cert and --tls-key: \
-             passwords must not cross the network in clear"
-        ));
+        return Err(AccessError::AuthWithoutTls(public));
     }
     Ok(())
 }
@@ -221,7 +279,7 @@ mod tests {
         for public in
             ["0.0.0.0/0", "8.8.8.0/24", "10.0.0.0/7", "::/0", "2001:db8::/32", "172.0.0.0/8", "::ffff:8.8.8.8"]
         {
-            let e = parse_networks(public).unwrap_err();
+            let e = parse_networks(public).unwrap_err().to_string();
             assert!(e.contains("public"), "{public}: {e}");
         }
         for bad in ["", "10.0.0.0/8,", "ten", "10.0.0.0/33"] {
@@ -250,7 +308,7 @@ mod tests {
         let v6local: SocketAddr = "[::1]:2525".parse().unwrap();
         let open = Access::default();
         assert!(check_listen(&[local, v6local], &open).is_ok());
-        let e = check_listen(&[local, any], &open).unwrap_err();
+        let e = check_listen(&[local, any], &open).unwrap_err().to_string();
         assert!(e.contains("0.0.0.0:2525") && e.contains("open relay"), "{e}");
         let listed = Access { unauthenticated: Some(parse_networks("10.0.0.0/8").unwrap().into()), ..open };
         assert!(check_listen(&[any], &listed).is_ok());

@@ -28,6 +28,76 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Largest Argon2 memory cost accepted from the file (KiB): 256 MiB per verification.
 const MAX_M_COST: u32 = 256 * 1024;
 
+/// Why the users file, a line of it, or a new user cannot be used. Never quotes a line: a
+/// mistaken one may hold a password in plain text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsersError {
+    /// The file cannot be read.
+    #[error("users file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is wrong.
+    #[error("users file {}: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and on which line.
+        problem: LineError,
+    },
+    /// The file names nobody.
+    #[error("users file {}: no user in it", .0.display())]
+    NoUsers(PathBuf),
+}
+
+/// What is wrong with a line of the users file, a user name or a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineError {
+    /// Not `user:hash`.
+    #[error("line {0}: expected `user:$argon2id$…`")]
+    Shape(usize),
+    /// A bad user name on a line.
+    #[error("line {0}: {1}")]
+    User(usize, Box<LineError>),
+    /// A bad hash on a line.
+    #[error("line {line} (user {user}): {problem}")]
+    Hash {
+        /// Line number.
+        line: usize,
+        /// The user name (never the hash).
+        user: String,
+        /// What is wrong.
+        problem: HashProblem,
+    },
+    /// A user listed twice.
+    #[error("line {0}: user {1} is listed twice")]
+    Duplicate(usize, String),
+    /// An empty user name.
+    #[error("the user name is empty")]
+    EmptyUser,
+    /// A user name over [`MAX_USER_LEN`] bytes.
+    #[error("the user name is over {MAX_USER_LEN} bytes")]
+    LongUser,
+    /// `:`, blanks or control characters in a user name.
+    #[error("the user name may not contain `:`, spaces or control characters")]
+    BadUserChar,
+    /// An empty password.
+    #[error("the password is empty")]
+    EmptyPassword,
+    /// A password over [`MAX_PASSWORD_LEN`] bytes.
+    #[error("the password is over {MAX_PASSWORD_LEN} bytes")]
+    LongPassword,
+    /// Argon2 failed.
+    #[error("cannot hash the password: {0}")]
+    Hashing(String),
+}
+
 /// The users allowed to send, loaded from the credentials file.
 pub struct Users {
     path: PathBuf,
@@ -44,11 +114,12 @@ impl std::fmt::Debug for Users {
 
 impl Users {
     /// Loads the users file.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, UsersError> {
         let table = read_users(path)?;
-        let dummy: PasswordHash = Argon2::default()
-            .hash_password_with_salt(b"never a real password", b"postmark-relay-dummy-salt")
-            .map_err(|e| format!("cannot compute the dummy hash: {e}"))?;
+        let dummy: PasswordHash =
+            Argon2::default().hash_password_with_salt(b"never a real password", b"postmark-relay-dummy-salt").map_err(
+                |e| UsersError::Invalid { path: path.to_path_buf(), problem: LineError::Hashing(e.to_string()) },
+            )?;
         Ok(Self {
             path: path.to_path_buf(),
             table: RwLock::new(Arc::new(table)),
@@ -58,7 +129,7 @@ impl Users {
     }
 
     /// Re-reads the file; on any error the current users stay. Returns how many there are now.
-    pub fn reload(&self) -> Result<usize, String> {
+    pub fn reload(&self) -> Result<usize, UsersError> {
         let table = read_users(&self.path)?;
         let n = table.len();
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
@@ -101,15 +172,15 @@ impl Users {
     }
 }
 
-fn read_users(path: &Path) -> Result<HashMap<String, PasswordHash>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("users file {}: {e}", path.display()))?;
+fn read_users(path: &Path) -> Result<HashMap<String, PasswordHash>, UsersError> {
+    let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: path.to_path_buf(), source })?;
     crate::secrets::warn_if_readable_by_others(path, "the users file");
-    parse_users(&text).map_err(|e| format!("users file {}: {e}", path.display()))
+    parse_users(&text).map_err(|problem| UsersError::Invalid { path: path.to_path_buf(), problem })
 }
 
 /// Parses the users file. Errors name the line but never quote it: a mistaken line may hold a
 /// password in plain text.
-pub fn parse_users(text: &str) -> Result<HashMap<String, PasswordHash>, String> {
+pub fn parse_users(text: &str) -> Result<HashMap<String, PasswordHash>, LineError> {
     let mut users = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -118,63 +189,77 @@ pub fn parse_users(text: &str) -> Result<HashMap<String, PasswordHash>, String> 
             continue;
         }
         let Some((user, phc)) = line.split_once(':') else {
-            return Err(format!("line {n}: expected `user:$argon2id$…`"));
+            return Err(LineError::Shape(n));
         };
-        check_user_name(user).map_err(|e| format!("line {n}: {e}"))?;
-        let hash = parse_hash(phc).map_err(|e| format!("line {n} (user {user}): {e}"))?;
+        check_user_name(user).map_err(|e| LineError::User(n, Box::new(e)))?;
+        let hash = parse_hash(phc).map_err(|problem| LineError::Hash { line: n, user: user.to_owned(), problem })?;
         if users.insert(user.to_string(), hash).is_some() {
-            return Err(format!("line {n}: user {user} is listed twice"));
+            return Err(LineError::Duplicate(n, user.to_owned()));
         }
     }
     Ok(users)
 }
 
-fn parse_hash(phc: &str) -> Result<PasswordHash, String> {
-    let not_a_hash = "the password is not an Argon2 hash; make the line with `postmark-relay hash-password USER`";
+fn parse_hash(phc: &str) -> Result<PasswordHash, HashProblem> {
     if !phc.starts_with("$argon2") {
-        return Err(not_a_hash.into());
+        return Err(HashProblem::NotArgon2);
     }
-    let hash = PasswordHash::new(phc).map_err(|_| not_a_hash.to_string())?;
+    let hash = PasswordHash::new(phc).map_err(|_| HashProblem::NotArgon2)?;
     if !matches!(hash.algorithm.as_str(), "argon2id" | "argon2i" | "argon2d") {
-        return Err(not_a_hash.into());
+        return Err(HashProblem::NotArgon2);
     }
-    let params = argon2::Params::try_from(&hash).map_err(|e| format!("bad Argon2 parameters: {e}"))?;
+    let params = argon2::Params::try_from(&hash).map_err(|e| HashProblem::Parameters(e.to_string()))?;
     if params.m_cost() > MAX_M_COST {
-        return Err(format!("Argon2 memory cost m={} is over the limit of {MAX_M_COST} KiB", params.m_cost()));
+        return Err(HashProblem::MemoryCost(params.m_cost()));
     }
     if hash.salt.is_none() || hash.hash.is_none() {
-        return Err(not_a_hash.into());
+        return Err(HashProblem::NotArgon2);
     }
     Ok(hash)
 }
 
+/// What is wrong with the hash of a users-file line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashProblem {
+    /// Not an Argon2 PHC string (plain text, perhaps).
+    #[error("the password is not an Argon2 hash; make the line with `postmark-relay hash-password USER`")]
+    NotArgon2,
+    /// Parameters Argon2 refuses.
+    #[error("bad Argon2 parameters: {0}")]
+    Parameters(String),
+    /// A memory cost over the limit.
+    #[error("Argon2 memory cost m={0} is over the limit of {MAX_M_COST} KiB")]
+    MemoryCost(u32),
+}
+
 /// A user name may not be empty, hold `:`, whitespace or control characters, or be over
 /// [`MAX_USER_LEN`] bytes.
-pub fn check_user_name(user: &str) -> Result<(), String> {
+pub fn check_user_name(user: &str) -> Result<(), LineError> {
     if user.is_empty() {
-        return Err("the user name is empty".into());
+        return Err(LineError::EmptyUser);
     }
     if user.len() > MAX_USER_LEN {
-        return Err(format!("the user name is over {MAX_USER_LEN} bytes"));
+        return Err(LineError::LongUser);
     }
     if user.chars().any(|c| c == ':' || c.is_whitespace() || c.is_control()) {
-        return Err("the user name may not contain `:`, spaces or control characters".into());
+        return Err(LineError::BadUserChar);
     }
     Ok(())
 }
 
 /// The users-file line for `user` with `password`: Argon2id with the crate's default parameters
 /// (19 MiB, 2 passes) and a random salt.
-pub fn hash_line(user: &str, password: &[u8]) -> Result<String, String> {
+pub fn hash_line(user: &str, password: &[u8]) -> Result<String, LineError> {
     check_user_name(user)?;
     if password.is_empty() {
-        return Err("the password is empty".into());
+        return Err(LineError::EmptyPassword);
     }
     if password.len() > MAX_PASSWORD_LEN {
-        return Err(format!("the password is over {MAX_PASSWORD_LEN} bytes"));
+        return Err(LineError::LongPassword);
     }
     let hash: PasswordHash =
-        Argon2::default().hash_password(password).map_err(|e| format!("cannot hash the password: {e}"))?;
+        Argon2::default().hash_password(password).map_err(|e| LineError::Hashing(e.to_string()))?;
     Ok(format!("{user}:{hash}"))
 }
 
@@ -233,7 +318,7 @@ mod tests {
 
         // Reload: a broken file keeps the old table; a good one replaces it.
         std::fs::write(&path, "app:plaintext-password\n").unwrap();
-        let e = users.reload().unwrap_err();
+        let e = users.reload().unwrap_err().to_string();
         assert!(!e.contains("plaintext-password"), "{e}");
         assert!(users.verify("app", b"pw1".to_vec()).await);
         std::fs::write(&path, cheap_line("app", "new")).unwrap();
@@ -253,16 +338,16 @@ mod tests {
             (":$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$aGFzaA\n", "empty"),
             ("a b:$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$aGFzaA\n", "spaces"),
         ] {
-            let e = parse_users(text).unwrap_err();
+            let e = parse_users(text).unwrap_err().to_string();
             assert!(e.contains(wanted), "{text:?}: {e}");
             assert!(e.contains("line 1"), "{e}");
             assert!(!e.contains("hunter2") && !e.contains("garbage"), "{e}");
         }
         let line = cheap_line("app", "x");
-        let e = parse_users(&format!("{line}\n{line}\n")).unwrap_err();
+        let e = parse_users(&format!("{line}\n{line}\n")).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("twice"), "{e}");
         let huge = "app:$argon2id$v=19$m=4000000,t=1,p=1$c29tZXNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
-        assert!(parse_users(huge).unwrap_err().contains("memory cost"));
+        assert!(parse_users(huge).unwrap_err().to_string().contains("memory cost"));
     }
 
     #[test]

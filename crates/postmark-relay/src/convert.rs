@@ -44,6 +44,7 @@
 mod address;
 pub(crate) mod attachment;
 pub(crate) mod body;
+pub(crate) mod controls;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,8 @@ use std::sync::LazyLock;
 
 use base64::Engine as _;
 use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, PartType};
+
+use self::controls::raw_value;
 use postmark_core::limits::is_valid_address;
 
 use self::address::Mailbox;
@@ -149,8 +152,29 @@ pub fn convert(
     envelope: &Envelope,
     opts: &ConvertOptions,
 ) -> Result<Vec<SendEmailRequest>, ConvertError> {
-    let (request, hidden) = convert_one(message, envelope, opts)?;
+    let (request, hidden, _) = convert_one(message, envelope, opts, true)?;
     Ok(address_to(request, hidden))
+}
+
+/// A request as [`measure`] builds it: attachment contents left empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// The request, every attachment's `Content` empty.
+    pub request: SendEmailRequest,
+    /// The length the attachments' base64 contents would add to the JSON (base64 needs no JSON
+    /// escaping, so the sum is exact).
+    pub content_len: usize,
+}
+
+/// What [`convert`] would produce, without base64-encoding the attachments: for checking
+/// Postmark's limits at accept time, where the request itself is not needed.
+pub fn measure(
+    message: &Message<'_>,
+    envelope: &Envelope,
+    opts: &ConvertOptions,
+) -> Result<Vec<Measured>, ConvertError> {
+    let (request, hidden, content_len) = convert_one(message, envelope, opts, false)?;
+    Ok(address_to(request, hidden).into_iter().map(|request| Measured { request, content_len }).collect())
 }
 
 /// Makes sure every request has a `To` (see [`convert`]); `hidden` are the `Bcc` recipients.
@@ -173,12 +197,14 @@ fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEma
         .collect()
 }
 
-/// The request before the `To` rule, and the recipients it has in `Bcc`.
+/// The request before the `To` rule, the recipients it has in `Bcc`, and (without `encode`, when
+/// the attachments' contents are left empty) their base64 length.
 fn convert_one(
     message: &Message<'_>,
     envelope: &Envelope,
     opts: &ConvertOptions,
-) -> Result<(SendEmailRequest, Vec<String>), ConvertError> {
+    encode: bool,
+) -> Result<(SendEmailRequest, Vec<String>, usize), ConvertError> {
     let rcpt = address::unique(&envelope.rcpt_to);
     if rcpt.is_empty() {
         return Err(ConvertError::NoRecipients);
@@ -208,7 +234,7 @@ fn convert_one(
     reply_to.retain(|m| is_valid_address(&m.address));
 
     let mut request = SendEmailRequest {
-        from: from.to_header_text(),
+        from: from.to_from_value(),
         to: join(&routed.to),
         cc: non_empty(join(&routed.cc)),
         bcc: non_empty(routed.bcc.join(", ")),
@@ -225,7 +251,12 @@ fn convert_one(
         message_stream: None,
     };
 
-    let controls = copy_headers(top, raw, &mut request)?;
+    let controls = controls::read(top, raw)?;
+    copy_headers(top, raw, &mut request);
+    request.tag = controls.tag;
+    request.track_opens = controls.track_opens;
+    request.track_links = controls.track_links;
+    request.metadata = controls.metadata;
     if routed.to_shortened {
         push_original(&mut request, "X-Relay-Original-To", top, raw, &HeaderName::To);
     }
@@ -241,14 +272,21 @@ fn convert_one(
     let html_lower = body.html.as_deref().map(str::to_ascii_lowercase);
 
     let mut unnamed = 0;
+    let mut content_len = 0;
     for (id, part) in message.parts.iter().enumerate() {
         if matches!(part.body, PartType::Multipart(_)) || body.used.contains(&id) {
             continue;
         }
         let file = attachment::extract(message, part, html_lower.as_deref(), &mut unnamed);
+        let content = if encode {
+            base64::engine::general_purpose::STANDARD.encode(&file.bytes)
+        } else {
+            content_len += file.bytes.len().div_ceil(3) * 4;
+            String::new()
+        };
         request.attachments.push(EmailAttachment {
             name: file.name,
-            content: base64::engine::general_purpose::STANDARD.encode(&file.bytes),
+            content,
             content_type: file.content_type,
             content_id: file.content_id,
         });
@@ -257,7 +295,7 @@ fn convert_one(
     body::fill_empty(&mut body, opts.empty_body_text.as_deref(), &names);
     request.text_body = body.text;
     request.html_body = body.html;
-    Ok((request, routed.bcc))
+    Ok((request, routed.bcc, content_len))
 }
 
 /// The file names the API path gives the message's parts: those that are not body text, or
@@ -292,6 +330,30 @@ fn sender(message: &Message<'_>, envelope: &Envelope) -> Result<Mailbox, Convert
         return Ok(Mailbox { name: None, address: envelope_from.to_owned() });
     }
     Err(ConvertError::NoSender)
+}
+
+/// What the SMTP path must change in the `From` header for Postmark to take it: `None` when it
+/// holds exactly one valid mailbox within Postmark's length limit; else the header text to use
+/// instead (the first valid mailbox, or the envelope sender), as a raw header value.
+pub(crate) fn from_header_fix(message: &Message<'_>, envelope: &Envelope) -> Option<String> {
+    let from: Vec<&Header<'_>> = message.root_part().headers().iter().filter(|h| h.name == HeaderName::From).collect();
+    // Every entry counts, also one without an address (`From: Doe, John <j@…>` is two).
+    let entries: usize = from
+        .iter()
+        .map(|h| match &h.value {
+            HeaderValue::Address(list) => list.iter().count(),
+            _ => 1,
+        })
+        .sum();
+    let mailboxes: Vec<Mailbox> = from.into_iter().flat_map(mailboxes).collect();
+    if entries == 1
+        && let [one] = mailboxes.as_slice()
+        && is_valid_address(&one.address)
+        && one.to_from_value() == one.to_header_text()
+    {
+        return None;
+    }
+    sender(message, envelope).ok().map(|m| m.to_raw_header())
 }
 
 /// The comparison key of an address (domain in lower case, local part as written).
@@ -333,84 +395,20 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// A header value as sent: folding removed, surrounding blanks trimmed, encoded words kept.
-fn raw_value(header: &Header<'_>, raw: &[u8]) -> String {
-    let bytes = raw.get(header.offset_start as usize..header.offset_end as usize).unwrap_or_default();
-    let unfolded: Vec<u8> = bytes.iter().copied().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
-    String::from_utf8_lossy(&unfolded).trim().to_owned()
-}
-
-/// The decoded text of a header (encoded words decoded, folding removed). Control characters
-/// an encoded word may smuggle in (e.g. `=0D=0A`) become spaces.
-fn text_value(header: &Header<'_>, raw: &[u8]) -> String {
-    let text = match &header.value {
-        HeaderValue::Text(text) => text.trim().to_owned(),
-        HeaderValue::Empty => String::new(),
-        _ => raw_value(header, raw),
-    };
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
-}
-
-/// The values of the `X-PM-*` control headers that do not map to a request field directly.
-#[derive(Debug, Default)]
-struct Controls {
-    message_stream: Option<String>,
-}
-
-/// Copies the custom headers into `request.headers` and maps the `X-PM-*` control headers.
-/// For a control header given twice, the first one counts.
-fn copy_headers(top: &[Header<'_>], raw: &[u8], request: &mut SendEmailRequest) -> Result<Controls, ConvertError> {
-    let mut controls = Controls::default();
+/// Copies the custom headers (everything but what Postmark rebuilds and the control headers)
+/// into `request.headers`, values as sent.
+fn copy_headers(top: &[Header<'_>], raw: &[u8], request: &mut SendEmailRequest) {
     for header in top {
         if is_rebuilt_by_postmark(&header.name) {
             continue;
         }
         let name = header.name();
         let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "x-pm-message-stream" => {
-                let value = text_value(header, raw);
-                if controls.message_stream.is_none() && !value.is_empty() {
-                    controls.message_stream = Some(value);
-                }
-            }
-            "x-pm-tag" => {
-                let value = text_value(header, raw);
-                if request.tag.is_none() && !value.is_empty() {
-                    request.tag = Some(value);
-                }
-            }
-            "x-pm-trackopens" | "x-pm-track-opens" => {
-                let value = text_value(header, raw);
-                if request.track_opens.is_none() {
-                    request.track_opens = Some(parse_track_opens(&value)?);
-                }
-            }
-            "x-pm-tracklinks" | "x-pm-track-links" => {
-                let value = text_value(header, raw);
-                if request.track_links.is_none() {
-                    request.track_links = Some(parse_track_links(&value)?);
-                }
-            }
-            "x-pm-keepid" => {}
-            _ => {
-                if let Some(key) = lower.strip_prefix("x-pm-metadata-") {
-                    if !key.is_empty() {
-                        // The key keeps the spelling used in the header.
-                        let key = &name[name.len() - key.len()..];
-                        let value = text_value(header, raw);
-                        request.metadata.entry(key.to_owned()).or_insert(value);
-                    }
-                    continue;
-                }
-                if lower.starts_with("content-") || lower.starts_with("arc-") {
-                    continue;
-                }
-                request.headers.push(MessageHeader { name: name.to_owned(), value: raw_value(header, raw) });
-            }
+        if controls::is_control(&lower) || lower.starts_with("content-") || lower.starts_with("arc-") {
+            continue;
         }
+        request.headers.push(MessageHeader { name: name.to_owned(), value: raw_value(header, raw) });
     }
-    Ok(controls)
 }
 
 /// Headers Postmark writes itself from the request fields, or that cannot survive the rebuild.
@@ -439,45 +437,8 @@ fn push_original(request: &mut SendEmailRequest, name: &str, top: &[Header<'_>],
     request.headers.push(MessageHeader { name: name.to_owned(), value });
 }
 
-fn shorten(value: &str) -> String {
-    value.chars().take(100).collect()
-}
-
-fn parse_track_opens(value: &str) -> Result<bool, ConvertError> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ConvertError::InvalidHeader {
-            header: "X-PM-TrackOpens",
-            value: shorten(value),
-            expected: "true or false",
-        }),
-    }
-}
-
-fn parse_track_links(value: &str) -> Result<TrackLinks, ConvertError> {
-    match value.to_ascii_lowercase().as_str() {
-        "none" => Ok(TrackLinks::None),
-        "htmlandtext" => Ok(TrackLinks::HtmlAndText),
-        "htmlonly" => Ok(TrackLinks::HtmlOnly),
-        "textonly" => Ok(TrackLinks::TextOnly),
-        _ => Err(ConvertError::InvalidHeader {
-            header: "X-PM-TrackLinks",
-            value: shorten(value),
-            expected: "None, HtmlAndText, HtmlOnly or TextOnly",
-        }),
-    }
-}
-
-/// The `X-PM-Message-Stream` header of a parsed message, if any (the SMTP path picks its
-/// credentials by it).
+/// The `X-PM-Message-Stream` header of a parsed message, RFC 2047-decoded (the stream the
+/// message asks for; see [`controls`]).
 pub fn message_stream_header(message: &Message<'_>) -> Option<String> {
-    let raw = message.raw_message();
-    message
-        .root_part()
-        .headers()
-        .iter()
-        .find(|h| h.name().eq_ignore_ascii_case("x-pm-message-stream"))
-        .map(|h| text_value(h, raw))
-        .filter(|v| !v.is_empty())
+    controls::message_stream(message)
 }

@@ -21,6 +21,21 @@ impl Envelope {
     }
 }
 
+/// What the relay decided about a message when it accepted it, stored in the spool with the
+/// envelope, so delivery (on either path, and after a restart) follows the same decision instead
+/// of deciding again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Routing {
+    /// The message stream: the message's `X-PM-Message-Stream` header (RFC 2047-decoded), else
+    /// `--message-stream`; `None` leaves the choice to Postmark (its default transactional
+    /// stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// A dead-letter notice the relay wrote itself: never the subject of another notice.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notice: bool,
+}
+
 /// The path a message takes to Postmark; validation depends on it (the API path has limits the SMTP
 /// path does not, e.g. the 10 MB limit applies after base64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 
 pub mod access;
 pub mod auth;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod delivery;
@@ -22,3 +24,14 @@ pub mod validate;
 
 pub use envelope::{Envelope, Via};
 pub use relay::{RunningRelay, StartError, start};
+
+/// Helpers for the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// An environment of these variables only.
+    pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+}

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::access::Access;
 use crate::session::{Acceptor, Session, SessionConfig};
 use crate::shutdown::ShutdownSignal;
 
@@ -17,6 +18,8 @@ use crate::shutdown::ShutdownSignal;
 pub struct ListenerConfig {
     /// Session limits and timeouts.
     pub session: Arc<SessionConfig>,
+    /// Who may send.
+    pub access: Arc<Access>,
     /// Most simultaneous sessions; further connections get `421 4.7.0` and are closed at once.
     pub max_connections: usize,
     /// How long sessions may take to finish once shutdown begins.
@@ -58,8 +61,14 @@ pub async fn serve(listener: TcpListener, cfg: ListenerConfig, acceptor: Arc<Acc
             refuse(stream, &cfg.session.hostname);
             continue;
         };
-        let session =
-            Session::new(stream, Arc::clone(&cfg.session), Arc::clone(&acceptor), shutdown.clone()).peer(peer);
+        let session = Session::new(
+            stream,
+            Arc::clone(&cfg.session),
+            Arc::clone(&cfg.access),
+            Arc::clone(&acceptor),
+            shutdown.clone(),
+        )
+        .peer(peer);
         let span = tracing::info_span!("session", %peer);
         sessions.spawn(
             async move {

@@ -4,7 +4,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use postmark_relay::config::{Cli, Command, Config, resolve_spool};
+use postmark_relay::cli::{Cli, Command};
+use postmark_relay::config::{Config, resolve_spool};
 use postmark_relay::shutdown::os_signal;
 use postmark_relay::spool::Spool;
 

@@ -7,8 +7,8 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::config::QueueAction;
-use crate::spool::{self, Area, QueueId, Spool};
+use crate::cli::QueueAction;
+use crate::spool::{Area, QueueId, Spool};
 
 /// Runs one queue subcommand, writing to `out`. Returns the process exit code.
 pub fn run(spool: &Spool, action: &QueueAction, out: &mut dyn Write) -> std::io::Result<i32> {
@@ -30,7 +30,7 @@ fn parse_id(id: &str, out: &mut dyn Write) -> std::io::Result<Option<QueueId>> {
 }
 
 fn list(spool: &Spool, out: &mut dyn Write) -> std::io::Result<i32> {
-    let now = spool::now_ms();
+    let now = crate::clock::now_ms();
     let mut rows = Vec::new();
     for area in [Area::Queue, Area::Dead] {
         for entry in spool.entries(area)? {

@@ -4,26 +4,21 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::access::Access;
+use crate::access::{Access, AccessError};
 use crate::config::{Config, DryRunReason, Mode};
-use crate::convert::ConvertOptions;
-use crate::delivery::{self, Backend, Worker, WorkerConfig};
+use crate::delivery::{self, Backend, BackendError, Worker};
 use crate::envelope::Via;
 use crate::listener::{self, ListenerConfig};
 use crate::metrics::{self, Metrics};
 use crate::reload::Reloader;
-use crate::session::{Acceptor, SessionConfig};
+use crate::session::Acceptor;
 use crate::shutdown::Shutdown;
 use crate::spool::Spool;
-
-/// How often the worker rescans the spool for `queue retry` markers and revived messages.
-const RESCAN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +42,12 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The upstream client cannot be set up.
-    #[error("{0}")]
-    Upstream(String),
+    #[error(transparent)]
+    Upstream(#[from] BackendError),
     /// The access policy refuses the configuration (an open relay), or its files cannot be
     /// loaded (users file, TLS certificate).
-    #[error("{0}")]
-    Access(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 /// A relay that is running.
@@ -104,13 +99,13 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
     // Access first: an open-relay configuration is refused before anything else happens.
-    let access = Access::load(&config.access).map_err(StartError::Access)?;
+    let access = Access::load(&config.access)?;
     let listen_err = |source| StartError::Listen { addr: config.listen.clone(), source };
     let listen_addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen).await.map_err(listen_err)?.collect();
     if listen_addrs.is_empty() {
         return Err(listen_err(std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")));
     }
-    crate::access::check_listen(&listen_addrs, &access).map_err(StartError::Access)?;
+    crate::access::check_listen(&listen_addrs, &access)?;
 
     let spool_err = |source| StartError::Spool { path: config.spool.display().to_string(), source };
     let spool = Arc::new(Spool::open(&config.spool).map_err(spool_err)?);
@@ -128,26 +123,16 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         );
     }
 
-    let convert = ConvertOptions {
-        message_stream: config.message_stream.clone(),
-        empty_body_text: config.empty_body_text.clone(),
-    };
+    let convert = config.convert.clone();
     let backend = match config.mode {
         Mode::DryRun(via, _) => {
             Backend::DryRun(delivery::dry_run::DryRun::new(Arc::clone(&spool), via, convert.clone()))
         }
         Mode::Send(Via::Api) => {
-            let token = config
-                .credentials
-                .server_token
-                .as_ref()
-                .ok_or_else(|| StartError::Upstream("no server token".into()))?;
-            Backend::Api(
-                delivery::api::Api::new(&config.api_url, token.expose(), config.api_timeout, convert.clone())
-                    .map_err(StartError::Upstream)?,
-            )
+            let token = config.credentials.server_token.as_ref().ok_or(BackendError::NoServerToken)?;
+            Backend::Api(delivery::api::Api::new(config.api.clone(), token, convert.clone())?)
         }
-        Mode::Send(Via::Smtp) => Backend::Smtp(delivery::smtp::Smtp::new(&config).map_err(StartError::Upstream)?),
+        Mode::Send(Via::Smtp) => Backend::Smtp(delivery::smtp::Smtp::new(config.smtp.clone(), &config.credentials)?),
     };
 
     let listener = TcpListener::bind(&listen_addrs[..])
@@ -169,20 +154,15 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     let shutdown = Shutdown::new();
     let metrics = Arc::new(Metrics::default());
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(
-        Arc::clone(&spool),
-        backend,
-        WorkerConfig {
-            max_retry_delay: config.max_retry_delay,
-            message_lifetime: config.message_lifetime,
-            rescan_interval: RESCAN_INTERVAL,
-        },
-        queued_rx,
-        shutdown.signal(),
-    )
-    .with_metrics(Arc::clone(&metrics));
+    let worker = Worker::new(Arc::clone(&spool), backend, config.worker.clone(), queued_rx, shutdown.signal())
+        .with_metrics(Arc::clone(&metrics));
     let (credentials_tx, credentials_rx) = watch::channel(Arc::new(config.credentials.clone()));
     let mut worker = worker.with_credential_updates(credentials_rx);
+    if let Some(settings) = &config.notify {
+        let notifier =
+            delivery::notify::Notifier::new(settings.clone(), &config.session.hostname, crate::clock::now_ms());
+        worker = worker.with_notifier(notifier);
+    }
     let pending = worker.load_pending().map_err(spool_err)?;
     let acceptor = Arc::new(
         Acceptor::new(Arc::clone(&spool), config.mode.via(), convert, queued_tx)
@@ -192,7 +172,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
 
     // Before the banner: from here on SIGHUP reloads instead of ending the process.
     let reload = Arc::new(Notify::new());
-    let reloader = Reloader::new(config.clone(), access.clone(), credentials_tx, Arc::clone(&reload));
+    let reloader = Reloader::new(config.credential_source.clone(), access.clone(), credentials_tx, Arc::clone(&reload));
     banner(&config, local_addr, pending);
     access.log_policy();
     let metrics_task = metrics_listener.map(|listener| {
@@ -212,7 +192,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     });
 
     let listener_cfg = ListenerConfig {
-        session: Arc::new(SessionConfig { access, ..config.session.clone() }),
+        session: Arc::new(config.session.clone()),
+        access: Arc::new(access),
         max_connections: config.max_connections,
         drain_timeout: config.shutdown_timeout,
     };
@@ -247,12 +228,12 @@ fn banner(config: &Config, addr: SocketAddr, pending: usize) {
     let spool = config.spool.display();
     match config.mode {
         Mode::Send(Via::Api) => tracing::info!(
-            listen = %addr, %spool, pending, api_url = %config.api_url,
+            listen = %addr, %spool, pending, api_url = %config.api.url,
             "postmark-relay started: forwarding via Postmark's HTTP API"
         ),
         Mode::Send(Via::Smtp) => tracing::info!(
             listen = %addr, %spool, pending,
-            smtp = %format!("{}:{}", config.smtp.host, config.smtp.port),
+            smtp = %format!("{}:{}", config.smtp.upstream.host, config.smtp.upstream.port),
             "postmark-relay started: forwarding via Postmark's SMTP service"
         ),
         Mode::DryRun(via, reason) => {

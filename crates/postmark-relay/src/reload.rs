@@ -20,7 +20,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::access::Access;
-use crate::config::{Config, Credentials};
+use crate::config::CredentialSource;
+use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
 
 /// How often watched files are checked for changes.
@@ -46,7 +47,7 @@ fn fingerprint(path: &std::path::Path) -> Option<Fingerprint> {
 /// The task that reloads.
 #[derive(Debug)]
 pub struct Reloader {
-    config: Config,
+    source: CredentialSource,
     access: Access,
     credentials: watch::Sender<Arc<Credentials>>,
     requests: Arc<Notify>,
@@ -61,10 +62,11 @@ type Hangup = Option<tokio::signal::unix::Signal>;
 type Hangup = ();
 
 impl Reloader {
-    /// A reloader for `config`'s credentials and `access`'s files. Installs the SIGHUP handler
-    /// now (SIGHUP would otherwise end the process), so call it before announcing the start.
+    /// A reloader for the credentials from `source` and `access`'s files. Installs the SIGHUP
+    /// handler now (SIGHUP would otherwise end the process), so call it before announcing the
+    /// start.
     pub fn new(
-        config: Config,
+        source: CredentialSource,
         access: Access,
         credentials: watch::Sender<Arc<Credentials>>,
         requests: Arc<Notify>,
@@ -79,8 +81,8 @@ impl Reloader {
         };
         #[cfg(not(unix))]
         let hangup = ();
-        let credential_files = config.reload_credentials().map(|(_, files)| files).unwrap_or_default();
-        let mut reloader = Self { config, access, credentials, requests, credential_files, seen: Vec::new(), hangup };
+        let credential_files = source.load().map(|(_, files)| files).unwrap_or_default();
+        let mut reloader = Self { source, access, credentials, requests, credential_files, seen: Vec::new(), hangup };
         reloader.seen = reloader.fingerprints();
         reloader
     }
@@ -129,7 +131,7 @@ impl Reloader {
     fn reload(&mut self, why: &str, changed: Option<&[PathBuf]>) {
         let touched =
             |files: &[&std::path::Path]| changed.is_none_or(|c| files.iter().any(|f| c.iter().any(|x| x == f)));
-        match self.config.reload_credentials() {
+        match self.source.load() {
             Ok((credentials, files)) => {
                 let different = **self.credentials.borrow() != credentials;
                 if different || changed.is_none() {

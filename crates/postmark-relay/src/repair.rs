@@ -5,16 +5,21 @@
 //!    the first blank line that cannot be a header field (no `name:` and not a continuation) is
 //!    where the body begins; a blank line is inserted before it, as Postfix's cleanup does.
 //!    Without it the parser reads the body as broken header lines and drops it.
-//! 2. **No usable body on the SMTP path** ([`ensure_body`]). Postmark's SMTP service builds the
+//! 2. **No usable body on the SMTP path** ([`smtp`]). Postmark's SMTP service builds the
 //!    same request as its API and turns a message without a text or HTML body into a bounce
 //!    (ErrorCode 300, an `SMTPApiError`) after it said `250`. A message whose MIME tree has no
 //!    such part (the strict reading of what Postmark finds: see [`has_usable_body`]) is wrapped in
 //!    a `multipart/mixed` whose first part is the empty-body text and whose second part is the
 //!    original content, unchanged, with its own `Content-*` headers.
+//! 3. **A `From` Postmark cannot use, on the SMTP path** ([`smtp`]): none, several, an address
+//!    its rules refuse, or over 255 characters. Postmark would bounce the message; the relay puts
+//!    in the sender it would use on the API path (the first valid mailbox, else the envelope
+//!    sender) and keeps the original value in `X-Original-From`.
 
 use mail_parser::{Message, MimeHeaders, PartType};
 
 use crate::convert::{self, ConvertOptions, body};
+use crate::envelope::Envelope;
 
 /// The message with a blank line inserted where its header section runs into the body, or
 /// `None` when the header section ends properly (or the message ends inside it).
@@ -84,23 +89,89 @@ pub fn has_usable_body(message: &Message<'_>) -> bool {
     })
 }
 
-/// The message wrapped with an empty-body text (see the module documentation), or `None` when
-/// it has a usable body already.
-pub fn ensure_body(message: &Message<'_>, opts: &ConvertOptions) -> Option<Vec<u8>> {
-    if has_usable_body(message) {
+/// The SMTP path's repairs of a parsed message (see the module documentation), or `None` when it
+/// needs none: a `From` header Postmark cannot use is replaced ([`crate::convert`] picks the
+/// first valid mailbox, else the envelope sender; the original goes to `X-Original-From`), and a
+/// message without a usable body is wrapped.
+pub fn smtp(message: &Message<'_>, envelope: &Envelope, opts: &ConvertOptions) -> Option<Vec<u8>> {
+    let from = convert::from_header_fix(message, envelope);
+    let wrap = !has_usable_body(message);
+    let unclosed = unclosed_boundary(message);
+    if from.is_none() && !wrap && unclosed.is_none() {
         return None;
     }
     let raw = message.raw_message();
+    let mut out = rebuild(message, from.as_deref(), wrap, opts)?;
+    if let Some(boundary) = unclosed {
+        // Within the original content (wrapped or not), the multipart's closing delimiter goes
+        // right after its last part.
+        let close = format!("--{boundary}--");
+        let eol: &[u8] = if raw.windows(2).any(|w| w == b"\r\n") { b"\r\n" } else { b"\n" };
+        let at = if wrap {
+            // Before the wrapper's own closing delimiter, the last line (its boundary starts
+            // with `=_postmark-relay_`).
+            out.windows(4).rposition(|w| w == b"\n--=").map_or(out.len(), |p| p + 1)
+        } else {
+            out.len()
+        };
+        let mut insert = Vec::new();
+        if !out[..at].ends_with(b"\n") {
+            insert.extend_from_slice(eol);
+        }
+        insert.extend_from_slice(close.as_bytes());
+        insert.extend_from_slice(eol);
+        out.splice(at..at, insert);
+    }
+    Some(out)
+}
+
+/// The boundary of the message's top-level multipart when its closing delimiter never comes
+/// (mail-parser reads such a message, Postmark's SMTP service is not known to).
+fn unclosed_boundary(message: &Message<'_>) -> Option<String> {
+    if !matches!(message.root_part().body, PartType::Multipart(_)) {
+        return None;
+    }
+    let boundary = message.root_part().content_type()?.attribute("boundary")?.to_owned();
+    let close = format!("--{boundary}--");
+    (!message.raw_message().windows(close.len()).any(|w| w == close.as_bytes())).then_some(boundary)
+}
+
+/// The message with the `From` header replaced and/or wrapped; the original when neither.
+fn rebuild(message: &Message<'_>, from: Option<&str>, wrap: bool, opts: &ConvertOptions) -> Option<Vec<u8>> {
+    let raw = message.raw_message();
+    if from.is_none() && !wrap {
+        return Some(raw.to_vec());
+    }
+    let eol: &[u8] = if raw.windows(2).any(|w| w == b"\r\n") { b"\r\n" } else { b"\n" };
+    let body_at = (message.root_part().offset_body as usize).min(raw.len());
+    let mut out = Vec::with_capacity(raw.len() + 512);
+    let mut inner = Vec::new();
+    if let Some(from) = from {
+        out.extend_from_slice(b"From: ");
+        out.extend_from_slice(from.as_bytes());
+        out.extend_from_slice(eol);
+    }
+    for (name, field) in fields(&raw[..body_at]) {
+        if from.is_some() && name == "from" {
+            // The original value, folding and all, under another name.
+            out.extend_from_slice(b"X-Original-From:");
+            out.extend_from_slice(field.splitn(2, |&b| b == b':').nth(1).unwrap_or_default());
+        } else if wrap && name.starts_with("content-") {
+            inner.extend_from_slice(field);
+        } else if !(wrap && name == "mime-version") {
+            out.extend_from_slice(field);
+        }
+    }
+    let content = &raw[body_at..];
+    if !wrap {
+        out.extend_from_slice(eol);
+        out.extend_from_slice(content);
+        return Some(out);
+    }
     let names = convert::attachment_names(message, true);
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let text = body::empty_body_text(opts.empty_body_text.as_deref(), &names);
-    let eol: &[u8] = if raw.windows(2).any(|w| w == b"\r\n") { b"\r\n" } else { b"\n" };
     let boundary = boundary_for(raw);
-
-    let body_at = (message.root_part().offset_body as usize).min(raw.len());
-    let (outer, inner) = split_headers(&raw[..body_at]);
-    let mut out = Vec::with_capacity(raw.len() + text.len() + 512);
-    out.extend_from_slice(&outer);
     for line in [
         "MIME-Version: 1.0".to_owned(),
         format!("Content-Type: multipart/mixed; boundary=\"{boundary}\""),
@@ -134,7 +205,6 @@ pub fn ensure_body(message: &Message<'_>, opts: &ConvertOptions) -> Option<Vec<u
     out.extend_from_slice(eol);
     out.extend_from_slice(&inner);
     out.extend_from_slice(eol);
-    let content = &raw[body_at..];
     out.extend_from_slice(content);
     if !content.ends_with(b"\n") {
         out.extend_from_slice(eol);
@@ -144,15 +214,12 @@ pub fn ensure_body(message: &Message<'_>, opts: &ConvertOptions) -> Option<Vec<u
     Some(out)
 }
 
-/// Splits a header section into the fields that stay on the outer message and the `Content-*`
-/// fields that describe the original content (`MIME-Version` is dropped; the wrapper sets it).
-/// The blank line that ends the section is not in either.
-fn split_headers(section: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mut outer = Vec::with_capacity(section.len());
-    let mut inner = Vec::new();
+/// The header fields of a header section, each with its continuation lines and line ends, and
+/// its name in lower case. The blank line that ends the section is not among them.
+fn fields(section: &[u8]) -> Vec<(String, &[u8])> {
+    let mut out = Vec::new();
     let mut pos = 0;
     while pos < section.len() {
-        // A field and its continuation lines.
         let mut end = pos;
         loop {
             end = section[end..].iter().position(|&b| b == b'\n').map_or(section.len(), |i| end + i + 1);
@@ -161,19 +228,13 @@ fn split_headers(section: &[u8]) -> (Vec<u8>, Vec<u8>) {
             }
         }
         let field = &section[pos..end];
-        let blank = field.iter().all(|b| matches!(b, b'\r' | b'\n'));
-        if !blank {
+        if !field.iter().all(|b| matches!(b, b'\r' | b'\n')) {
             let name = field.split(|&b| b == b':').next().unwrap_or_default();
-            let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
-            if name.starts_with("content-") {
-                inner.extend_from_slice(field);
-            } else if name != "mime-version" {
-                outer.extend_from_slice(field);
-            }
+            out.push((String::from_utf8_lossy(name).trim().to_ascii_lowercase(), field));
         }
         pos = end;
     }
-    (outer, inner)
+    out
 }
 
 /// A boundary that does not occur in `raw`.

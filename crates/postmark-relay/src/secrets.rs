@@ -17,7 +17,77 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::Secret;
+pub use postmark_core::Token as Secret;
+use serde::Deserialize;
+
+/// An SMTP token: access key (user name) and secret key (password).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpKey {
+    /// Access key, sent as the user name.
+    pub access_key: Secret,
+    /// Secret key, sent as the password.
+    pub secret_key: Secret,
+}
+
+/// Every credential the relay knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    /// `POSTMARK_SERVER_TOKEN`: the API token, also usable as SMTP user and password.
+    pub server_token: Option<Secret>,
+    /// `POSTMARK_SMTP_ACCESS_KEY` + `POSTMARK_SMTP_SECRET_KEY`: the default SMTP token.
+    pub smtp: Option<SmtpKey>,
+    /// Per-stream SMTP tokens from the config file, chosen by the message's stream.
+    pub streams: BTreeMap<String, SmtpKey>,
+}
+
+impl Credentials {
+    /// Whether nothing at all is configured.
+    pub fn is_empty(&self) -> bool {
+        self.server_token.is_none() && self.smtp.is_none() && self.streams.is_empty()
+    }
+
+    /// Whether an SMTP token (default or per stream) is configured.
+    pub fn has_smtp(&self) -> bool {
+        self.smtp.is_some() || !self.streams.is_empty()
+    }
+}
+
+/// Why a secret could not be read. Never holds the secret itself.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// A value and a file were both given for one secret.
+    #[error("set {0} or {0}_FILE, not both")]
+    EnvConflict(&'static str),
+    /// A value and a file were both given in the config file.
+    #[error("config file: set {0} or {0}_file, not both")]
+    FileConflict(String),
+    /// The secret file cannot be read.
+    #[error("{what} {}: {source}", path.display())]
+    Read {
+        /// Which setting named the file.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The secret file holds no usable secret.
+    #[error("{what} {}: {problem}", path.display())]
+    Unusable {
+        /// Which setting named the file.
+        what: String,
+        /// The file.
+        path: PathBuf,
+        /// `the file is empty`, `more than one line`, `not UTF-8 text`.
+        problem: &'static str,
+    },
+    /// Only one half of an SMTP token.
+    #[error("an SMTP token needs both POSTMARK_SMTP_ACCESS_KEY and POSTMARK_SMTP_SECRET_KEY")]
+    HalfSmtpToken,
+}
 
 /// The server token's environment variable.
 pub const SERVER_TOKEN: &str = "POSTMARK_SERVER_TOKEN";
@@ -46,13 +116,13 @@ impl std::fmt::Debug for EnvSecrets {
 
 impl EnvSecrets {
     /// Reads the variables from `env`. Setting both `NAME` and `NAME_FILE` is an error.
-    pub fn capture(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn capture(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, SecretError> {
         let mut out = Self::default();
         for name in NAMES {
             let value = env(name).filter(|v| !v.is_empty());
             let file = env(&format!("{name}_FILE")).filter(|v| !v.is_empty());
             match (value, file) {
-                (Some(_), Some(_)) => return Err(format!("set {name} or {name}_FILE, not both")),
+                (Some(_), Some(_)) => return Err(SecretError::EnvConflict(name)),
                 (Some(v), None) => {
                     out.values.insert(name, Secret::new(v));
                 }
@@ -67,7 +137,7 @@ impl EnvSecrets {
 
     /// The secret `name` (one of the `POSTMARK_*` names above): its value, or its file's content
     /// read now.
-    pub fn get(&self, name: &str) -> Result<Option<Secret>, String> {
+    pub fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
         if let Some(v) = self.values.get(name) {
             return Ok(Some(v.clone()));
         }
@@ -89,9 +159,9 @@ pub fn from_file_keys(
     path: Option<&Path>,
     key: &str,
     files: &mut Vec<PathBuf>,
-) -> Result<Option<Secret>, String> {
+) -> Result<Option<Secret>, SecretError> {
     match (value, path) {
-        (Some(_), Some(_)) => Err(format!("config file: set {key} or {key}_file, not both")),
+        (Some(_), Some(_)) => Err(SecretError::FileConflict(key.to_owned())),
         (Some(v), None) => Ok(Some(v)),
         (None, Some(p)) => {
             files.push(p.to_path_buf());
@@ -103,17 +173,22 @@ pub fn from_file_keys(
 
 /// Reads a secret file: the content without surrounding whitespace, which must not be empty.
 /// Errors name the file, never its content.
-pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret, SecretError> {
+    let unusable = |problem| SecretError::Unusable { what: what.to_owned(), path: path.to_path_buf(), problem };
+    let bytes = std::fs::read(path).map_err(|source| SecretError::Read {
+        what: what.to_owned(),
+        path: path.to_path_buf(),
+        source,
+    })?;
     let Ok(text) = String::from_utf8(bytes) else {
-        return Err(format!("{what} {}: not UTF-8 text", path.display()));
+        return Err(unusable("not UTF-8 text"));
     };
     let value = text.trim();
     if value.is_empty() {
-        return Err(format!("{what} {}: the file is empty", path.display()));
+        return Err(unusable("the file is empty"));
     }
     if value.contains(['\r', '\n']) {
-        return Err(format!("{what} {}: more than one line", path.display()));
+        return Err(unusable("more than one line"));
     }
     warn_if_readable_by_others(path, what);
     Ok(Secret::new(value))
@@ -121,7 +196,7 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret, String> {
 
 /// Logs a warning when a file holding credentials can be read by other users.
 #[cfg(unix)]
-pub fn warn_if_readable_by_others(path: &Path, what: &str) {
+pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0
@@ -132,17 +207,12 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
 
 /// Logs a warning when a file holding credentials can be read by other users.
 #[cfg(not(unix))]
-pub fn warn_if_readable_by_others(_path: &Path, _what: &str) {}
+pub(crate) fn warn_if_readable_by_others(_path: &Path, _what: &str) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |k| map.get(k).cloned()
-    }
+    use crate::testing::env_of;
 
     #[test]
     fn values_files_and_conflicts() {
@@ -164,7 +234,8 @@ mod tests {
         assert_eq!(env.get(SERVER_TOKEN).unwrap().unwrap().expose(), "rotated");
 
         let e = EnvSecrets::capture(&env_of(&[("POSTMARK_SERVER_TOKEN", "x"), ("POSTMARK_SERVER_TOKEN_FILE", t)]))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not both"), "{e}");
     }
 
@@ -179,14 +250,15 @@ mod tests {
             (b"\xff\xfe-secret", "not UTF-8"),
         ] {
             std::fs::write(&path, content).unwrap();
-            let e = read_secret_file(&path, "POSTMARK_SERVER_TOKEN_FILE").unwrap_err();
+            let e = read_secret_file(&path, "POSTMARK_SERVER_TOKEN_FILE").unwrap_err().to_string();
             assert!(e.contains(wanted) && e.contains("POSTMARK_SERVER_TOKEN_FILE"), "{e}");
             assert!(!e.contains("secret"), "{e}");
         }
-        let e = read_secret_file(Path::new("/no/such/token"), "server_token_file").unwrap_err();
+        let e = read_secret_file(Path::new("/no/such/token"), "server_token_file").unwrap_err().to_string();
         assert!(e.contains("/no/such/token"), "{e}");
         let mut files = Vec::new();
-        let e = from_file_keys(Some(Secret::new("v")), Some(&path), "server_token", &mut files).unwrap_err();
+        let e =
+            from_file_keys(Some(Secret::new("v")), Some(&path), "server_token", &mut files).unwrap_err().to_string();
         assert!(e.contains("not both"), "{e}");
     }
 }

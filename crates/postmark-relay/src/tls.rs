@@ -15,6 +15,41 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
+/// Why the certificate or key cannot be used. Never quotes the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The certificate file cannot be read or parsed.
+    #[error("--tls-cert {}: {problem}", path.display())]
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The key file cannot be read or parsed.
+    #[error("--tls-key {}: {problem}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never the key's content).
+        problem: String,
+    },
+    /// The key does not belong to the certificate, or rustls refuses them.
+    #[error("--tls-cert {} / --tls-key {}: {problem}", cert.display(), key.display())]
+    Pair {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls' reason.
+        problem: String,
+    },
+    /// rustls cannot be set up.
+    #[error("cannot set up TLS: {0}")]
+    Setup(String),
+}
+
 /// The relay's TLS server side.
 pub struct TlsServer {
     cert: PathBuf,
@@ -41,12 +76,12 @@ impl ResolvesServerCert for Resolver {
 
 impl TlsServer {
     /// Loads the certificate chain and the private key, and checks that they belong together.
-    pub fn load(cert: &Path, key: &Path) -> Result<Self, String> {
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
         let certified = load_certified_key(cert, key)?;
         let resolver = Arc::new(Resolver(RwLock::new(Arc::new(certified))));
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .map_err(|e| TlsError::Setup(e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         Ok(Self {
@@ -58,7 +93,7 @@ impl TlsServer {
     }
 
     /// Re-reads the files; on any error the current certificate stays in use.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let certified = load_certified_key(&self.cert, &self.key)?;
         *self.resolver.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(certified);
         Ok(())
@@ -79,13 +114,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let cert_error = |problem: String| TlsError::Cert { path: cert.to_path_buf(), problem };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
+        .map_err(|e| cert_error(e.to_string()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+        .map_err(|e| cert_error(e.to_string()))?;
     if chain.is_empty() {
-        return Err(format!("--tls-cert {}: no certificate in the file", cert.display()));
+        return Err(cert_error("no certificate in the file".into()));
     }
     // The key's own parse error could quote it; say only what kind of problem it is.
     let der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
@@ -94,10 +130,13 @@ fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
             rustls_pki_types::pem::Error::NoItemsFound => "no private key in the file".into(),
             _ => "not a PEM private key".into(),
         };
-        format!("--tls-key {}: {what}", key.display())
+        TlsError::Key { path: key.to_path_buf(), problem: what }
     })?;
-    CertifiedKey::from_der(chain, der, &provider())
-        .map_err(|e| format!("--tls-cert {} / --tls-key {}: {e}", cert.display(), key.display()))
+    CertifiedKey::from_der(chain, der, &provider()).map_err(|e| TlsError::Pair {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        problem: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -122,14 +161,14 @@ mod tests {
 
         let other = TestPki::generate();
         let wrong_key = write(&dir, "other-key.pem", other.server_key_pem());
-        let e = TlsServer::load(&cert, &wrong_key).unwrap_err();
+        let e = TlsServer::load(&cert, &wrong_key).unwrap_err().to_string();
         assert!(e.contains("--tls-cert"), "{e}");
 
         let empty = write(&dir, "empty.pem", "");
-        assert!(TlsServer::load(&empty, &key).unwrap_err().contains("no certificate"));
-        let e = TlsServer::load(&cert, &empty).unwrap_err();
+        assert!(TlsServer::load(&empty, &key).unwrap_err().to_string().contains("no certificate"));
+        let e = TlsServer::load(&cert, &empty).unwrap_err().to_string();
         assert!(e.contains("no private key"), "{e}");
-        let e = TlsServer::load(&cert, Path::new("/no/such/key.pem")).unwrap_err();
+        let e = TlsServer::load(&cert, Path::new("/no/such/key.pem")).unwrap_err().to_string();
         assert!(e.contains("/no/such/key.pem"), "{e}");
 
         // A failed reload keeps the old certificate; a good one swaps it.

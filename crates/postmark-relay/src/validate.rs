@@ -8,43 +8,45 @@
 //! | no header section at all (mail-parser finds none; e.g. DATA without a blank-line-separated header) | both | `554 5.6.0` |
 //! | no usable sender: no valid From address and an empty (`<>`) or invalid envelope sender | both | `550 5.1.7` |
 //! | no envelope recipient, or more than 50 distinct ones | both | `554 5.5.0` / `550 5.5.3` |
+//! | a `Subject` over 2,000 characters (UTF-16 code units, as Postmark counts) | both | `554 5.6.0` |
+//! | MIME Postmark's SMTP service cannot decode (mail-parser flags an encoding problem: invalid base64, a multipart without its closing boundary) | SMTP | `554 5.6.0` |
 //! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
 //! | the `/email` JSON would exceed 10 MB (measured on the serialized request, base64 included) | API | `552 5.3.4` |
 //! | `TextBody` or `HtmlBody` over 5 MB | API | `552 5.3.4` |
-//! | what the API cannot represent: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | API | `554 5.6.0` |
+//! | control headers Postmark would refuse: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | both | `554 5.6.0` |
 //!
-//! On the SMTP path the message goes to Postmark byte for byte and Postmark reads the `X-PM-*`
-//! headers itself, so only the checks marked "both" apply there.
+//! Before the checks, the message is repaired where it has to be ([`crate::repair`]); the
+//! repaired bytes are what is spooled. The decision the relay makes about the message (its
+//! stream) is returned as a [`Routing`] and stored with it, so delivery does not decide again.
 //!
-//! The message is parsed once. On the API path [`validate`] returns the converted request, so
-//! the caller can store or send it without converting again.
+//! The message is parsed once. On the API path the request is measured, not built: attachment
+//! contents are not base64-encoded here (their encoded length is computed), so the one encoding
+//! happens at delivery.
 
 use std::{fmt, io};
 
 use mail_parser::{Message, MimeHeaders, PartType};
 use postmark_core::limits::{
     MAX_BODY_BYTES, MAX_MESSAGE_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS,
-    MAX_RECIPIENTS, MAX_TAG_CHARS, forbidden_extension,
+    MAX_RECIPIENTS, MAX_SUBJECT_CHARS, MAX_TAG_CHARS, char_count, forbidden_extension,
 };
 
 use crate::convert::{self, ConvertError, ConvertOptions, SendEmailRequest};
-use crate::envelope::{Envelope, Via};
+use crate::envelope::{Envelope, Routing, Via};
 use crate::metrics::Reject;
 use crate::repair;
 
 /// What a valid message yields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
-    /// The converted requests (API path only; see [`convert::convert`]).
-    pub requests: Vec<SendEmailRequest>,
-    /// Size in bytes of the largest of `requests` serialized as JSON (API path only).
+    /// Size in bytes of the largest request the API path will send for it, serialized as JSON
+    /// (API path only).
     pub json_len: Option<usize>,
     /// The message as it is to be spooled and sent, when the relay had to repair it (see
     /// [`repair`]); `None` keeps the bytes as received.
     pub repaired: Option<Vec<u8>>,
-    /// The `X-PM-Message-Stream` header, if the message has one (the SMTP path picks its
-    /// credentials by it; on the API path it is already in `request`).
-    pub message_stream_header: Option<String>,
+    /// The decision to store with the message: its stream.
+    pub routing: Routing,
 }
 
 /// A refusal, with the SMTP reply to send.
@@ -104,20 +106,45 @@ pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions
         return Err(ConvertError::NoSender.into());
     }
     check_attachment_names(&message)?;
-    let message_stream_header = convert::message_stream_header(&message);
+    let controls = convert::controls::read(message.root_part().headers(), message.raw_message())?;
+    check_controls(&controls)?;
+    if let Some(subject) = message.subject()
+        && char_count(subject) > MAX_SUBJECT_CHARS
+    {
+        return Err(Rejection::new(
+            Reject::Unrepresentable,
+            554,
+            "5.6.0",
+            format!("the Subject is {} characters; Postmark accepts at most {MAX_SUBJECT_CHARS}", char_count(subject)),
+        ));
+    }
+    let routing = Routing { stream: controls.message_stream.or_else(|| opts.message_stream.clone()), notice: false };
 
     match via {
         Via::Smtp => {
-            let repaired = repair::ensure_body(&message, opts).or(headers_repaired);
-            Ok(Accepted { requests: Vec::new(), json_len: None, repaired, message_stream_header })
+            let repaired = repair::smtp(&message, envelope, opts).or_else(|| headers_repaired.clone());
+            // The bytes go to Postmark as they are: MIME it cannot decode would bounce there.
+            let sent = match &repaired {
+                Some(bytes) => convert::parse(bytes).ok_or(ConvertError::Unparseable)?,
+                None => message,
+            };
+            if sent.parts.iter().any(|p| p.is_encoding_problem) {
+                return Err(Rejection::new(
+                    Reject::Unparseable,
+                    554,
+                    "5.6.0",
+                    "the message has a malformed MIME part (undecodable content, or a multipart without its \
+                     closing boundary); Postmark would not send it",
+                ));
+            }
+            Ok(Accepted { json_len: None, repaired, routing })
         }
         Via::Api => {
-            let requests = convert::convert(&message, envelope, opts)?;
             let mut json_len = 0;
-            for request in &requests {
-                json_len = json_len.max(check_api_limits(request)?);
+            for measured in convert::measure(&message, envelope, opts)? {
+                json_len = json_len.max(check_api_limits(&measured.request, measured.content_len)?);
             }
-            Ok(Accepted { requests, json_len: Some(json_len), repaired: headers_repaired, message_stream_header })
+            Ok(Accepted { json_len: Some(json_len), repaired: headers_repaired, routing })
         }
     }
 }
@@ -158,8 +185,45 @@ fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Checks the limits Postmark applies to the JSON request; returns the JSON size.
-fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
+/// The limits of the control headers (Postmark's Tag and Metadata limits), on both paths.
+fn check_controls(controls: &convert::controls::Controls) -> Result<(), Rejection> {
+    if let Some(tag) = &controls.tag
+        && char_count(tag) > MAX_TAG_CHARS
+    {
+        return Err(Rejection::new(Reject::Unrepresentable, 554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
+    }
+    if controls.metadata.len() > MAX_METADATA_KEYS {
+        return Err(Rejection::new(
+            Reject::Unrepresentable,
+            554,
+            "5.6.0",
+            format!("{} X-PM-Metadata keys; Postmark accepts at most 10", controls.metadata.len()),
+        ));
+    }
+    for (key, value) in &controls.metadata {
+        if char_count(key) > MAX_METADATA_KEY_CHARS {
+            return Err(Rejection::new(
+                Reject::Unrepresentable,
+                554,
+                "5.6.0",
+                "an X-PM-Metadata key is longer than 20 characters",
+            ));
+        }
+        if char_count(value) > MAX_METADATA_VALUE_CHARS {
+            return Err(Rejection::new(
+                Reject::Unrepresentable,
+                554,
+                "5.6.0",
+                "an X-PM-Metadata value is longer than 80 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the limits Postmark applies to the JSON request; returns the JSON size. `content_len`
+/// is the base64 length of the attachment contents the measured request leaves out.
+fn check_api_limits(request: &SendEmailRequest, content_len: usize) -> Result<usize, Rejection> {
     for (field, body) in [("TextBody", &request.text_body), ("HtmlBody", &request.html_body)] {
         if let Some(body) = body
             && body.len() > MAX_BODY_BYTES
@@ -172,38 +236,7 @@ fn check_api_limits(request: &SendEmailRequest) -> Result<usize, Rejection> {
             ));
         }
     }
-    if let Some(tag) = &request.tag
-        && tag.chars().count() > MAX_TAG_CHARS
-    {
-        return Err(Rejection::new(Reject::Unrepresentable, 554, "5.6.0", "X-PM-Tag is longer than 1000 characters"));
-    }
-    if request.metadata.len() > MAX_METADATA_KEYS {
-        return Err(Rejection::new(
-            Reject::Unrepresentable,
-            554,
-            "5.6.0",
-            format!("{} X-PM-Metadata keys; Postmark accepts at most 10", request.metadata.len()),
-        ));
-    }
-    for (key, value) in &request.metadata {
-        if key.chars().count() > MAX_METADATA_KEY_CHARS {
-            return Err(Rejection::new(
-                Reject::Unrepresentable,
-                554,
-                "5.6.0",
-                "an X-PM-Metadata key is longer than 20 characters",
-            ));
-        }
-        if value.chars().count() > MAX_METADATA_VALUE_CHARS {
-            return Err(Rejection::new(
-                Reject::Unrepresentable,
-                554,
-                "5.6.0",
-                "an X-PM-Metadata value is longer than 80 characters",
-            ));
-        }
-    }
-    let json_len = json_len(request);
+    let json_len = json_len(request) + content_len;
     if json_len > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(
             Reject::Size,

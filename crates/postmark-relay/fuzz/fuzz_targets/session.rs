@@ -52,7 +52,7 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
         spool,
         acceptor,
         shutdown: Shutdown::new(),
-        configs: [config(postmark_relay::config::MAX_MESSAGE_SIZE), config(300)],
+        configs: [config(postmark_core::limits::MAX_MESSAGE_BYTES), config(300)],
     }
 });
 
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
     let chunk = [usize::MAX, 1, 7, 64][usize::from(mode >> 1 & 3)];
 
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let session = Session::new(server, cfg, Arc::clone(&env.acceptor), env.shutdown.signal());
+    let session = Session::new(server, cfg, Default::default(), Arc::clone(&env.acceptor), env.shutdown.signal());
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let out = env.rt.block_on(async {
         let write = async {

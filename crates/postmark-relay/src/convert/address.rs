@@ -17,14 +17,40 @@ impl Mailbox {
             Some(name) => format!("{} <{}>", display_name(name), self.address),
         }
     }
+
+    /// The API's `From` value: [`Mailbox::to_header_text`], without the display name when the
+    /// whole would be over Postmark's 255 characters (the address is what matters).
+    pub(crate) fn to_from_value(&self) -> String {
+        let text = self.to_header_text();
+        if postmark_core::limits::char_count(&text) > postmark_core::limits::MAX_FROM_CHARS {
+            self.address.clone()
+        } else {
+            text
+        }
+    }
+
+    /// The value of a raw `From:` header for this mailbox: like [`Mailbox::to_from_value`], with
+    /// a non-ASCII display name as an RFC 2047 encoded word.
+    pub(crate) fn to_raw_header(&self) -> String {
+        let text = self.to_from_value();
+        match self.name.as_deref().map(str::trim) {
+            Some(name) if !name.is_empty() && !name.is_ascii() && text != self.address => {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(name.as_bytes());
+                format!("=?UTF-8?B?{encoded}?= <{}>", self.address)
+            }
+            _ => text,
+        }
+    }
 }
 
-/// A display name as an RFC 5322 `phrase`: left bare when it is only atoms separated by single
-/// spaces, quoted (with `\` before `"` and `\`) otherwise. Non-ASCII characters are allowed in
-/// either form (RFC 6532); Postmark applies RFC 2047 encoding when it builds the message.
+/// A display name as an RFC 5322 `phrase`: left bare when it is only letters and digits separated
+/// by single spaces, quoted (with `\` before `"` and `\`) otherwise. RFC 5322 would allow more
+/// bare (`O'Brien`), but Postmark refuses a name with punctuation that is not quoted (support
+/// article on ErrorCode 300). Non-ASCII letters are allowed in either form (RFC 6532); Postmark
+/// applies RFC 2047 encoding when it builds the message.
 fn display_name(name: &str) -> String {
-    let bare =
-        !name.is_empty() && !name.contains("  ") && name.chars().all(|c| !c.is_ascii() || c == ' ' || is_atext(c));
+    let bare = !name.is_empty() && !name.contains("  ") && name.chars().all(|c| c.is_alphanumeric() || c == ' ');
     if bare {
         return name.to_owned();
     }
@@ -43,11 +69,6 @@ fn display_name(name: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// RFC 5322 `atext` (ASCII part).
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
 }
 
 /// The comparison key of an address: the local part as written (it may be case-sensitive,
@@ -136,6 +157,10 @@ mod tests {
         assert_eq!(mb(Some("Jane \"JD\" Doe"), "a@x.org").to_header_text(), r#""Jane \"JD\" Doe" <a@x.org>"#);
         assert_eq!(mb(Some(r"back\slash"), "a@x.org").to_header_text(), r#""back\\slash" <a@x.org>"#);
         assert_eq!(mb(Some("J. Doe"), "a@x.org").to_header_text(), "\"J. Doe\" <a@x.org>");
+        // Punctuation RFC 5322 allows bare is quoted anyway: Postmark insists.
+        assert_eq!(mb(Some("O'Brien"), "a@x.org").to_header_text(), "\"O'Brien\" <a@x.org>");
+        assert_eq!(mb(Some("Smith-Jones"), "a@x.org").to_header_text(), "\"Smith-Jones\" <a@x.org>");
+        assert_eq!(mb(Some("A&B"), "a@x.org").to_header_text(), "\"A&B\" <a@x.org>");
         assert_eq!(mb(Some("a\r\nBcc: x"), "a@x.org").to_header_text(), "\"a  Bcc: x\" <a@x.org>");
     }
 

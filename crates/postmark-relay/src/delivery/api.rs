@@ -8,27 +8,36 @@
 
 use std::time::Duration;
 
+use postmark_core::limits::MAX_BATCH_MESSAGES;
 use postmark_server::types::{SendEmailRequest, SendEmailResponse};
 use postmark_server::{ServerClient, ServerClientBuilder, Token};
 
 use super::policy::{Class, classify_error_code, classify_http};
-use super::{Outcome, RecipientOutcome};
-use crate::convert::{self, ConvertOptions};
+use super::{BackendError, Outcome, RecipientOutcome};
+use crate::convert::{self, ConvertError, ConvertOptions};
 use crate::metrics::{Metrics, Path};
 use crate::spool::StoredMessage;
 
-/// Most messages per `/email/batch` request (Postmark's limit).
-pub const MAX_BATCH: usize = 500;
 /// Most raw message bytes per batch (one bigger message still goes alone). Postmark takes up to
 /// 50 MB per request, but the relay holds a batch in memory three times over (raw, converted,
 /// JSON), so batches stay small: 80 messages of 50 KB amortize a request as well as 500 would,
 /// and the relay's memory stays flat however deep the queue is.
 pub const MAX_BATCH_RAW_BYTES: usize = 4 * 1024 * 1024;
 
-/// The `/email` requests for `msg`: one, or one per recipient (see [`convert::convert`]).
-pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<SendEmailRequest>, String> {
-    convert::to_postmark(&msg.raw, &msg.header.envelope, opts)
-        .map_err(|e| format!("cannot convert the message for Postmark's API: {e}"))
+/// The `/email` requests for `msg`: one, or one per recipient (see [`convert::convert`]), sent to
+/// the stream decided when the message was accepted.
+pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<SendEmailRequest>, ConvertError> {
+    let opts = ConvertOptions { message_stream: msg.stream(), ..opts.clone() };
+    convert::to_postmark(&msg.raw, &msg.header.envelope, &opts)
+}
+
+/// Where and how the API backend sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    /// Base URL of Postmark's API (`--api-url`).
+    pub url: String,
+    /// How long one request may take (`--api-timeout`).
+    pub timeout: Duration,
 }
 
 /// The API backend.
@@ -36,20 +45,19 @@ pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<Se
 pub struct Api {
     client: ServerClient,
     convert: ConvertOptions,
-    base_url: String,
-    timeout: Duration,
+    settings: ApiSettings,
 }
 
 impl Api {
-    /// A backend sending to `base_url` with the server token.
-    pub fn new(base_url: &str, token: &str, timeout: Duration, convert: ConvertOptions) -> Result<Self, String> {
-        let client = client(base_url, token, timeout)?;
-        Ok(Self { client, convert, base_url: base_url.to_string(), timeout })
+    /// A backend sending with the server token.
+    pub fn new(settings: ApiSettings, token: &Token, convert: ConvertOptions) -> Result<Self, BackendError> {
+        let client = client(&settings, token)?;
+        Ok(Self { client, convert, settings })
     }
 
     /// Sends with a new server token from now on (credential rotation).
-    pub fn set_token(&mut self, token: &str) -> Result<(), String> {
-        self.client = client(&self.base_url, token, self.timeout)?;
+    pub fn set_token(&mut self, token: &Token) -> Result<(), BackendError> {
+        self.client = client(&self.settings, token)?;
         Ok(())
     }
 
@@ -69,14 +77,17 @@ impl Api {
                         owner.push(i);
                     }
                 }
-                Err(reason) => outcomes[i] = Some(Outcome::Permanent(reason)),
+                Err(e) => {
+                    outcomes[i] =
+                        Some(Outcome::Permanent(format!("cannot convert the message for Postmark's API: {e}")))
+                }
             }
         }
         let recipients: Vec<String> = requests.iter().map(|r| r.to.clone()).collect();
         let mut results = Vec::with_capacity(requests.len());
         let mut rest = requests.into_iter();
         loop {
-            let chunk: Vec<SendEmailRequest> = rest.by_ref().take(MAX_BATCH).collect();
+            let chunk: Vec<SendEmailRequest> = rest.by_ref().take(MAX_BATCH_MESSAGES).collect();
             match chunk.len() {
                 0 => break,
                 1 => {
@@ -176,14 +187,14 @@ impl Api {
     }
 }
 
-fn client(base_url: &str, token: &str, timeout: Duration) -> Result<ServerClient, String> {
-    ServerClientBuilder::new(Token::new(token))
-        .base_url(base_url)
-        .timeout(timeout)
+fn client(settings: &ApiSettings, token: &Token) -> Result<ServerClient, BackendError> {
+    ServerClientBuilder::new(token.clone())
+        .base_url(&settings.url)
+        .timeout(settings.timeout)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("postmark-relay/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot set up the API client: {e}"))
+        .map_err(BackendError::ApiClient)
 }
 
 /// The outcome of one `SendEmailResponse` (the answer to `/email`, or one batch item).

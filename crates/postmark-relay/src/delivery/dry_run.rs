@@ -51,7 +51,7 @@ impl DryRun {
                     .unwrap_or_default();
                     self.spool.write_dry_run(&format!("{id}.json"), &json)
                 }
-                Err(reason) => return Outcome::Permanent(reason),
+                Err(e) => return Outcome::Permanent(format!("cannot convert the message for Postmark's API: {e}")),
             },
             Via::Smtp => {
                 let envelope = serde_json::to_vec_pretty(&msg.header.envelope).unwrap_or_default();

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod dry_run;
+pub mod notify;
 pub mod policy;
 pub mod schedule;
 pub mod smtp;
@@ -17,11 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::Credentials;
 use crate::envelope::Envelope;
 use crate::metrics::{Dead, Deferral, Metrics, Path};
+use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
-use crate::spool::{self, Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
+use crate::spool::{Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
 use schedule::{Entry, Schedule};
 
 /// Every how many rescans `queue/` itself is listed (the others only read `retry/`).
@@ -62,6 +63,32 @@ pub struct RecipientOutcome {
     pub failed_reason: String,
 }
 
+/// Why a backend cannot be set up or switched to new credentials.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The HTTP client cannot be built.
+    #[error("cannot set up the API client: {0}")]
+    ApiClient(#[source] postmark_core::Error),
+    /// `--smtp-ca` cannot be used.
+    #[error("--smtp-ca {}: {problem}", path.display())]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls cannot be set up.
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
+    /// The API path needs a server token.
+    #[error("no server token configured")]
+    NoServerToken,
+    /// The SMTP path needs an SMTP token or a server token.
+    #[error("no SMTP token and no server token configured")]
+    NoSmtpCredentials,
+}
+
 /// How the worker sends: one of the three paths.
 #[derive(Debug)]
 pub enum Backend {
@@ -77,7 +104,7 @@ impl Backend {
     /// Most messages, and most raw bytes, handed over in one call.
     fn batch_limits(&self) -> (usize, usize) {
         match self {
-            Backend::Api(_) => (api::MAX_BATCH, api::MAX_BATCH_RAW_BYTES),
+            Backend::Api(_) => (postmark_core::limits::MAX_BATCH_MESSAGES, api::MAX_BATCH_RAW_BYTES),
             Backend::DryRun(_) | Backend::Smtp(_) => (50, 64 * 1024 * 1024),
         }
     }
@@ -92,12 +119,12 @@ impl Backend {
     }
 
     /// Uses new credentials from now on (rotation without a restart).
-    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), String> {
+    pub fn set_credentials(&mut self, credentials: &Credentials) -> Result<(), BackendError> {
         match self {
             Backend::DryRun(_) => Ok(()),
             Backend::Api(b) => match &credentials.server_token {
-                Some(token) => b.set_token(token.expose()),
-                None => Err("the new configuration has no server token".into()),
+                Some(token) => b.set_token(token),
+                None => Err(BackendError::NoServerToken),
             },
             Backend::Smtp(b) => b.set_credentials(credentials),
         }
@@ -137,6 +164,7 @@ pub struct Worker {
     pauses: u32,
     metrics: Arc<Metrics>,
     credentials: Option<watch::Receiver<Arc<Credentials>>>,
+    notifier: Option<notify::Notifier>,
 }
 
 impl Worker {
@@ -159,6 +187,30 @@ impl Worker {
             pauses: 0,
             metrics: Arc::default(),
             credentials: None,
+            notifier: None,
+        }
+    }
+
+    /// Sends a notice to the operator for every message given up (see [`notify`]).
+    pub fn with_notifier(mut self, notifier: notify::Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Queues the dead-letter notice for `msg`, if one is due.
+    fn notify(&mut self, msg: &StoredMessage, death: notify::Death<'_>) {
+        let now = crate::clock::now_ms();
+        let Some((envelope, raw)) = self.notifier.as_mut().and_then(|n| n.notice(msg, death, now)) else {
+            return;
+        };
+        let header = crate::spool::Header::new(envelope, &raw)
+            .with_routing(crate::envelope::Routing { stream: None, notice: true });
+        match self.spool.store_with_header(&header, &raw) {
+            Ok(id) => {
+                tracing::info!(queue_id = %id, dead_id = %death.id, "dead-letter notice queued");
+                self.adopt(&id, now);
+            }
+            Err(e) => tracing::error!(dead_id = %death.id, error = %e, "cannot queue the dead-letter notice"),
         }
     }
 
@@ -180,7 +232,7 @@ impl Worker {
             tracing::error!(error = %e, "cannot use the reloaded credentials; keeping the current ones");
             return;
         }
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         if self.paused_until_ms > now {
             tracing::info!("credentials reloaded: resuming delivery");
             self.paused_until_ms = 0;
@@ -202,7 +254,7 @@ impl Worker {
     /// Loads every pending message from the spool (quarantining unreadable ones); all are due
     /// now. Returns how many are pending.
     pub fn load_pending(&mut self) -> std::io::Result<usize> {
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         for id in self.spool.ids(Area::Queue)? {
             self.adopt(&id, now);
         }
@@ -252,7 +304,7 @@ impl Worker {
     /// Acts on `queue retry` markers (which also announce revived dead letters) and, with
     /// `full`, lists `queue/` to adopt any message the worker does not know yet (a safety net).
     fn rescan(&mut self, full: bool) {
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         match self.spool.take_retry_requests() {
             Ok(ids) => {
                 if !ids.is_empty() && self.paused_until_ms > now {
@@ -287,7 +339,7 @@ impl Worker {
     /// Runs until shutdown. The batch in flight when shutdown begins is finished (the caller
     /// bounds that with its deadline); everything else stays spooled.
     pub async fn run(mut self) {
-        let mut next_rescan = spool::now_ms() + duration_ms(self.cfg.rescan_interval);
+        let mut next_rescan = crate::clock::now_ms() + duration_ms(self.cfg.rescan_interval);
         let mut next_full_scan = next_rescan;
         let mut incoming_closed = false;
         loop {
@@ -298,9 +350,9 @@ impl Worker {
                 self.use_new_credentials();
             }
             while let Ok(id) = self.incoming.try_recv() {
-                self.adopt(&id, spool::now_ms());
+                self.adopt(&id, crate::clock::now_ms());
             }
-            let now = spool::now_ms();
+            let now = crate::clock::now_ms();
             if now >= next_rescan {
                 let full = now >= next_full_scan;
                 self.rescan(full);
@@ -326,7 +378,7 @@ impl Worker {
                 tokio::select! {
                     () = self.shutdown.wait() => break,
                     id = self.incoming.recv(), if !incoming_closed => match id {
-                        Some(id) => self.adopt(&id, spool::now_ms()),
+                        Some(id) => self.adopt(&id, crate::clock::now_ms()),
                         // No session will queue anything any more; keep draining the schedule.
                         None => incoming_closed = true,
                     },
@@ -424,14 +476,21 @@ impl Worker {
             let envelope = Envelope { mail_from: msg.header.envelope.mail_from.clone(), rcpt_to: r.failed.clone() };
             let reason = DeadReason {
                 reason: r.failed_reason.clone(),
-                dead_ms: spool::now_ms(),
+                dead_ms: crate::clock::now_ms(),
                 attempts: self.schedule.get(id).map_or(0, |e| e.attempts) + 1,
                 recipients: r.failed.clone(),
             };
             match self.spool.kill_copy(msg, envelope, &reason) {
                 Ok(dead_id) => {
                     self.metrics.dead_lettered(Dead::Recipients);
-                    tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients")
+                    tracing::info!(queue_id = %id, dead_id = %dead_id, size, recipients = r.failed.len(), error = %r.failed_reason, "dead letter for some recipients");
+                    let death = notify::Death {
+                        id: &dead_id,
+                        reason: &r.failed_reason,
+                        attempts: reason.attempts,
+                        recipients: &r.failed,
+                    };
+                    self.notify(msg, death);
                 }
                 Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot write dead letter"),
             }
@@ -458,7 +517,7 @@ impl Worker {
     fn defer(&mut self, msg: &StoredMessage, reason: &str, class: Deferral) {
         let count_attempt = class != Deferral::Paused;
         let id = &msg.id;
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         let Some(entry) = self.schedule.get(id).cloned() else {
             return;
         };
@@ -500,26 +559,32 @@ impl Worker {
     fn kill(&mut self, msg: &StoredMessage, reason: &str, class: Dead) {
         let id = &msg.id;
         let attempts = self.schedule.get(id).map_or(0, |e| e.attempts) + 1;
-        let dead =
-            DeadReason { reason: reason.to_string(), dead_ms: spool::now_ms(), attempts, recipients: Vec::new() };
+        let dead = DeadReason {
+            reason: reason.to_string(),
+            dead_ms: crate::clock::now_ms(),
+            attempts,
+            recipients: Vec::new(),
+        };
         self.schedule.remove(id);
         match self.spool.kill(id, &dead) {
             Ok(()) => {
                 self.metrics.dead_lettered(class);
                 tracing::info!(
-                queue_id = %id,
-                size = msg.raw.len(),
-                recipients = msg.header.envelope.rcpt_to.len(),
-                error = %reason,
-                "dead letter"
-                )
+                    queue_id = %id,
+                    size = msg.raw.len(),
+                    recipients = msg.header.envelope.rcpt_to.len(),
+                    error = %reason,
+                    "dead letter"
+                );
+                let death = notify::Death { id, reason, attempts, recipients: &msg.header.envelope.rcpt_to };
+                self.notify(msg, death);
             }
             Err(e) => tracing::error!(queue_id = %id, error = %e, "cannot move message to dead letters"),
         }
     }
 
     fn pause(&mut self, reason: &str) {
-        let now = spool::now_ms();
+        let now = crate::clock::now_ms();
         if self.paused_until_ms > now {
             return;
         }

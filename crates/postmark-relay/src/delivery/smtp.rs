@@ -2,10 +2,10 @@
 //!
 //! * STARTTLS is required (mail-send refuses to go on without it) and the certificate is
 //!   verified against the system's roots plus `--smtp-ca`.
-//! * Credentials: the SMTP token of the message's stream (`X-PM-Message-Stream`, else
-//!   `--message-stream`) from the config file's `[streams]`; else the default SMTP token
-//!   (`POSTMARK_SMTP_ACCESS_KEY`/`POSTMARK_SMTP_SECRET_KEY`); else the server token as both user
-//!   and password (Postmark then routes by the header itself).
+//! * Credentials: the SMTP token of the message's stream (decided when it was accepted: its
+//!   `X-PM-Message-Stream` header, else `--message-stream`) from the config file's `[streams]`;
+//!   else the default SMTP token (`POSTMARK_SMTP_ACCESS_KEY`/`POSTMARK_SMTP_SECRET_KEY`); else
+//!   the server token as both user and password (Postmark then routes by the header itself).
 //! * The original envelope and the message bytes unchanged. mail-send ends the data with
 //!   `\r\n.\r\n` whatever the message ends with; every message received over SMTP already ends in
 //!   CRLF, so exactly one trailing CRLF is dropped first ([`data_bytes`]) and the upstream copy is
@@ -15,8 +15,10 @@
 //!   stuff a dot at the very start of the message, so [`data_bytes`] does: a message whose first
 //!   line is `.` would otherwise end the upstream DATA at once, and the rest of it would be read
 //!   upstream as commands (SMTP smuggling through the relay).
-//! * One connection per credential is kept open and reused; it is replaced when it fails or has
-//!   been idle for [`IDLE_REUSE`].
+//! * The host: the stream's own (`[streams.<id>] smtp_url`, or Postmark's broadcast host for a
+//!   `kind = "broadcast"` stream), else `--smtp-url`.
+//! * One connection per host and credential is kept open and reused; it is replaced when it fails
+//!   or has been idle for [`IDLE_REUSE`].
 //! * Per recipient: 2xx sent, 4xx retried later, 5xx a dead letter for that recipient.
 
 use std::collections::HashMap;
@@ -35,10 +37,76 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::policy::{Class, classify_smtp};
-use super::{Outcome, RecipientOutcome};
-use crate::config::{Config, Credentials as Creds, SmtpUpstream};
+use super::{BackendError, Outcome, RecipientOutcome};
 use crate::metrics::{Metrics, Path as MetricsPath};
+use crate::secrets::Credentials as Creds;
 use crate::spool::StoredMessage;
+
+/// Upstream SMTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SmtpUpstream {
+    /// Host name (also the TLS server name).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `smtps://`: TLS from the first byte instead of STARTTLS.
+    pub implicit_tls: bool,
+}
+
+/// A `--smtp-url` that is not `smtp://host[:port]` or `smtps://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must look like smtp://host:587, got {0:?}")]
+pub struct InvalidSmtpUrl(String);
+
+impl std::str::FromStr for SmtpUpstream {
+    type Err = InvalidSmtpUrl;
+
+    /// `smtp://host[:port]` (STARTTLS, port 587 by default) or `smtps://host[:port]` (implicit
+    /// TLS, port 465 by default).
+    fn from_str(url: &str) -> Result<Self, InvalidSmtpUrl> {
+        let bad = || InvalidSmtpUrl(url.to_owned());
+        let (rest, implicit_tls, default_port) = if let Some(r) = url.strip_prefix("smtp://") {
+            (r, false, 587)
+        } else if let Some(r) = url.strip_prefix("smtps://") {
+            (r, true, 465)
+        } else {
+            return Err(bad());
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| bad())?,
+                None if after.is_empty() => default_port,
+                None => return Err(bad()),
+            };
+            (host.to_string(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad())?),
+                None => (rest.to_string(), default_port),
+            }
+        };
+        if host.is_empty() || host.contains('/') || host.contains('@') {
+            return Err(bad());
+        }
+        Ok(SmtpUpstream { host, port, implicit_tls })
+    }
+}
+
+/// Where and how the SMTP backend connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSettings {
+    /// `--smtp-url`.
+    pub upstream: SmtpUpstream,
+    /// Streams with an SMTP host of their own (`[streams.<id>] smtp_url`, or `kind =
+    /// "broadcast"`: Postmark's broadcast host).
+    pub streams: std::collections::BTreeMap<String, SmtpUpstream>,
+    /// `--smtp-ca`: an extra CA to trust.
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the relay gives in `EHLO` (`--hostname`).
+    pub helo_host: String,
+}
 
 /// A pooled connection idle longer than this is replaced rather than reused (servers commonly
 /// drop idle clients after a minute or so).
@@ -66,22 +134,23 @@ pub fn data_bytes(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 /// Builds the TLS connector: the platform's roots plus the PEM certificates in `extra_ca`.
-pub fn tls_connector(extra_ca: Option<&Path>) -> Result<TlsConnector, String> {
+pub fn tls_connector(extra_ca: Option<&Path>) -> Result<TlsConnector, BackendError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut extra: Vec<CertificateDer<'static>> = Vec::new();
     if let Some(path) = extra_ca {
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("--smtp-ca {}: {e}", path.display()))? {
-            extra.push(cert.map_err(|e| format!("--smtp-ca {}: {e}", path.display()))?);
+        let ca_error = |problem: String| BackendError::Ca { path: path.to_path_buf(), problem };
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+            extra.push(cert.map_err(|e| ca_error(e.to_string()))?);
         }
         if extra.is_empty() {
-            return Err(format!("--smtp-ca {}: no certificate in the file", path.display()));
+            return Err(ca_error("no certificate in the file".into()));
         }
     }
     let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
-        .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
+        .map_err(|e| BackendError::Tls(format!("cannot set up certificate verification: {e}")))?;
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .map_err(|e| BackendError::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -105,18 +174,16 @@ enum CredentialId {
 
 /// The SMTP backend.
 pub struct Smtp {
-    upstream: SmtpUpstream,
+    settings: SmtpSettings,
     tls: TlsConnector,
     credentials: Creds,
-    default_stream: Option<String>,
-    helo_host: String,
-    pool: HashMap<CredentialId, Connection>,
+    pool: HashMap<(SmtpUpstream, CredentialId), Connection>,
 }
 
 impl std::fmt::Debug for Smtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Smtp")
-            .field("upstream", &self.upstream)
+            .field("upstream", &self.settings.upstream)
             .field("connections", &self.pool.len())
             .finish_non_exhaustive()
     }
@@ -129,23 +196,21 @@ enum Failure {
 }
 
 impl Smtp {
-    /// A backend for the upstream, credentials and CA in `config`.
-    pub fn new(config: &Config) -> Result<Self, String> {
+    /// A backend for the upstream and CA in `settings`, logging in with `credentials`.
+    pub fn new(settings: SmtpSettings, credentials: &Creds) -> Result<Self, BackendError> {
         Ok(Self {
-            upstream: config.smtp.clone(),
-            tls: tls_connector(config.smtp_ca.as_deref())?,
-            credentials: config.credentials.clone(),
-            default_stream: config.message_stream.clone(),
-            helo_host: config.session.hostname.clone(),
+            tls: tls_connector(settings.ca.as_deref())?,
+            settings,
+            credentials: credentials.clone(),
             pool: HashMap::new(),
         })
     }
 
     /// Logs in with new credentials from now on (credential rotation); open connections, which
     /// logged in with the old ones, are closed.
-    pub fn set_credentials(&mut self, credentials: &Creds) -> Result<(), String> {
-        if credentials.smtp.is_none() && credentials.streams.is_empty() && credentials.server_token.is_none() {
-            return Err("the new configuration has no SMTP token and no server token".into());
+    pub fn set_credentials(&mut self, credentials: &Creds) -> Result<(), BackendError> {
+        if !credentials.has_smtp() && credentials.server_token.is_none() {
+            return Err(BackendError::NoSmtpCredentials);
         }
         self.credentials = credentials.clone();
         self.pool.clear();
@@ -162,8 +227,7 @@ impl Smtp {
         out
     }
 
-    fn pick_credentials(&self, raw: &[u8]) -> Option<(CredentialId, Credentials<String>)> {
-        let stream = header_value(raw, "X-PM-Message-Stream").or_else(|| self.default_stream.clone());
+    fn pick_credentials(&self, stream: Option<String>) -> Option<(CredentialId, Credentials<String>)> {
         if let Some(stream) = stream
             && let Some(key) = self.credentials.streams.get(&stream)
         {
@@ -185,11 +249,15 @@ impl Smtp {
     }
 
     async fn deliver_one(&mut self, msg: &StoredMessage) -> Outcome {
-        let Some((id, creds)) = self.pick_credentials(&msg.raw) else {
-            let stream = header_value(&msg.raw, "X-PM-Message-Stream").unwrap_or_default();
+        let stream = msg.stream();
+        let upstream = stream.as_deref().and_then(|s| self.settings.streams.get(s)).unwrap_or(&self.settings.upstream);
+        let upstream = upstream.clone();
+        let Some((id, creds)) = self.pick_credentials(stream.clone()) else {
+            let stream = stream.unwrap_or_default();
             tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
             return Outcome::Transient(format!("no SMTP token configured for message stream {stream:?}"));
         };
+        let id = (upstream, id);
         for attempt in 0..2 {
             let reused = match self.pool.get(&id) {
                 Some(c) if c.last_used.elapsed() < IDLE_REUSE => true,
@@ -200,7 +268,7 @@ impl Smtp {
                 None => false,
             };
             if !reused {
-                match self.connect(&creds).await {
+                match self.connect(&id.0, &creds).await {
                     Ok(conn) => {
                         self.pool.insert(id.clone(), conn);
                     }
@@ -228,18 +296,17 @@ impl Smtp {
         Outcome::Transient("upstream SMTP connection failed twice".into())
     }
 
-    async fn connect(&self, creds: &Credentials<String>) -> Result<Connection, Outcome> {
-        let up = &self.upstream;
+    async fn connect(&self, up: &SmtpUpstream, creds: &Credentials<String>) -> Result<Connection, Outcome> {
         let builder = SmtpClientBuilder::new_with_tls_connector(up.host.clone(), up.port, self.tls.clone())
             .implicit_tls(up.implicit_tls)
             .say_ehlo(false)
-            .helo_host(self.helo_host.clone())
+            .helo_host(self.settings.helo_host.clone())
             .timeout(COMMAND_TIMEOUT);
         let mut client = builder.connect().await.map_err(connect_outcome)?;
         // SMTP is request/response with small writes: without this, Nagle's algorithm and the
         // peer's delayed ACK stall every transaction by up to 40 ms.
         let _ = client.stream.get_ref().0.set_nodelay(true);
-        let caps = client.ehlo(&self.helo_host).await.map_err(connect_outcome)?;
+        let caps = client.ehlo(&self.settings.helo_host).await.map_err(connect_outcome)?;
         client.authenticate(creds, &caps).await.map_err(connect_outcome)?;
         Ok(Connection {
             eight_bit_mime: caps.has_capability(EXT_8BIT_MIME),
@@ -354,37 +421,6 @@ async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<Outcome, Fai
     })
 }
 
-/// The unfolded value of the first header called `name` (case-insensitive) in the message's
-/// header section.
-pub fn header_value(raw: &[u8], name: &str) -> Option<String> {
-    let mut value: Option<String> = None;
-    let mut in_wanted = false;
-    for line in raw.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            if in_wanted && let Some(v) = value.as_mut() {
-                v.push(' ');
-                v.push_str(String::from_utf8_lossy(line).trim());
-            }
-            continue;
-        }
-        if value.is_some() {
-            break;
-        }
-        in_wanted = false;
-        if let Some(colon) = line.iter().position(|&b| b == b':')
-            && line[..colon].trim_ascii().eq_ignore_ascii_case(name.as_bytes())
-        {
-            in_wanted = true;
-            value = Some(String::from_utf8_lossy(&line[colon + 1..]).trim().to_string());
-        }
-    }
-    value.map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,15 +437,6 @@ mod tests {
     }
 
     #[test]
-    fn header_value_finds_folded_headers_and_stops_at_the_body() {
-        let raw = b"From: a@example.com\r\nX-PM-Message-Stream:\r\n  broadcast \r\nSubject: s\r\n\r\nX-PM-Message-Stream: body\r\n";
-        assert_eq!(header_value(raw, "x-pm-message-stream").as_deref(), Some("broadcast"));
-        assert_eq!(header_value(raw, "Subject").as_deref(), Some("s"));
-        assert_eq!(header_value(b"Subject: s\r\n\r\nX-PM-Message-Stream: b\r\n", "X-PM-Message-Stream"), None);
-        assert_eq!(header_value(b"Subject: s\n\nbody", "subject").as_deref(), Some("s"));
-    }
-
-    #[test]
     fn certificate_and_auth_problems_pause_instead_of_bouncing() {
         assert!(matches!(connect_outcome(mail_send::Error::MissingStartTls), Outcome::Operator(_)));
         assert!(matches!(connect_outcome(mail_send::Error::UnsupportedAuthMechanism), Outcome::Operator(_)));
@@ -423,12 +450,12 @@ mod tests {
 
     #[test]
     fn a_missing_ca_file_is_reported() {
-        let e = tls_connector(Some(Path::new("/no/such/ca.pem"))).err().unwrap();
+        let e = tls_connector(Some(Path::new("/no/such/ca.pem"))).err().unwrap().to_string();
         assert!(e.contains("/no/such/ca.pem"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
-        let e = tls_connector(Some(&empty)).err().unwrap();
+        let e = tls_connector(Some(&empty)).err().unwrap().to_string();
         assert!(e.contains("no certificate"), "{e}");
     }
 }

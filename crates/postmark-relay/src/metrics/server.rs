@@ -22,7 +22,6 @@ use tokio::task::JoinHandle;
 
 use super::Metrics;
 use crate::shutdown::ShutdownSignal;
-use crate::spool;
 
 /// How long a spool probe's result is reused.
 const PROBE_CACHE: Duration = Duration::from_secs(1);
@@ -92,7 +91,10 @@ fn probe(dir: &std::path::Path) -> Result<(), String> {
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], health.metrics.render(spool::now_ms()))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        health.metrics.render(crate::clock::now_ms()),
+    )
 }
 
 async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {

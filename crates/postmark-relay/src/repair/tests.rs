@@ -1,3 +1,5 @@
+use mail_parser::{Message, MimeHeaders, PartType};
+
 use super::*;
 use crate::convert::parse;
 
@@ -65,6 +67,14 @@ fn usable_body_in_the_strict_reading() {
     // The text of an attached message is not the message's body.
     assert!(!has(b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner text\r\n"));
     assert!(!has(b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: in\r\n\r\ntext\r\n--d--\r\n"));
+}
+
+fn env() -> Envelope {
+    Envelope::new("envelope@example.com", ["office@example.com"])
+}
+
+fn ensure_body(message: &Message<'_>, opts: &ConvertOptions) -> Option<Vec<u8>> {
+    smtp(message, &env(), opts)
 }
 
 fn wrapped(raw: &[u8]) -> Vec<u8> {
@@ -145,4 +155,68 @@ fn the_boundary_never_collides_with_the_content() {
     let out = wrapped(raw);
     let message = parse(&out).unwrap();
     assert_eq!(message.parts.iter().filter(|p| matches!(p.body, PartType::Multipart(_))).count(), 1);
+}
+
+#[test]
+fn a_from_postmark_cannot_use_is_replaced_and_kept_aside() {
+    for (raw, want) in [
+        // No From at all: the envelope sender.
+        (&b"Subject: x\r\n\r\nhello\r\n"[..], "From: envelope@example.com\r\n"),
+        // Cron's bare `root`: not an address Postmark takes.
+        (b"From: root (Cron Daemon)\r\nSubject: x\r\n\r\nhello\r\n", "From: envelope@example.com\r\n"),
+        // Two senders: the first valid one.
+        (b"From: a@example.com, b@example.com\r\n\r\nhello\r\n", "From: a@example.com\r\n"),
+        // A name that makes the value over 255 characters: the address alone.
+        (
+            format!("From: {} <long@example.com>\r\n\r\nhello\r\n", "n".repeat(260)).as_bytes(),
+            "From: long@example.com\r\n",
+        ),
+    ] {
+        let message = parse(raw).unwrap();
+        let out = smtp(&message, &env(), &opts()).expect("repaired");
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.starts_with(want), "{text}");
+        let again = parse(&out).unwrap();
+        assert!(has_usable_body(&again));
+        if raw.starts_with(b"From:") {
+            assert!(text.contains("\r\nX-Original-From: "), "{text}");
+        }
+        assert!(text.ends_with("\r\n\r\nhello\r\n"), "{text}");
+    }
+    // A good From is left alone, non-ASCII name and all.
+    let raw = "From: =?UTF-8?B?SsO8cmdlbg==?= <j@example.com>\r\n\r\nhello\r\n".as_bytes();
+    assert_eq!(smtp(&parse(raw).unwrap(), &env(), &opts()), None);
+}
+
+#[test]
+fn a_replaced_from_with_a_non_ascii_name_is_an_encoded_word() {
+    let raw = "From: J\u{fc}rgen <j@example.com>, other@example.com\r\n\r\nhello\r\n".as_bytes();
+    let out = smtp(&parse(raw).unwrap(), &env(), &opts()).unwrap();
+    let text = String::from_utf8(out.clone()).unwrap();
+    assert!(text.starts_with("From: =?UTF-8?B?"), "{text}");
+    let again = parse(&out).unwrap();
+    let from = again.from().unwrap().first().unwrap();
+    assert_eq!((from.name(), from.address()), (Some("J\u{fc}rgen"), Some("j@example.com")));
+}
+
+#[test]
+fn a_multipart_without_its_closing_delimiter_gets_one() {
+    let raw =
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\nhello\r\n--b\r\n\
+Content-Type: application/pdf; name=x.pdf\r\n\r\nJVBERi0=\r\n";
+    let message = parse(raw).unwrap();
+    assert!(message.parts.iter().any(|p| p.is_encoding_problem), "mail-parser flags it");
+    let out = smtp(&message, &env(), &opts()).unwrap();
+    assert!(out.starts_with(raw), "only appended to");
+    assert_eq!(&out[raw.len()..], b"--b--\r\n");
+    assert!(!parse(&out).unwrap().parts.iter().any(|p| p.is_encoding_problem));
+
+    // Wrapped (no usable body) and unclosed: the original's delimiter closes it inside the wrapper.
+    let raw = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Type: application/pdf; name=x.pdf\r\n\r\nJVBERi0=\r\n";
+    let out = smtp(&parse(raw).unwrap(), &env(), &opts()).unwrap();
+    let again = parse(&out).unwrap();
+    assert!(has_usable_body(&again));
+    assert!(!again.parts.iter().any(|p| p.is_encoding_problem), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(again.parts.iter().find(|p| p.attachment_name() == Some("x.pdf")).unwrap().contents(), b"JVBERi0=");
 }

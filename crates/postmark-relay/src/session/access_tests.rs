@@ -64,10 +64,11 @@ fn start(access: Access, peer: &str) -> Client<DuplexStream> {
     let spool = Arc::new(Spool::open(spool_dir.path()).unwrap());
     let (tx, queued) = mpsc::unbounded_channel();
     let acceptor = Arc::new(Acceptor::new(spool, Via::Smtp, Default::default(), tx).unwrap());
-    let cfg = Arc::new(SessionConfig { access, max_errors: 50, ..SessionConfig::default() });
+    let cfg = Arc::new(SessionConfig { max_errors: 50, ..SessionConfig::default() });
     let (client, server) = tokio::io::duplex(64 * 1024);
     let shutdown = Shutdown::new();
-    let session = Session::new(server, cfg, acceptor, shutdown.signal()).peer(peer.parse::<SocketAddr>().unwrap());
+    let session = Session::new(server, cfg, Arc::new(access), acceptor, shutdown.signal())
+        .peer(peer.parse::<SocketAddr>().unwrap());
     let task = tokio::spawn(async move {
         let _keep = shutdown;
         session.run().await

@@ -96,7 +96,7 @@ impl AuthLine {
 impl Protocol {
     /// `None` if the client is served; else the reply that refuses it.
     pub(crate) fn refusal(&self) -> Option<Reply> {
-        if self.cfg.access.admits(self.conn.peer) {
+        if self.access.admits(self.conn.peer) {
             return None;
         }
         self.metrics.rejected(Reject::AccessDenied);
@@ -109,17 +109,17 @@ impl Protocol {
 
     /// Whether `EHLO` lists `STARTTLS`.
     pub(super) fn starttls_offered(&self) -> bool {
-        self.cfg.access.tls.is_some() && !self.conn.tls
+        self.access.tls.is_some() && !self.conn.tls
     }
 
     /// Whether `EHLO` lists `AUTH`.
     pub(super) fn auth_offered(&self) -> bool {
-        self.cfg.access.auth_offered(self.conn.peer, self.conn.tls)
+        self.access.auth_offered(self.conn.peer, self.conn.tls)
     }
 
     /// Whether `MAIL` must wait for AUTH.
     pub(super) fn needs_auth(&self) -> bool {
-        self.conn.user.is_none() && self.cfg.access.auth_required(self.conn.peer)
+        self.conn.user.is_none() && self.access.auth_required(self.conn.peer)
     }
 
     /// `STARTTLS`: `220` and [`Event::StartTls`] when nothing follows it in `bytes`.
@@ -129,7 +129,7 @@ impl Protocol {
                 .write_to(out);
             return Some(Event::Close);
         }
-        if self.cfg.access.tls.is_none() {
+        if self.access.tls.is_none() {
             return self.error(out, Reply::new(502, "5.5.1", "STARTTLS is not supported"));
         }
         if self.conn.tls {
@@ -155,7 +155,7 @@ impl Protocol {
 
     /// `AUTH mechanism [initial-response]`.
     pub(super) fn auth(&mut self, mechanism: u64, initial: &str, out: &mut Vec<u8>) -> Option<Event> {
-        if self.cfg.access.users.is_none() {
+        if self.access.users.is_none() {
             return self.error(out, Reply::new(502, "5.5.1", "AUTH is not supported"));
         }
         if !self.auth_offered() {

@@ -288,10 +288,10 @@ impl Acceptor {
         // Parsing and hashing run on the blocking pool; the write joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
-            let repaired =
+            let accepted =
                 check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
-            let raw = repaired.unwrap_or(raw);
-            spool.prepare(Header::new(envelope, &raw), raw).map_err(Outcome::Spool)
+            let raw = accepted.repaired.unwrap_or(raw);
+            spool.prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw).map_err(Outcome::Spool)
         })
         .await;
         let result = match checked {
@@ -336,14 +336,12 @@ enum Outcome {
 }
 
 /// Accept-time checks (what Postmark would reject for the message's own shape), answered with a
-/// 5xx at the end of DATA; on success, the repaired message when the relay had to repair it.
+/// 5xx at the end of DATA.
 fn check(
     raw: &[u8],
     envelope: &Envelope,
     via: Via,
     convert: &ConvertOptions,
-) -> Result<Option<Vec<u8>>, (Reply, Reject)> {
-    validate::validate(raw, envelope, via, convert)
-        .map(|accepted| accepted.repaired)
-        .map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
+) -> Result<validate::Accepted, (Reply, Reject)> {
+    validate::validate(raw, envelope, via, convert).map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))
 }

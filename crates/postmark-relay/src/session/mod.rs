@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub use data::Acceptor;
 pub use reply::Reply;
 
+use crate::access::Access;
 use crate::envelope::Envelope;
 use crate::metrics::{Metrics, Reject};
 use crate::shutdown::ShutdownSignal;
@@ -56,22 +57,19 @@ pub struct SessionConfig {
     pub max_session_duration: Duration,
     /// Errors tolerated in one session before it is closed with `421 4.7.0`.
     pub max_errors: u32,
-    /// Who may send: the allow-list, client AUTH, inbound STARTTLS.
-    pub access: crate::access::Access,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             hostname: "localhost".into(),
-            max_message_size: crate::config::MAX_MESSAGE_SIZE,
-            max_recipients: crate::config::MAX_RECIPIENTS,
+            max_message_size: postmark_core::limits::MAX_MESSAGE_BYTES,
+            max_recipients: postmark_core::limits::MAX_RECIPIENTS,
             idle_timeout: Duration::from_secs(300),
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),
             max_session_duration: Duration::from_secs(3600),
             max_errors: 20,
-            access: crate::access::Access::default(),
         }
     }
 }
@@ -123,6 +121,7 @@ impl std::fmt::Debug for State {
 #[derive(Debug)]
 pub(crate) struct Protocol {
     cfg: Arc<SessionConfig>,
+    access: Arc<Access>,
     state: State,
     helo: Option<String>,
     tx: Option<Transaction>,
@@ -135,13 +134,14 @@ pub(crate) struct Protocol {
 impl Protocol {
     #[cfg(test)]
     pub(crate) fn new(cfg: Arc<SessionConfig>) -> Self {
-        Self::with_metrics(cfg, Arc::default())
+        Self::with_metrics(cfg, Arc::default(), Arc::default())
     }
 
-    /// A state machine that counts its refusals in `metrics`.
-    pub(crate) fn with_metrics(cfg: Arc<SessionConfig>, metrics: Arc<Metrics>) -> Self {
+    /// A state machine under the access policy `access` that counts its refusals in `metrics`.
+    pub(crate) fn with_metrics(cfg: Arc<SessionConfig>, access: Arc<Access>, metrics: Arc<Metrics>) -> Self {
         Self {
             cfg,
+            access,
             state: State::Command(CommandReader::default()),
             helo: None,
             tx: None,
@@ -341,10 +341,16 @@ pub struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    /// A session over `io`.
-    pub fn new(io: S, cfg: Arc<SessionConfig>, acceptor: Arc<Acceptor>, shutdown: ShutdownSignal) -> Self {
+    /// A session over `io`, under the access policy `access`.
+    pub fn new(
+        io: S,
+        cfg: Arc<SessionConfig>,
+        access: Arc<Access>,
+        acceptor: Arc<Acceptor>,
+        shutdown: ShutdownSignal,
+    ) -> Self {
         let metrics = Arc::clone(acceptor.metrics());
-        Self { io: stream::Stream::Plain(io), proto: Protocol::with_metrics(cfg, metrics), acceptor, shutdown }
+        Self { io: stream::Stream::Plain(io), proto: Protocol::with_metrics(cfg, access, metrics), acceptor, shutdown }
     }
 
     /// Sets the client's address, which the access policy judges (in-memory sessions count as
@@ -452,7 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Checks AUTH credentials off the async threads; a failure is answered after a delay.
     async fn authenticate(&mut self, attempt: auth::AuthAttempt, out: &mut Vec<u8>) -> Option<Event> {
-        let ok = match &self.proto.cfg.access.users {
+        let ok = match &self.proto.access.users {
             Some(users) => users.verify(&attempt.user, attempt.password).await,
             None => false,
         };
@@ -467,7 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The server side of STARTTLS, within the command timeout.
     async fn start_tls(&mut self) -> std::io::Result<()> {
-        let Some(tls) = &self.proto.cfg.access.tls else {
+        let Some(tls) = &self.proto.access.tls else {
             return Err(std::io::Error::other("STARTTLS without a TLS configuration"));
         };
         let acceptor = tls.acceptor();

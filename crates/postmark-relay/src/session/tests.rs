@@ -59,7 +59,7 @@ fn ehlo_lists_our_extensions_with_our_own_greeting_line() {
     let (out, _, _) = feed(&mut p, b"EHLO client.example\r\n");
     assert_eq!(
         out,
-        "250-localhost Hello client.example\r\n250-PIPELINING\r\n250-SIZE 10485760\r\n\
+        "250-localhost Hello client.example\r\n250-PIPELINING\r\n250-SIZE 10000000\r\n\
          250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n"
     );
     let (out, _, _) = feed(&mut p, b"HELO old.example\r\n");
@@ -199,9 +199,9 @@ fn a_message_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() {
 #[test]
 fn declared_size_over_the_limit_is_refused_at_mail_from() {
     let mut p = ready(cfg());
-    let (out, _, _) = feed(&mut p, b"MAIL FROM:<s@example.com> SIZE=10485761\r\n");
+    let (out, _, _) = feed(&mut p, b"MAIL FROM:<s@example.com> SIZE=10000001\r\n");
     assert!(out.starts_with("552 5.3.4 "), "{out}");
-    let (out, _, _) = feed(&mut p, b"MAIL FROM:<s@example.com> SIZE=10485760\r\n");
+    let (out, _, _) = feed(&mut p, b"MAIL FROM:<s@example.com> SIZE=10000000\r\n");
     assert!(out.starts_with("250 2.1.0"), "{out}");
 }
 
@@ -360,7 +360,7 @@ impl Harness {
         let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Smtp, Default::default(), tx).unwrap());
         let shutdown = Shutdown::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let session = Session::new(server, cfg, acceptor, shutdown.signal());
+        let session = Session::new(server, cfg, Arc::default(), acceptor, shutdown.signal());
         let task = tokio::spawn(session.run());
         Self { _dir: dir, spool, queued: rx, shutdown, client: BufReader::new(client), task }
     }
@@ -400,13 +400,13 @@ async fn the_250_comes_only_after_the_message_is_on_disk() {
     assert!(h.reply().await.starts_with("250 2.1.0"));
     assert!(h.reply().await.starts_with("250 2.1.5"));
     assert!(h.reply().await.starts_with("354 "));
-    h.send(b"Subject: durable\r\n\r\nbody\r\n.\r\n").await;
+    h.send(b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n.\r\n").await;
     let reply = h.reply().await;
     let id = reply.strip_prefix("250 2.0.0 Ok: queued as ").unwrap_or_else(|| panic!("{reply}")).trim();
     let id = QueueId::parse(id).expect("queue id");
     // By the time the client reads 250 the file is complete and verifiable.
     let msg = h.spool.load(&id).expect("spooled");
-    assert_eq!(msg.raw, b"Subject: durable\r\n\r\nbody\r\n");
+    assert_eq!(msg.raw, b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n");
     assert_eq!(msg.header.envelope.rcpt_to, ["a@example.com"]);
     assert_eq!(h.queued.recv().await, Some(id));
     h.send(b"QUIT\r\n").await;

@@ -28,30 +28,40 @@ fn rejected(raw: &[u8], envelope: &Envelope, via: Via) -> Rejection {
 const BOTH: [Via; 2] = [Via::Api, Via::Smtp];
 
 #[test]
-fn a_good_message_passes_and_the_api_path_returns_the_request() {
+fn a_good_message_passes_and_the_api_path_measures_the_request_exactly() {
     let raw = fixture("related-inline.eml");
     let envelope = env("bounces@example.com", &["ann@example.org"]);
     let accepted = validate(&raw, &envelope, Via::Api, &opts()).unwrap();
-    assert_eq!(accepted.requests, crate::convert::to_postmark(&raw, &envelope, &opts()).unwrap());
-    let [request] = accepted.requests.as_slice() else { panic!("one request") };
+    let requests = crate::convert::to_postmark(&raw, &envelope, &opts()).unwrap();
+    let [request] = requests.as_slice() else { panic!("one request") };
+    assert!(!request.attachments.is_empty());
     assert_eq!(accepted.json_len, Some(serde_json::to_vec(request).unwrap().len()));
     assert_eq!(accepted.repaired, None);
 
     let accepted = validate(&raw, &envelope, Via::Smtp, &opts()).unwrap();
-    assert!(accepted.requests.is_empty());
     assert_eq!(accepted.json_len, None);
     assert_eq!(accepted.repaired, None);
 }
 
 #[test]
-fn message_stream_header_is_reported_on_both_paths() {
+fn the_stream_is_decided_once_from_the_header_else_the_default_on_both_paths() {
     let raw = fixture("x-pm-headers.eml");
+    let with_default = ConvertOptions { message_stream: Some("outbound".into()), ..opts() };
     for via in BOTH {
-        let accepted = validate(&raw, &env("", &["ann@example.org"]), via, &opts()).unwrap();
-        assert_eq!(accepted.message_stream_header.as_deref(), Some("broadcasts"));
+        let accepted = validate(&raw, &env("", &["ann@example.org"]), via, &with_default).unwrap();
+        assert_eq!(accepted.routing.stream.as_deref(), Some("broadcasts"));
+        // An encoded header means the same stream on both paths.
+        let encoded = String::from_utf8(raw.clone())
+            .unwrap()
+            .replace("X-PM-Message-Stream: broadcasts", "X-PM-Message-Stream: =?UTF-8?Q?broadcasts?=");
+        let accepted = validate(encoded.as_bytes(), &env("", &["ann@example.org"]), via, &opts()).unwrap();
+        assert_eq!(accepted.routing.stream.as_deref(), Some("broadcasts"));
+        let accepted = validate(&fixture("alternative.eml"), &env("", &["ann@example.org"]), via, &opts()).unwrap();
+        assert_eq!(accepted.routing.stream, None);
+        let accepted =
+            validate(&fixture("alternative.eml"), &env("", &["ann@example.org"]), via, &with_default).unwrap();
+        assert_eq!(accepted.routing.stream.as_deref(), Some("outbound"));
     }
-    let accepted = validate(&fixture("alternative.eml"), &env("", &["ann@example.org"]), Via::Smtp, &opts()).unwrap();
-    assert_eq!(accepted.message_stream_header, None);
 }
 
 #[test]
@@ -133,8 +143,8 @@ Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/p
 
 #[test]
 fn over_ten_megabytes_of_json_is_refused_on_the_api_path_only() {
-    // 7.9 MB of MIME (under the SMTP SIZE limit) is about 10.5 MB as JSON.
-    let raw = with_attachment(7_900_000);
+    // 7.6 MB of MIME (under the SMTP SIZE limit) is about 10.1 MB as JSON.
+    let raw = with_attachment(7_600_000);
     assert!(raw.len() < MAX_MESSAGE_BYTES);
     let envelope = env("", &["ann@example.org"]);
     let r = rejected(&raw, &envelope, Via::Api);
@@ -142,12 +152,12 @@ fn over_ten_megabytes_of_json_is_refused_on_the_api_path_only() {
     assert!(r.text.contains("10 MB"), "{r}");
     validate(&raw, &envelope, Via::Smtp, &opts()).unwrap();
 
-    // 7.7 MB (about 10.3 MB as JSON) passes, and the reported size is exact.
-    let raw = with_attachment(7_700_000);
+    // 7.45 MB (about 9.9 MB as JSON) passes, and the reported size is exact.
+    let raw = with_attachment(7_450_000);
     let accepted = validate(&raw, &envelope, Via::Api, &opts()).unwrap();
     let json_len = accepted.json_len.unwrap();
-    assert!(json_len > 10_000_000 && json_len <= MAX_MESSAGE_BYTES, "{json_len}");
-    let request = &accepted.requests[0];
+    assert!(json_len > 9_900_000 && json_len <= MAX_MESSAGE_BYTES, "{json_len}");
+    let request = &crate::convert::to_postmark(&raw, &envelope, &opts()).unwrap()[0];
     assert_eq!(json_len, serde_json::to_vec(request).unwrap().len());
     assert_eq!(request.attachments[0].name, "big.csv");
 }
@@ -168,7 +178,7 @@ fn a_body_over_five_megabytes_is_refused_on_the_api_path() {
 }
 
 #[test]
-fn control_header_values_the_api_cannot_take_are_refused_on_the_api_path() {
+fn control_header_values_postmark_cannot_take_are_refused_on_both_paths() {
     let envelope = env("", &["ann@example.org"]);
     let cases: Vec<(String, &str)> = vec![
         ("X-PM-TrackOpens: sometimes\r\n".into(), "X-PM-TrackOpens"),
@@ -180,18 +190,20 @@ fn control_header_values_the_api_cannot_take_are_refused_on_the_api_path() {
     ];
     for (headers, needle) in cases {
         let raw = format!("From: a@example.com\r\nTo: ann@example.org\r\n{headers}\r\nbody\r\n");
-        let r = rejected(raw.as_bytes(), &envelope, Via::Api);
-        assert_eq!((r.code, r.enhanced), (554, "5.6.0"), "{needle}");
-        assert!(r.text.contains(needle), "{needle}: {r}");
-        // Postmark reads these headers itself on the SMTP path.
-        validate(raw.as_bytes(), &envelope, Via::Smtp, &opts()).unwrap();
+        // Postmark's SMTP service reads the same headers and would bounce the message later.
+        for via in BOTH {
+            let r = rejected(raw.as_bytes(), &envelope, via);
+            assert_eq!((r.code, r.enhanced), (554, "5.6.0"), "{needle}");
+            assert!(r.text.contains(needle), "{needle}: {r}");
+        }
     }
     // At the limits exactly, everything passes.
     let headers: String =
         (0..10).map(|i| format!("X-PM-Metadata-{}{i}: {}\r\n", "k".repeat(19), "v".repeat(80))).collect();
     let raw = format!("From: a@example.com\r\nX-PM-Tag: {}\r\n{headers}\r\nbody\r\n", "t".repeat(1000));
-    let accepted = validate(raw.as_bytes(), &envelope, Via::Api, &opts()).unwrap();
-    assert_eq!(accepted.requests[0].metadata.len(), 10);
+    validate(raw.as_bytes(), &envelope, Via::Api, &opts()).unwrap();
+    validate(raw.as_bytes(), &envelope, Via::Smtp, &opts()).unwrap();
+    assert_eq!(crate::convert::to_postmark(raw.as_bytes(), &envelope, &opts()).unwrap()[0].metadata.len(), 10);
 }
 
 #[test]

@@ -272,3 +272,45 @@ async fn an_acknowledged_message_is_on_disk_and_survives_a_shutdown_until_postma
     assert_eq!(fake.emails()[0]["Subject"], "durable");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_dead_letter_is_followed_by_a_notice_to_the_operator() {
+    let fake = FakeApi::start().await;
+    fake.reject_recipient("gone@example.com", 406);
+    let mut relay =
+        relay_for(&fake, &["--dead-letter-notify", "ops@example.com", "--notify-from", "relay@example.com"]).await;
+    let id = send(relay.addr, "sender@example.com", &["gone@example.com"], &message("inactive")).await.expect("250");
+    let notice = wait_for("the notice at the fake", Duration::from_secs(10), || {
+        fake.emails().into_iter().find(|e| e["To"] == "ops@example.com")
+    })
+    .await;
+    let from = notice["From"].as_str().unwrap();
+    assert!(from.contains("postmark-relay") && from.ends_with("<relay@example.com>"), "{from}");
+    let subject = notice["Subject"].as_str().unwrap();
+    assert!(subject.contains("inactive") && subject.contains(&id.to_string()), "{subject}");
+    let text = notice["TextBody"].as_str().unwrap();
+    assert!(text.contains("406") && text.contains("gone@example.com"), "{text}");
+    let attachments = notice["Attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 1, "the original is attached");
+    assert_eq!(attachments[0]["ContentType"], "message/rfc822");
+    wait_for("the queue to empty", Duration::from_secs(10), || relay.files("queue").is_empty().then_some(())).await;
+    // Exactly one dead letter (the original), one notice, nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(relay.files("dead").iter().filter(|f| f.ends_with(".msg")).count(), 1);
+    assert_eq!(fake.emails().iter().filter(|e| e["To"] == "ops@example.com").count(), 1);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_notice_needs_a_verified_sender_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_postmark-relay"))
+        .args(["--dead-letter-notify", "ops@example.com", "--dry-run", "--spool"])
+        .arg(dir.path().join("spool"))
+        .env_remove("RELAY_NOTIFY_FROM")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notify_from"), "{err}");
+}

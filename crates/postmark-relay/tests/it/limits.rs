@@ -27,7 +27,7 @@ async fn an_oversized_message_gets_552_and_nothing_is_spooled() {
     raw.extend_from_slice(b"\r\n");
     // 10 MB + a little, in 1000-byte lines.
     let line = [b'a'; 998];
-    while raw.len() <= 10 * 1024 * 1024 {
+    while raw.len() <= 10_000_000 {
         raw.extend_from_slice(&line);
         raw.extend_from_slice(b"\r\n");
     }

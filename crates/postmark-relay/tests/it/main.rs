@@ -4,8 +4,10 @@
 mod access;
 mod api;
 mod binary;
+mod bodies;
 mod dry_run;
 mod faults;
+mod fidelity;
 mod hostile;
 mod limits;
 mod metrics;

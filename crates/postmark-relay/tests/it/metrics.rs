@@ -363,7 +363,7 @@ async fn queue_gauges_move_and_healthz_reports_a_paused_delivery() {
     let addr = metrics_addr(&relay);
     assert_eq!(get(addr, "/healthz").await.0, 200);
 
-    let before = postmark_relay::spool::now_ms();
+    let before = postmark_relay::clock::now_ms();
     send(relay.addr, "sender@example.com", &["rcpt@example.com"], &message("paused-1")).await.expect("250");
     send(relay.addr, "sender@example.com", &["rcpt@example.com"], &message("paused-2")).await.expect("250");
     let body = until("healthz to report the pause", || async {
@@ -383,7 +383,7 @@ async fn queue_gauges_move_and_healthz_reports_a_paused_delivery() {
     assert_eq!(value(&s, "postmark_relay_dead_lettered_total{class=\"permanent\"}"), 0.0, "a 401 never bounces mail");
     // The age is measured from the first message's arrival, at scrape time.
     let age = value(&s, "postmark_relay_oldest_pending_age_seconds");
-    let bound = (postmark_relay::spool::now_ms() - before) as f64 / 1000.0;
+    let bound = (postmark_relay::clock::now_ms() - before) as f64 / 1000.0;
     assert!(age > 0.0 && age <= bound + 0.001, "age {age} within {bound}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let later = value(&scrape(addr).await, "postmark_relay_oldest_pending_age_seconds");

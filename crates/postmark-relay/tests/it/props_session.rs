@@ -58,7 +58,7 @@ pub(crate) fn run_session(input: &[u8], chunks: &[usize], max_message_size: usiz
     let cfg = Arc::new(SessionConfig { hostname: HOST.into(), max_message_size, ..SessionConfig::default() });
     let shutdown = Shutdown::new();
     let (client, server) = tokio::io::duplex(64 * 1024);
-    let session = Session::new(server, cfg, acceptor, shutdown.signal());
+    let session = Session::new(server, cfg, Default::default(), acceptor, shutdown.signal());
     let (mut client_r, mut client_w) = tokio::io::split(client);
 
     let out = RT.with(|rt| {
@@ -238,7 +238,7 @@ fn chunking() -> impl Strategy<Value = Vec<usize>> {
 }
 
 fn message_size() -> impl Strategy<Value = usize> {
-    prop_oneof![3 => Just(postmark_relay::config::MAX_MESSAGE_SIZE), 1 => 0usize..300]
+    prop_oneof![3 => Just(postmark_core::limits::MAX_MESSAGE_BYTES), 1 => 0usize..300]
 }
 
 /// 256 cases (about a second or two in a debug build); `PROPTEST_CASES=n` runs more.
@@ -253,7 +253,7 @@ proptest! {
     #[test]
     fn any_bytes_get_well_formed_replies(input in proptest::collection::vec(any::<u8>(), 0..2048),
                                          chunks in chunking()) {
-        let run = run_session(&input, &chunks, postmark_relay::config::MAX_MESSAGE_SIZE);
+        let run = run_session(&input, &chunks, postmark_core::limits::MAX_MESSAGE_BYTES);
         check_run(&run)?;
     }
 
@@ -340,7 +340,7 @@ fn smuggling_input(body: &[u8]) -> Vec<u8> {
 
 /// The property, also used by the regression test below.
 fn check_smuggling(body: &[u8], chunks: &[usize]) -> Result<(), TestCaseError> {
-    let run = run_session(&smuggling_input(body), chunks, postmark_relay::config::MAX_MESSAGE_SIZE);
+    let run = run_session(&smuggling_input(body), chunks, postmark_core::limits::MAX_MESSAGE_BYTES);
     check_run(&run)?;
     let replies = check_replies(&run.out, HOST).map_err(TestCaseError::fail)?;
     let codes: Vec<u16> = replies.iter().map(|(c, _)| *c).collect();

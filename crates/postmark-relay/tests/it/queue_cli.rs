@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use postmark_fake::http::FakeApi;
 use postmark_relay::Envelope;
-use postmark_relay::spool::{DeadReason, QueueId, RetryState, Spool, now_ms};
+use postmark_relay::clock::now_ms;
+use postmark_relay::spool::{DeadReason, QueueId, RetryState, Spool};
 
 use crate::support::{TestRelay, files, message, wait_for};
 

@@ -174,3 +174,52 @@ async fn an_untrusted_upstream_certificate_pauses_delivery_and_keeps_the_mail() 
     assert!(relay.files("queue").contains(&format!("{id}.msg")));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn each_stream_goes_to_its_own_host_with_its_own_token() {
+    let transactional = FakeSmtp::builder().credentials("tx-access", "tx-secret").start().await.unwrap();
+    let broadcast = FakeSmtp::builder().credentials("bc-access", "bc-secret").start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(&dir, &format!("{}\n{}", transactional.ca_pem(), broadcast.ca_pem()));
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[streams.outbound]\naccess_key = \"tx-access\"\nsecret_key = \"tx-secret\"\n\
+             [streams.newsletters]\nkind = \"broadcast\"\nsmtp_url = \"{}\"\n\
+             access_key = \"bc-access\"\nsecret_key = \"bc-secret\"\n",
+            broadcast.url()
+        ),
+    )
+    .unwrap();
+    let url = transactional.url();
+    let mut relay = TestRelay::start(
+        &[
+            "--via",
+            "smtp",
+            "--smtp-url",
+            &url,
+            "--smtp-ca",
+            ca.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--message-stream",
+            "outbound",
+        ],
+        &[],
+    )
+    .await;
+    let mut news = b"X-PM-Message-Stream: newsletters\r\n".to_vec();
+    news.extend_from_slice(&tricky("news"));
+    send(relay.addr, "bounces@example.com", &["rcpt@example.com"], &tricky("receipt")).await.expect("250");
+    send(relay.addr, "bounces@example.com", &["rcpt@example.com"], &news).await.expect("250");
+    let tx = transactional.wait_for_messages(1, Duration::from_secs(10)).await;
+    let bc = broadcast.wait_for_messages(1, Duration::from_secs(10)).await;
+    assert_eq!(tx[0].auth_user.as_deref(), Some("tx-access"));
+    assert!(String::from_utf8_lossy(&tx[0].data).contains("Subject: receipt"));
+    assert_eq!(bc[0].auth_user.as_deref(), Some("bc-access"));
+    assert!(String::from_utf8_lossy(&bc[0].data).contains("Subject: news"));
+    wait_for("an empty queue", Duration::from_secs(5), || relay.files("queue").is_empty().then_some(())).await;
+    assert_eq!((transactional.messages().len(), broadcast.messages().len()), (1, 1), "each host got only its stream");
+    relay.stop().await;
+}

@@ -8,7 +8,8 @@ use clap::Parser;
 use lettre::address::Envelope as LettreEnvelope;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use postmark_relay::RunningRelay;
-use postmark_relay::config::{Cli, Config};
+use postmark_relay::cli::Cli;
+use postmark_relay::config::Config;
 
 /// One rustls provider for the whole test process.
 pub fn init() {

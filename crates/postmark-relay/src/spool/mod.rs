@@ -15,8 +15,8 @@
 //! | `spare/` | files of delivered messages, written over by new ones (their old bytes stay until then) |
 //! | `relay.lock` | held (advisory `flock`) by the running relay so two relays never share a spool |
 //!
-//! A message file is `PMRELAY1\n`, one line of JSON ([`Header`]: envelope, size, checksum, arrival
-//! time), `\n`, then the raw message.
+//! A message file is described in [`format`]; spares (files of delivered messages, written over by
+//! new ones) in [`spares`].
 //!
 //! New messages from sessions are made durable by group commit ([`journal`]): one journal append
 //! and `fdatasync` covers every message that arrived meanwhile, and the message's own file is
@@ -31,204 +31,26 @@
 //! duplicate is possible; delivery is at-least-once.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
+use crate::clock::now_ms;
 use crate::envelope::Envelope;
 
+mod files;
+mod format;
 pub mod journal;
+mod spares;
+mod state;
 
-pub use journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
-
-const MAGIC: &[u8] = b"PMRELAY1\n";
-/// Longest header line accepted when reading a spool file back (the envelope of 50 recipients of
-/// 256 bytes each fits comfortably).
-const MAX_HEADER_LEN: u64 = 64 * 1024;
-
-/// A queue id: 12 hex digits of milliseconds since the Unix epoch, 6 of a per-process sequence,
-/// 6 random. Unique, sorts by arrival time, and safe in any file name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct QueueId(String);
-
-const ID_LEN: usize = 24;
-
-static SEQUENCE: AtomicU32 = AtomicU32::new(0);
-
-impl QueueId {
-    /// A fresh id for a message arriving now.
-    pub fn generate() -> Self {
-        let ms = now_ms() & 0xffff_ffff_ffff;
-        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
-        let random: u32 = rand::random::<u32>() & 0xff_ffff;
-        Self(format!("{ms:012x}{seq:06x}{random:06x}"))
-    }
-
-    /// Parses an id given by an operator or found in a file name.
-    pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Self(s.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Milliseconds since the Unix epoch at which the id was generated.
-    pub fn created_ms(&self) -> u64 {
-        u64::from_str_radix(&self.0[..12], 16).unwrap_or(0)
-    }
-}
-
-impl TryFrom<String> for QueueId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        QueueId::parse(&s).ok_or_else(|| format!("not a queue id: {s:?}"))
-    }
-}
-
-impl From<QueueId> for String {
-    fn from(id: QueueId) -> String {
-        id.0
-    }
-}
-
-impl std::fmt::Display for QueueId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The metadata line at the top of every spool file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Header {
-    /// The SMTP envelope the message arrived with.
-    pub envelope: Envelope,
-    /// Length of the raw message in bytes.
-    pub size: u64,
-    /// FNV-1a 64 of the raw message, as 16 hex digits.
-    pub checksum: String,
-    /// When the message was first accepted (ms since the Unix epoch). Its lifetime counts from here.
-    pub received_ms: u64,
-}
-
-impl Header {
-    /// The header of a message arriving now.
-    pub fn new(envelope: Envelope, raw: &[u8]) -> Self {
-        Self { envelope, size: raw.len() as u64, checksum: checksum(raw), received_ms: now_ms() }
-    }
-}
-
-/// A message read back from the spool.
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    /// Its id.
-    pub id: QueueId,
-    /// Its metadata.
-    pub header: Header,
-    /// The exact bytes received after `DATA` (dot-unstuffed, ending in CRLF).
-    pub raw: Vec<u8>,
-}
-
-/// Advisory retry state kept beside a pending message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryState {
-    /// Failed attempts so far.
-    pub attempts: u32,
-    /// The last error, as logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// When the next attempt is due (ms since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_ms: Option<u64>,
-    /// Set by `queue retry` on a dead letter: its lifetime starts again from here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revived_ms: Option<u64>,
-}
-
-/// Why a message is a dead letter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadReason {
-    /// The reason in words (Postmark's ErrorCode and Message, or the SMTP reply).
-    pub reason: String,
-    /// When it was given up (ms since the Unix epoch).
-    pub dead_ms: u64,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The recipients it was not delivered to, when that is fewer than the whole envelope.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recipients: Vec<String>,
-}
-
-/// Failure to store an incoming message.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The disk (or quota) is full: `452 4.3.1`.
-    #[error("spool storage full: {0}")]
-    Full(#[source] io::Error),
-    /// Any other I/O failure: `451 4.3.0`.
-    #[error("spool write failed: {0}")]
-    Io(#[source] io::Error),
-}
-
-impl StoreError {
-    fn from_io(e: io::Error) -> Self {
-        if is_storage_full(&e) { StoreError::Full(e) } else { StoreError::Io(e) }
-    }
-}
-
-fn is_storage_full(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
-}
-
-/// Failure to read a message back.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// No such message (delivered, purged or moved meanwhile).
-    #[error("no such message")]
-    NotFound,
-    /// The file exists but cannot be trusted; it belongs in quarantine.
-    #[error("corrupt spool file: {0}")]
-    Corrupt(String),
-    /// Reading failed.
-    #[error("reading spool file: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// Where a message is in the spool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Area {
-    /// Waiting for delivery (`queue/`).
-    Queue,
-    /// Given up (`dead/`).
-    Dead,
-}
-
-impl Area {
-    fn dir(self) -> &'static str {
-        match self {
-            Area::Queue => "queue",
-            Area::Dead => "dead",
-        }
-    }
-}
-
-/// A summary of one spooled message, for listings (reads only the header line).
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Its id.
-    pub id: QueueId,
-    /// Pending or dead.
-    pub area: Area,
-    /// Its metadata, or why it could not be read.
-    pub header: Result<Header, String>,
-}
+use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};
+pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum};
+use self::format::{ID_LEN, encode_head, read_header};
+pub use self::journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
+use self::spares::Spares;
+use self::state::is_storage_full;
+pub use self::state::{Area, DeadReason, Entry, LoadError, RetryState, StoreError};
 
 /// The spool directory.
 #[derive(Debug)]
@@ -238,19 +60,6 @@ pub struct Spool {
     /// ext4 creating a file right after deleting many costs far more than renaming one.
     spares: Mutex<Spares>,
 }
-
-/// The files in `spare/`, with their sizes.
-#[derive(Debug, Default)]
-struct Spares {
-    files: Vec<(PathBuf, u64)>,
-    bytes: u64,
-}
-
-/// Most files kept in `spare/`.
-const MAX_SPARES: usize = 1024;
-/// Most bytes kept in `spare/`; bigger files are deleted instead.
-const MAX_SPARE_BYTES: u64 = 32 * 1024 * 1024;
-static SPARE_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 impl Spool {
     /// Opens (creating if needed) the spool at `root`. Does not clean anything up; the running
@@ -307,49 +116,6 @@ impl Spool {
         Ok(removed)
     }
 
-    /// Takes a spare file to write a new message over, if there is one.
-    fn take_spare(&self) -> Option<PathBuf> {
-        let mut spares = self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (path, len) = spares.files.pop()?;
-        spares.bytes -= len;
-        Some(path)
-    }
-
-    /// Deletes every spare file (when the disk is full). Returns how many there were.
-    fn drop_spares(&self) -> usize {
-        let files = std::mem::take(&mut *self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).files;
-        for (path, _) in &files {
-            let _ = fs::remove_file(path);
-        }
-        files.len()
-    }
-
-    /// Moves the file at `path` (a delivered message, or a spare a failed write used) to
-    /// `spare/`, or deletes it once enough spares are kept.
-    fn retire(&self, path: &Path) -> io::Result<()> {
-        let len = match fs::metadata(path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let mut spares = self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spares.files.len() < MAX_SPARES && spares.bytes + len <= MAX_SPARE_BYTES {
-            let seq = SPARE_SEQUENCE.fetch_add(1, Ordering::Relaxed);
-            let spare = self.root.join("spare").join(format!("{seq:08x}-{:08x}", rand::random::<u32>()));
-            match fs::rename(path, &spare) {
-                Ok(()) => {
-                    spares.files.push((spare, len));
-                    spares.bytes += len;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(_) => {}
-            }
-        }
-        drop(spares);
-        remove_if_exists(path)
-    }
-
     fn path(&self, area: Area, id: &QueueId, ext: &str) -> PathBuf {
         self.root.join(area.dir()).join(format!("{id}.{ext}"))
     }
@@ -364,8 +130,14 @@ impl Spool {
 
     /// Blocking body of [`Spool::store`].
     pub fn store_blocking(&self, envelope: &Envelope, raw: &[u8]) -> Result<QueueId, StoreError> {
+        self.store_with_header(&Header::new(envelope.clone(), raw), raw)
+    }
+
+    /// Stores a new message with its header (for a message the relay writes itself, such as a
+    /// dead-letter notice) durably, one file at a time.
+    pub fn store_with_header(&self, header: &Header, raw: &[u8]) -> Result<QueueId, StoreError> {
         let id = QueueId::generate();
-        self.write_message(&id, &Header::new(envelope.clone(), raw), raw)?;
+        self.write_message(&id, header, raw)?;
         Ok(id)
     }
 
@@ -469,7 +241,7 @@ impl Spool {
             .ids(area)?
             .into_iter()
             .map(|id| {
-                let header = self.peek(area, &id).map_err(|e| e.to_string());
+                let header = self.peek(area, &id);
                 Entry { id, area, header }
             })
             .collect())
@@ -601,114 +373,9 @@ impl Spool {
     }
 }
 
-/// The start of a spool file: the magic line and the header line.
-fn encode_head(header: &Header) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(MAGIC.len() + 256);
-    head.extend_from_slice(MAGIC);
-    serde_json::to_writer(&mut head, header).map_err(io::Error::other)?;
-    head.push(b'\n');
-    Ok(head)
-}
-
-/// Reads the magic and header line; returns the header and the offset at which the message starts.
-fn read_header<R: Read>(reader: &mut BufReader<R>) -> Result<(Header, u64), LoadError> {
-    let mut magic = [0u8; MAGIC.len()];
-    match reader.read_exact(&mut magic) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            return Err(LoadError::Corrupt("file shorter than its magic line".into()));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if magic != MAGIC {
-        return Err(LoadError::Corrupt("not a postmark-relay spool file".into()));
-    }
-    let mut line = Vec::new();
-    let n = reader.by_ref().take(MAX_HEADER_LEN).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(LoadError::Corrupt("header line missing or too long".into()));
-    }
-    let header = serde_json::from_slice(&line[..line.len() - 1])
-        .map_err(|e| LoadError::Corrupt(format!("unreadable header: {e}")))?;
-    Ok((header, (MAGIC.len() + n) as u64))
-}
-
-/// FNV-1a 64 of `data` as 16 hex digits: cheap and enough to notice torn or edited files.
-pub fn checksum(data: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis().try_into().unwrap_or(u64::MAX)
-}
-
-/// Creates `dir` (and its parents) readable by the owner only: spooled mail is private.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
-/// Options for a new spool file, readable by the owner only.
-fn private_file() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Writes `path` by way of a sibling temporary file and a rename; with `durable` the file and its
-/// directory are fsync'd.
-fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
-    let result = (|| {
-        let mut file = private_file().write(true).create_new(true).open(&tmp)?;
-        file.write_all(bytes)?;
-        if durable {
-            file.sync_all()?;
-        }
-        drop(file);
-        fs::rename(&tmp, path)?;
-        if durable {
-            sync_dir(dir)?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
+    use super::spares::{MAX_SPARE_BYTES, MAX_SPARES};
     use super::*;
 
     fn spool() -> (tempfile::TempDir, Spool) {
