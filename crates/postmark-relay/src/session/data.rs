@@ -285,15 +285,19 @@ impl Acceptor {
         let recipients = envelope.rcpt_to.len();
         let via = self.via;
         let convert = Arc::clone(&self.convert);
-        // Parsing and hashing run on the blocking pool; the write joins the next group commit.
+        // Parsing, hashing and writing the message's file; then it joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
-        let checked = tokio::task::spawn_blocking(move || -> Result<Prepared, Outcome> {
+        let prepare = move || -> Result<Prepared, Outcome> {
             let accepted =
                 check(&raw, &envelope, via, &convert).map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let raw = accepted.repaired.unwrap_or(raw);
             spool.prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw).map_err(Outcome::Spool)
-        })
-        .await;
+        };
+        // A small message takes tens of microseconds: handing it to the blocking pool and back
+        // (two thread wake-ups) would cost more than the work, so it is done right here. Bigger
+        // ones go to the blocking pool, so that they never hold up other sessions.
+        let checked =
+            if size <= INLINE_PREPARE_BYTES { Ok(prepare()) } else { tokio::task::spawn_blocking(prepare).await };
         let result = match checked {
             Ok(Ok(prepared)) => Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool)),
             Ok(Err(outcome)) => Ok(Err(outcome)),
@@ -329,6 +333,9 @@ impl Acceptor {
         }
     }
 }
+
+/// Messages up to this size are checked and written on the session's own thread.
+const INLINE_PREPARE_BYTES: usize = 16 * 1024;
 
 enum Outcome {
     Rejected(Reply, Reject),

@@ -45,7 +45,7 @@ mod spares;
 mod state;
 
 use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};
-pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum};
+pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum, checksum_matches};
 use self::format::{ID_LEN, encode_head, read_header};
 pub use self::journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
 use self::spares::Spares;
@@ -192,7 +192,7 @@ impl Spool {
                 header.size
             )));
         }
-        if checksum(&raw) != header.checksum {
+        if !checksum_matches(&raw, &header.checksum) {
             return Err(LoadError::Corrupt("checksum mismatch".into()));
         }
         Ok(StoredMessage { id: id.clone(), header, raw })
