@@ -76,7 +76,7 @@ pub struct Prepared {
     id: QueueId,
     head: Vec<u8>,
     raw: Vec<u8>,
-    file: PathBuf,
+    pub(super) file: PathBuf,
     published: bool,
 }
 
@@ -300,13 +300,13 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
 fn write_file(spool: &Spool, id: &QueueId, header: &Header, raw: &[u8]) -> io::Result<(Vec<u8>, PathBuf)> {
     let head = encode_head(header)?;
     let len = (head.len() + raw.len()) as u64;
-    let write = |file: &mut File| -> io::Result<()> {
-        file.write_all(&head)?;
-        file.write_all(raw)?;
-        file.set_len(len)
+    // One gathered write; a file that was longer (a spare) is cut to the new length.
+    let write = |file: &mut File, old_len: u64| -> io::Result<()> {
+        write_all_vectored(file, &mut [io::IoSlice::new(&head), io::IoSlice::new(raw)])?;
+        if old_len > len { file.set_len(len) } else { Ok(()) }
     };
-    if let Some(spare) = spool.take_spare() {
-        let result = File::options().write(true).open(&spare).and_then(|mut f| write(&mut f));
+    if let Some((spare, spare_len)) = spool.take_spare() {
+        let result = File::options().write(true).open(&spare).and_then(|mut f| write(&mut f, spare_len));
         match result {
             Ok(()) => return Ok((head, spare)),
             Err(_) => {
@@ -316,7 +316,7 @@ fn write_file(spool: &Spool, id: &QueueId, header: &Header, raw: &[u8]) -> io::R
         }
     }
     let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
-    let attempt = || match private_file().write(true).create_new(true).open(&tmp).and_then(|mut f| write(&mut f)) {
+    let attempt = || match private_file().write(true).create_new(true).open(&tmp).and_then(|mut f| write(&mut f, 0)) {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = fs::remove_file(&tmp);

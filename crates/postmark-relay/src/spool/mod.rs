@@ -418,6 +418,20 @@ mod tests {
     }
 
     #[test]
+    fn a_message_written_over_a_longer_spare_reads_back_exactly() {
+        let (_d, spool) = spool();
+        let spool = std::sync::Arc::new(spool);
+        let long = vec![b'x'; 5000];
+        let id = spool.store_blocking(&env(), &long).unwrap();
+        spool.remove(&id).unwrap();
+        let raw = b"Subject: short\r\n\r\nb\r\n".to_vec();
+        let prepared = spool.prepare(Header::new(env(), &raw), raw.clone()).unwrap();
+        let file = fs::read(&prepared.file).unwrap();
+        assert!(file.ends_with(&raw), "the spare's old tail is cut off");
+        assert!(prepared.file.starts_with(spool.root().join("spare")), "the spare was written over");
+    }
+
+    #[test]
     fn ids_are_unique_sortable_and_filename_safe() {
         let ids: Vec<QueueId> = (0..20_000).map(|_| QueueId::generate()).collect();
         let mut sorted = ids.clone();
