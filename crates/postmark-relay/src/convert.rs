@@ -438,7 +438,7 @@ fn push_original(request: &mut SendEmailRequest, name: &str, top: &[Header<'_>],
 }
 
 /// The `X-PM-Message-Stream` header of a parsed message, RFC 2047-decoded (the stream the
-/// message asks for; see [`controls`]).
+/// message asks for; see the `controls` module).
 pub fn message_stream_header(message: &Message<'_>) -> Option<String> {
     controls::message_stream(message)
 }

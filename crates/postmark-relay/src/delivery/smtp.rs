@@ -244,7 +244,7 @@ impl Smtp {
                     Some(group) => group.2.push(i),
                     None => groups.push((key, creds, vec![i])),
                 },
-                Err(outcome) => out[i] = Some(outcome),
+                Err(reason) => out[i] = Some(Outcome::Transient(reason)),
             }
         }
         let lanes_per_group = self.settings.connections.max(1);
@@ -283,14 +283,14 @@ impl Smtp {
     }
 
     /// The host and credential a message goes out with, or why it cannot go now.
-    fn route(&self, msg: &StoredMessage) -> Result<(PoolKey, Credentials<String>), Outcome> {
+    fn route(&self, msg: &StoredMessage) -> Result<(PoolKey, Credentials<String>), String> {
         let stream = msg.stream();
         let upstream = stream.as_deref().and_then(|s| self.settings.streams.get(s)).unwrap_or(&self.settings.upstream);
         let upstream = upstream.clone();
         let Some((id, creds)) = self.pick_credentials(stream.clone()) else {
             let stream = stream.unwrap_or_default();
             tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
-            return Err(Outcome::Transient(format!("no SMTP token configured for message stream {stream:?}")));
+            return Err(format!("no SMTP token configured for message stream {stream:?}"));
         };
         Ok(((upstream, id), creds))
     }

@@ -160,7 +160,7 @@ pub(crate) fn read_header<R: Read>(reader: &mut BufReader<R>) -> Result<(Header,
     Ok((header, (MAGIC.len() + n) as u64))
 }
 
-/// The checksum written for new messages: `w4:` and 16 hex digits of [`wide_hash`]. Cheap and
+/// The checksum written for new messages: `w4:` and 16 hex digits of a 4-lane hash. Cheap and
 /// enough to notice torn or edited files (not a defence against deliberate tampering).
 pub fn checksum(data: &[u8]) -> String {
     format!("{WIDE_PREFIX}{:016x}", wide_hash(data))

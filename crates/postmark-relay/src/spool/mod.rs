@@ -16,7 +16,7 @@
 //! | `relay.lock` | held (advisory `flock`) by the running relay so two relays never share a spool |
 //!
 //! A message file is described in [`format`]; spares (files of delivered messages, written over by
-//! new ones) in [`spares`].
+//! new ones) in the `spares` module.
 //!
 //! New messages from sessions are made durable by group commit ([`journal`]): one journal append
 //! and `fdatasync` covers every message that arrived meanwhile, and the message's own file is
