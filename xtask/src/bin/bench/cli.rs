@@ -133,6 +133,14 @@ pub struct Options {
     /// (the relay's working directory, where profiles land) is kept.
     #[arg(long, value_name = "CMD")]
     pub relay_wrapper: Option<String>,
+    /// SMTP path: hold delivery back while the load is accepted (the relay starts with a wrong SMTP secret, so the
+    /// fake refuses its login and delivery pauses), then hand it the right one (SIGHUP) and time the delivery of
+    /// the whole queue: the delivered msg/s of a backlog, over the relay's parallel upstream connections.
+    #[arg(long)]
+    pub backlog: bool,
+    /// SMTP path: the relay's `--smtp-connections` (its default when not given).
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub smtp_connections: Option<usize>,
     /// Keep the temporary spools and logs.
     #[arg(long)]
     pub keep: bool,
@@ -246,6 +254,8 @@ mod tests {
             relay(&["--matrix", "--compare-postfix", "--rounds", "1", "--messages", "3", "--timeout", "9"]).unwrap();
         assert!(o.matrix && o.compare_postfix);
         assert_eq!((o.rounds, o.sessions, o.timeout), (1, 3, Duration::from_secs(9)));
+        let o = relay(&["--via", "smtp", "--backlog", "--smtp-connections", "1"]).unwrap();
+        assert!(o.backlog && o.smtp_connections == Some(1));
         let o = relay(&["--relay-wrapper", "valgrind --tool=callgrind"]).unwrap();
         assert_eq!(o.wrapper(), ["valgrind", "--tool=callgrind"]);
         assert!(o.keep, "a profiler's output must survive the run");
