@@ -4,8 +4,6 @@
 //! `tests/it/codegen.rs` runs [`codegen`] in [`Mode::Check`], and the snapshot tests run [`generate_fixture`] and
 //! [`api_surface`].
 
-pub mod bench;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};

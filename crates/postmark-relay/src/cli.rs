@@ -47,6 +47,10 @@ pub struct Args {
     /// An extra CA certificate (PEM) to trust for the upstream SMTP server.
     #[arg(long, env = "RELAY_SMTP_CA", value_name = "PEM")]
     pub smtp_ca: Option<PathBuf>,
+    /// Most connections to the upstream SMTP server per host and credential, used in parallel
+    /// (default 4).
+    #[arg(long, env = "RELAY_SMTP_CONNECTIONS", value_name = "N")]
+    pub smtp_connections: Option<usize>,
     /// Message stream for messages without an `X-PM-Message-Stream` header.
     #[arg(long, env = "RELAY_MESSAGE_STREAM", value_name = "ID")]
     pub message_stream: Option<String>,

@@ -9,6 +9,9 @@ use postmark_relay::config::{Config, resolve_logging, resolve_metrics, resolve_s
 use postmark_relay::shutdown::os_signal;
 use postmark_relay::spool::Spool;
 
+/// Threads of the blocking pool (tokio's default is 512).
+const BLOCKING_THREADS: usize = 4;
+
 fn main() -> ExitCode {
     // Run as `sendmail` (a link at /usr/sbin/sendmail, PHP's sendmail_path) or `mailq`.
     let mut argv = std::env::args();
@@ -82,7 +85,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            // The blocking pool parses, checks and writes accepted messages (CPU work, two cores
+            // at most on small machines): a few threads keep up, and every extra one costs a
+            // stack and, with glibc, often a malloc arena of its own that keeps freed memory.
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(BLOCKING_THREADS)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("postmark-relay: cannot start the async runtime: {e}");

@@ -22,6 +22,7 @@ pub(crate) struct FileConfig {
     pub(crate) api_timeout: Option<String>,
     pub(crate) smtp_url: Option<String>,
     pub(crate) smtp_ca: Option<PathBuf>,
+    pub(crate) smtp_connections: Option<usize>,
     pub(crate) message_stream: Option<String>,
     pub(crate) empty_body_text: Option<String>,
     pub(crate) max_retry_delay: Option<String>,

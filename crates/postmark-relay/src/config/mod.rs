@@ -13,6 +13,7 @@
 //! | `--api-timeout DURATION` | `RELAY_API_TIMEOUT` | `api_timeout` | `60s` |
 //! | `--smtp-url URL` | `POSTMARK_SMTP_URL` | `smtp_url` | `smtp://smtp.postmarkapp.com:587` |
 //! | `--smtp-ca PEM` | `RELAY_SMTP_CA` | `smtp_ca` | none (system roots only) |
+//! | `--smtp-connections N` | `RELAY_SMTP_CONNECTIONS` | `smtp_connections` | 4 per host and credential |
 //! | `--message-stream ID` | `RELAY_MESSAGE_STREAM` | `message_stream` | none (Postmark's `outbound`) |
 //! | `--empty-body-text TEXT` | `RELAY_EMPTY_BODY_TEXT` | `empty_body_text` | see [`crate::convert::DEFAULT_EMPTY_BODY_TEXT`] |
 //! | `--max-retry-delay DURATION` | `RELAY_MAX_RETRY_DELAY` | `max_retry_delay` | `10m` |
@@ -60,7 +61,9 @@ use crate::convert::ConvertOptions;
 use crate::delivery::WorkerConfig;
 use crate::delivery::api::ApiSettings;
 use crate::delivery::notify::NotifySettings;
-use crate::delivery::smtp::{InvalidSmtpUrl, SmtpSettings, SmtpUpstream};
+use crate::delivery::smtp::{
+    DEFAULT_CONNECTIONS as DEFAULT_SMTP_CONNECTIONS, InvalidSmtpUrl, SmtpSettings, SmtpUpstream,
+};
 use crate::envelope::Via;
 use crate::policy::{Policy, PolicySettings, RouteSettings};
 use crate::secrets::{Credentials, EnvSecrets};
@@ -236,6 +239,10 @@ fn positive(value: Duration, setting: &str) -> Result<Duration, ConfigError> {
     if value.is_zero() { Err(ConfigError::invalid(setting, "must be more than zero")) } else { Ok(value) }
 }
 
+fn positive_count(value: usize, setting: &str) -> Result<usize, ConfigError> {
+    if value == 0 { Err(ConfigError::invalid(setting, "must be more than zero")) } else { Ok(value) }
+}
+
 impl Config {
     /// Resolves flags (already merged with their env vars by clap), the config file, secrets
     /// from `env`, and defaults.
@@ -300,6 +307,10 @@ impl Config {
                 streams,
                 ca: args.smtp_ca.clone().or(file.smtp_ca),
                 helo_host: session.hostname.clone(),
+                connections: positive_count(
+                    args.smtp_connections.or(file.smtp_connections).unwrap_or(DEFAULT_SMTP_CONNECTIONS),
+                    "--smtp-connections",
+                )?,
             },
             notify,
             convert: ConvertOptions {
@@ -573,6 +584,20 @@ secret_key = "s2"
         assert_eq!(c.mode, Mode::Send(Via::Smtp));
         assert_eq!(c.credentials.streams.len(), 2);
         assert_eq!(c.credentials.streams["broadcast"].access_key.expose(), "a2");
+    }
+
+    #[test]
+    fn smtp_connections_come_from_the_flag_the_file_or_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = env_of(&[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")]);
+        assert_eq!(Config::resolve(&args(&[]), &keys).unwrap().smtp.connections, 4);
+        let path = write_file(&dir, "smtp_connections = 8\n");
+        let file = path.to_str().unwrap();
+        assert_eq!(Config::resolve(&args(&["--config", file]), &keys).unwrap().smtp.connections, 8);
+        let flag = args(&["--config", file, "--smtp-connections", "2"]);
+        assert_eq!(Config::resolve(&flag, &keys).unwrap().smtp.connections, 2, "the flag wins over the file");
+        let e = Config::resolve(&args(&["--smtp-connections", "0"]), &keys).unwrap_err();
+        assert!(e.to_string().contains("--smtp-connections"), "{e}");
     }
 
     #[test]

@@ -24,9 +24,10 @@ use crate::spool::StoredMessage;
 
 /// Most raw message bytes per batch (one bigger message still goes alone). Postmark takes up to
 /// 50 MB per request, but the relay holds a batch in memory three times over (raw, converted,
-/// JSON), so batches stay small: 80 messages of 50 KB amortize a request as well as 500 would,
-/// and the relay's memory stays flat however deep the queue is.
-pub const MAX_BATCH_RAW_BYTES: usize = 4 * 1024 * 1024;
+/// JSON), so batches stay small: 20 messages of 50 KB amortize a request nearly as well as 500
+/// would, and the relay's memory stays flat however deep the queue is (at 4 MiB a deep queue of
+/// 50 KB messages kept about 12 MiB in batches alone).
+pub const MAX_BATCH_RAW_BYTES: usize = 1024 * 1024;
 
 /// The `/email` requests for `msg`: one, or one per recipient (see [`convert::convert`]), sent to
 /// the stream decided when the message was accepted.

@@ -87,7 +87,9 @@ impl Backend {
     pub(super) fn batch_limits(&self) -> (usize, usize) {
         match self {
             Backend::Api(_) => (postmark_core::limits::MAX_BATCH_MESSAGES, api::MAX_BATCH_RAW_BYTES),
-            Backend::DryRun(_) | Backend::Smtp(_) => (50, 64 * 1024 * 1024),
+            Backend::DryRun(_) => (50, 64 * 1024 * 1024),
+            // Enough for every connection to carry several messages of one batch.
+            Backend::Smtp(_) => (200, 16 * 1024 * 1024),
             #[cfg(test)]
             Backend::Scripted(_) => (1, usize::MAX),
         }

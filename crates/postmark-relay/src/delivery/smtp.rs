@@ -17,13 +17,19 @@
 //!   upstream as commands (SMTP smuggling through the relay).
 //! * The host: the stream's own (`[streams.<id>] smtp_url`, or Postmark's broadcast host for a
 //!   `kind = "broadcast"` stream), else `--smtp-url`.
-//! * One connection per host and credential is kept open and reused; it is replaced when it fails
-//!   or has been idle for [`IDLE_REUSE`].
+//! * Up to `--smtp-connections` (default [`DEFAULT_CONNECTIONS`]) connections per host and
+//!   credential carry a batch in parallel: each connection takes the next message of the batch
+//!   that no other connection has taken, so a message is handed to exactly one connection and
+//!   sent at most once per attempt (order between messages is not kept). Connections are kept
+//!   open and reused; one is replaced when it fails or has been idle for [`IDLE_REUSE`].
 //! * Per recipient: 2xx sent, 4xx retried later, 5xx a dead letter for that recipient.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use mail_send::smtp::message::Parameters;
@@ -106,7 +112,13 @@ pub struct SmtpSettings {
     pub ca: Option<std::path::PathBuf>,
     /// The name the relay gives in `EHLO` (`--hostname`).
     pub helo_host: String,
+    /// Most connections per host and credential used at once (`--smtp-connections`).
+    pub connections: usize,
 }
+
+/// Upstream connections per host and credential unless configured otherwise: enough to hide
+/// the round trips of one transaction behind the others, few enough not to look like a flood.
+pub const DEFAULT_CONNECTIONS: usize = 4;
 
 /// A pooled connection idle longer than this is replaced rather than reused (servers commonly
 /// drop idle clients after a minute or so).
@@ -178,14 +190,18 @@ pub struct Smtp {
     settings: SmtpSettings,
     tls: TlsConnector,
     credentials: Creds,
-    pool: HashMap<(SmtpUpstream, CredentialId), Connection>,
+    /// Idle connections, at most `settings.connections` per key.
+    pool: HashMap<PoolKey, Vec<Connection>>,
 }
+
+/// Where and as whom a connection is logged in.
+type PoolKey = (SmtpUpstream, CredentialId);
 
 impl std::fmt::Debug for Smtp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Smtp")
             .field("upstream", &self.settings.upstream)
-            .field("connections", &self.pool.len())
+            .field("connections", &self.pool.values().map(Vec::len).sum::<usize>())
             .finish_non_exhaustive()
     }
 }
@@ -218,14 +234,67 @@ impl Smtp {
         Ok(())
     }
 
+    /// Sends a batch: the messages are grouped by host and credential, and each group is carried
+    /// by up to `settings.connections` connections at once, every message by exactly one of them.
     pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
-        let mut out = Vec::with_capacity(messages.len());
-        for msg in messages {
-            let started = Instant::now();
-            out.push(self.deliver_one(msg).await);
-            metrics.upstream_latency(MetricsPath::Smtp, started.elapsed());
+        let mut out: Vec<Option<Outcome>> = vec![None; messages.len()];
+        let mut groups: Vec<(PoolKey, Credentials<String>, Vec<usize>)> = Vec::new();
+        for (i, msg) in messages.iter().enumerate() {
+            match self.route(msg) {
+                Ok((key, creds)) => match groups.iter_mut().find(|g| g.0 == key) {
+                    Some(group) => group.2.push(i),
+                    None => groups.push((key, creds, vec![i])),
+                },
+                Err(reason) => out[i] = Some(Outcome::Transient(reason)),
+            }
         }
-        out
+        let lanes_per_group = self.settings.connections.max(1);
+        let mut lanes = Vec::new();
+        for (key, creds, indices) in &groups {
+            let idle = self.pool.entry(key.clone()).or_default();
+            let next = Arc::new(AtomicUsize::new(0));
+            let indices: Arc<[usize]> = indices.as_slice().into();
+            for _ in 0..lanes_per_group.min(indices.len()) {
+                let lane =
+                    Lane { key, creds, conn: idle.pop(), next: Arc::clone(&next), indices: Arc::clone(&indices) };
+                lanes.push(lane);
+            }
+        }
+        let this = &*self;
+        let finished = join_all(lanes.into_iter().map(|lane| lane.run(this, messages, metrics)).collect()).await;
+        let mut refused = None;
+        for (key, conn, outcomes) in finished {
+            for (i, outcome) in outcomes {
+                if let Outcome::Operator(reason) = &outcome {
+                    refused.get_or_insert_with(|| reason.clone());
+                }
+                out[i] = Some(outcome);
+            }
+            if let Some(conn) = conn {
+                self.pool.entry(key).or_default().push(conn);
+            }
+        }
+        // Left over only when every lane of a group stopped at a refused login: those messages
+        // wait for the same pause rather than spending an attempt.
+        let left = || match &refused {
+            Some(reason) => Outcome::Operator(reason.clone()),
+            None => Outcome::Transient("not attempted".into()),
+        };
+        out.into_iter().map(|o| o.unwrap_or_else(left)).collect()
+    }
+
+    /// The host and credential a message goes out with, or why it cannot go now.
+    fn route(&self, msg: &StoredMessage) -> Result<(PoolKey, Credentials<String>), String> {
+        let stream = msg.stream();
+        let upstream = stream.as_deref().and_then(|s| self.settings.streams.get(s)).unwrap_or(&self.settings.upstream);
+        let upstream = upstream.clone();
+        let route = msg.header.routing.as_ref().and_then(|r| r.route.as_deref());
+        let Some((id, creds)) = self.pick_credentials(route, stream.clone()) else {
+            let stream = stream.unwrap_or_default();
+            tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
+            return Err(format!("no SMTP token configured for message stream {stream:?}"));
+        };
+        Ok(((upstream, id), creds))
     }
 
     fn pick_credentials(
@@ -265,44 +334,35 @@ impl Smtp {
             .map(|t| (CredentialId::ServerToken, Credentials::new(t.expose().to_string(), t.expose().to_string())))
     }
 
-    async fn deliver_one(&mut self, msg: &StoredMessage) -> Outcome {
-        let stream = msg.stream();
-        let upstream = stream.as_deref().and_then(|s| self.settings.streams.get(s)).unwrap_or(&self.settings.upstream);
-        let upstream = upstream.clone();
-        let route = msg.header.routing.as_ref().and_then(|r| r.route.as_deref());
-        let Some((id, creds)) = self.pick_credentials(route, stream.clone()) else {
-            let stream = stream.unwrap_or_default();
-            tracing::error!(queue_id = %msg.id, stream, "no SMTP credentials for this message's stream; add it under [streams] in the config file");
-            return Outcome::Transient(format!("no SMTP token configured for message stream {stream:?}"));
-        };
-        let id = (upstream, id);
+    /// One message over `conn` (connecting first if there is none or it idled too long). A
+    /// reused connection that fails before DATA is replaced and the message tried once more on
+    /// the new one; a failure during DATA is never retried here (the upstream may have taken it).
+    async fn deliver_one(
+        &self,
+        conn: &mut Option<Connection>,
+        up: &SmtpUpstream,
+        creds: &Credentials<String>,
+        msg: &StoredMessage,
+    ) -> Outcome {
         for attempt in 0..2 {
-            let reused = match self.pool.get(&id) {
-                Some(c) if c.last_used.elapsed() < IDLE_REUSE => true,
-                Some(_) => {
-                    self.pool.remove(&id);
-                    false
-                }
-                None => false,
-            };
-            if !reused {
-                match self.connect(&id.0, &creds).await {
-                    Ok(conn) => {
-                        self.pool.insert(id.clone(), conn);
-                    }
-                    Err(outcome) => return outcome,
-                }
+            if conn.as_ref().is_some_and(|c| c.last_used.elapsed() >= IDLE_REUSE) {
+                *conn = None;
             }
-            let Some(conn) = self.pool.get_mut(&id) else {
-                return Outcome::Transient("no upstream connection".into());
+            let reused = conn.is_some();
+            let c = match conn {
+                Some(c) => c,
+                None => match self.connect(up, creds).await {
+                    Ok(c) => conn.insert(c),
+                    Err(outcome) => return outcome,
+                },
             };
-            match send(conn, msg).await {
+            match send(c, msg).await {
                 Ok(outcome) => {
-                    conn.last_used = Instant::now();
+                    c.last_used = Instant::now();
                     return outcome;
                 }
                 Err(Failure::Broken { reason, before_data }) => {
-                    self.pool.remove(&id);
+                    *conn = None;
                     if reused && before_data && attempt == 0 {
                         tracing::debug!(error = %reason, "reused upstream connection failed; reconnecting");
                         continue;
@@ -333,6 +393,62 @@ impl Smtp {
             last_used: Instant::now(),
         })
     }
+}
+
+/// One connection's share of a group: it takes the group's next untaken message until none is
+/// left, so each message is sent by exactly one lane.
+struct Lane<'a> {
+    key: &'a PoolKey,
+    creds: &'a Credentials<String>,
+    conn: Option<Connection>,
+    next: Arc<AtomicUsize>,
+    indices: Arc<[usize]>,
+}
+
+impl Lane<'_> {
+    /// Returns the key, the connection if it is still usable, and the outcome of each message
+    /// (by its index in the batch).
+    async fn run(
+        mut self,
+        smtp: &Smtp,
+        messages: &[StoredMessage],
+        metrics: &Metrics,
+    ) -> (PoolKey, Option<Connection>, Vec<(usize, Outcome)>) {
+        let mut outcomes = Vec::new();
+        while let Some(&i) = self.indices.get(self.next.fetch_add(1, Ordering::Relaxed)) {
+            let started = Instant::now();
+            let outcome = smtp.deliver_one(&mut self.conn, &self.key.0, self.creds, &messages[i]).await;
+            metrics.upstream_latency(MetricsPath::Smtp, started.elapsed());
+            // A connection that cannot even log in will not do better for the next message.
+            let give_up = self.conn.is_none() && matches!(outcome, Outcome::Operator(_));
+            outcomes.push((i, outcome));
+            if give_up {
+                break;
+            }
+        }
+        (self.key.clone(), self.conn, outcomes)
+    }
+}
+
+/// Polls every future until all are done; outputs in the order of `futures`. (Lanes borrow the
+/// batch, so they run as futures of this task rather than as spawned tasks.)
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Classifies a failure to connect, secure, or authenticate.

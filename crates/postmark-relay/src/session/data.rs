@@ -304,10 +304,10 @@ impl Acceptor {
         let via = self.via;
         let convert = Arc::clone(&self.convert);
         let policy = Arc::clone(&self.policy);
-        // Parsing and hashing run on the blocking pool; the write joins the next group commit.
+        // Parsing, hashing and writing the message's file; then it joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let (from, to) = (crate::logging::from_field(&envelope), crate::logging::to_field(&envelope));
-        let checked = tokio::task::spawn_blocking(move || -> Result<(Prepared, crate::envelope::Routing), Outcome> {
+        let prepare = move || -> Result<(Prepared, crate::envelope::Routing), Outcome> {
             let (accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let routing = accepted.routing.clone();
@@ -315,8 +315,12 @@ impl Acceptor {
                 .prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw)
                 .map_err(Outcome::Spool)?;
             Ok((prepared, routing))
-        })
-        .await;
+        };
+        // A small message takes tens of microseconds: handing it to the blocking pool and back
+        // (two thread wake-ups) would cost more than the work, so it is done right here. Bigger
+        // ones go to the blocking pool, so that they never hold up other sessions.
+        let checked =
+            if size <= INLINE_PREPARE_BYTES { Ok(prepare()) } else { tokio::task::spawn_blocking(prepare).await };
         let mut routing = crate::envelope::Routing::default();
         let result = match checked {
             Ok(Ok((prepared, decided))) => {
@@ -415,6 +419,9 @@ impl Acceptor {
         .map_err(std::io::Error::other)?
     }
 }
+
+/// Messages up to this size are checked and written on the session's own thread.
+const INLINE_PREPARE_BYTES: usize = 16 * 1024;
 
 enum Outcome {
     Rejected(Reply, Reject),

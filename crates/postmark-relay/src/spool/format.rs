@@ -83,7 +83,7 @@ pub struct Header {
     pub envelope: Envelope,
     /// Length of the raw message in bytes.
     pub size: u64,
-    /// FNV-1a 64 of the raw message, as 16 hex digits.
+    /// Checksum of the raw message ([`checksum`]; older files: FNV-1a 64 as 16 hex digits).
     pub checksum: String,
     /// When the message was first accepted (ms since the Unix epoch). Its lifetime counts from here.
     pub received_ms: u64,
@@ -160,12 +160,82 @@ pub(crate) fn read_header<R: Read>(reader: &mut BufReader<R>) -> Result<(Header,
     Ok((header, (MAGIC.len() + n) as u64))
 }
 
-/// FNV-1a 64 of `data` as 16 hex digits: cheap and enough to notice torn or edited files.
+/// The checksum written for new messages: `w4:` and 16 hex digits of a 4-lane hash. Cheap and
+/// enough to notice torn or edited files (not a defence against deliberate tampering).
 pub fn checksum(data: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    format!("{WIDE_PREFIX}{:016x}", wide_hash(data))
+}
+
+/// Whether `data` matches a checksum read from a spool file: the `w4:` form, or the plain 16 hex
+/// digits of FNV-1a 64 that earlier versions wrote (so their spools still load).
+pub fn checksum_matches(data: &[u8], stored: &str) -> bool {
+    match stored.strip_prefix(WIDE_PREFIX) {
+        Some(hex) => u64::from_str_radix(hex, 16).is_ok_and(|h| hex.len() == 16 && h == wide_hash(data)),
+        None => stored == format!("{:016x}", fnv1a(data)),
     }
-    format!("{hash:016x}")
+}
+
+const WIDE_PREFIX: &str = "w4:";
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a 64, one byte at a time: what spool files of earlier versions carry. Each step waits
+/// for the multiplication before, about 4 cycles a byte (70 µs for 50 KB).
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// Four independent lanes over 8-byte little-endian words (32 bytes a step, so the four
+/// multiplications overlap), folded with the tail (FNV-1a) and the length. Each step of a lane
+/// is a bijection of the lane given the word (xor, odd multiplier, rotation), so changing any one
+/// word always changes the result.
+fn wide_hash(data: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut lanes = [FNV_OFFSET, FNV_OFFSET ^ 1, FNV_OFFSET ^ 2, FNV_OFFSET ^ 3];
+    let mut blocks = data.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            *lane = ((*lane ^ word).wrapping_mul(K)).rotate_left(29);
+        }
+    }
+    let tail = blocks.remainder().iter().fold(FNV_OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+    let mut h = (data.len() as u64).wrapping_mul(K) ^ tail;
+    for lane in lanes {
+        h = (h ^ lane).wrapping_mul(FNV_PRIME).rotate_left(31);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_of_earlier_versions_still_verify() {
+        // FNV-1a 64 of "a", as earlier versions wrote it.
+        assert_eq!(format!("{:016x}", fnv1a(b"a")), "af63dc4c8601ec8c");
+        assert!(checksum_matches(b"a", "af63dc4c8601ec8c"));
+        assert!(!checksum_matches(b"b", "af63dc4c8601ec8c"));
+    }
+
+    #[test]
+    fn any_changed_byte_or_length_is_noticed() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
+        let sum = checksum(&data);
+        assert!(sum.starts_with("w4:") && sum.len() == 19, "{sum}");
+        assert!(checksum_matches(&data, &sum));
+        for i in 0..data.len() {
+            for flip in [1u8, 0x80] {
+                let mut changed = data.clone();
+                changed[i] ^= flip;
+                assert!(!checksum_matches(&changed, &sum), "byte {i} ^ {flip:#x}");
+            }
+        }
+        for len in 0..data.len() {
+            assert!(!checksum_matches(&data[..len], &sum), "truncated to {len}");
+        }
+        assert!(!checksum_matches(&data, "w4:zz"));
+        assert!(!checksum_matches(&data, ""));
+    }
 }

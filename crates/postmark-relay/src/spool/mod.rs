@@ -47,7 +47,7 @@ mod spares;
 mod state;
 
 use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};
-pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum};
+pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum, checksum_matches};
 use self::format::{ID_LEN, encode_head, read_header};
 pub use self::journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
 use self::spares::Spares;
@@ -380,7 +380,7 @@ pub(crate) fn read_message(path: &Path, id: &QueueId) -> Result<StoredMessage, L
     if raw.len() as u64 != header.size {
         return Err(LoadError::Corrupt(format!("truncated: {} of {} message bytes present", raw.len(), header.size)));
     }
-    if checksum(&raw) != header.checksum {
+    if !checksum_matches(&raw, &header.checksum) {
         return Err(LoadError::Corrupt("checksum mismatch".into()));
     }
     Ok(StoredMessage { id: id.clone(), header, raw })
@@ -428,6 +428,20 @@ mod tests {
         assert_eq!(spool.drop_spares(), MAX_SPARES);
         assert_eq!(spare_count(), 0);
         assert!(spool.take_spare().is_none());
+    }
+
+    #[test]
+    fn a_message_written_over_a_longer_spare_reads_back_exactly() {
+        let (_d, spool) = spool();
+        let spool = std::sync::Arc::new(spool);
+        let long = vec![b'x'; 5000];
+        let id = spool.store_blocking(&env(), &long).unwrap();
+        spool.remove(&id).unwrap();
+        let raw = b"Subject: short\r\n\r\nb\r\n".to_vec();
+        let prepared = spool.prepare(Header::new(env(), &raw), raw.clone()).unwrap();
+        let file = fs::read(&prepared.file).unwrap();
+        assert!(file.ends_with(&raw), "the spare's old tail is cut off");
+        assert!(prepared.file.starts_with(spool.root().join("spare")), "the spare was written over");
     }
 
     #[test]

@@ -26,12 +26,12 @@ pub(crate) const MAX_SPARE_BYTES: u64 = 32 * 1024 * 1024;
 static SPARE_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 impl Spool {
-    /// Takes a spare file to write a new message over, if there is one.
-    pub(crate) fn take_spare(&self) -> Option<PathBuf> {
+    /// Takes a spare file to write a new message over, if there is one, with its length.
+    pub(crate) fn take_spare(&self) -> Option<(PathBuf, u64)> {
         let mut spares = self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (path, len) = spares.files.pop()?;
         spares.bytes -= len;
-        Some(path)
+        Some((path, len))
     }
 
     /// Deletes every spare file (when the disk is full). Returns how many there were.

@@ -212,3 +212,83 @@ async fn each_stream_goes_to_its_own_host_with_its_own_token() {
     assert_eq!((transactional.messages().len(), broadcast.messages().len()), (1, 1), "each host got only its stream");
     relay.stop().await;
 }
+
+/// Spools `count` distinct messages before the relay starts, so that all are due at once.
+fn spool_with(count: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let spool = postmark_relay::spool::Spool::open(&spool_dir).unwrap();
+    let envelope = postmark_relay::Envelope::new("sender@example.com", ["rcpt@example.com"]);
+    for i in 0..count {
+        let raw =
+            format!("From: sender@example.com\r\nTo: rcpt@example.com\r\nSubject: parallel-{i}\r\n\r\nbody {i}\r\n");
+        spool.store_blocking(&envelope, raw.as_bytes()).unwrap();
+    }
+    (dir, spool_dir)
+}
+
+/// The subjects of what the fake received, sorted.
+fn subjects(got: &[postmark_fake::smtp::Transaction]) -> Vec<String> {
+    let mut subjects: Vec<String> = got
+        .iter()
+        .map(|t| {
+            let text = String::from_utf8_lossy(&t.data);
+            text.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+#[tokio::test]
+async fn a_backlog_goes_out_over_several_connections_each_message_once() {
+    let fake = FakeSmtp::builder().credentials("access-key", "secret-key").start().await.unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(&ca_dir, fake.ca_pem());
+    let (dir, spool_dir) = spool_with(60);
+    let url = fake.url();
+    let mut relay = TestRelay::start_on(
+        dir,
+        spool_dir,
+        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap(), "--smtp-connections", "3"],
+        &[("POSTMARK_SMTP_ACCESS_KEY", "access-key"), ("POSTMARK_SMTP_SECRET_KEY", "secret-key")],
+    )
+    .await;
+    fake.wait_for_messages(60, Duration::from_secs(20)).await;
+    wait_for("an empty queue", Duration::from_secs(10), || relay.files("queue").is_empty().then_some(())).await;
+    // Nothing more arrives once the queue is empty: every message exactly once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = fake.messages();
+    let mut expected: Vec<String> = (0..60).map(|i| format!("parallel-{i}")).collect();
+    expected.sort();
+    assert_eq!(subjects(&got), expected, "each message delivered once");
+    assert_eq!(fake.connections(), 3, "the backlog is spread over --smtp-connections connections");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_connections_retry_refused_data_without_duplicates() {
+    let fake = FakeSmtp::builder().credentials("access-key", "secret-key").start().await.unwrap();
+    // Ten DATA replies are 451: those messages are retried later, and must still arrive once.
+    fake.inject(Fault::new(Stage::Data, 451, "4.3.0", "try again").times(10));
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(&ca_dir, fake.ca_pem());
+    let (dir, spool_dir) = spool_with(40);
+    let url = fake.url();
+    let mut relay = TestRelay::start_on(
+        dir,
+        spool_dir,
+        &["--smtp-url", &url, "--smtp-ca", ca.to_str().unwrap(), "--max-retry-delay", "200ms"],
+        &[("POSTMARK_SMTP_ACCESS_KEY", "access-key"), ("POSTMARK_SMTP_SECRET_KEY", "secret-key")],
+    )
+    .await;
+    fake.wait_for_messages(40, Duration::from_secs(20)).await;
+    wait_for("an empty queue", Duration::from_secs(10), || relay.files("queue").is_empty().then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut expected: Vec<String> = (0..40).map(|i| format!("parallel-{i}")).collect();
+    expected.sort();
+    assert_eq!(subjects(&fake.messages()), expected, "each message delivered once");
+    assert!(relay.files("dead").is_empty());
+    assert_eq!(fake.connections(), 4, "the default is four connections");
+    relay.stop().await;
+}
