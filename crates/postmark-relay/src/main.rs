@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             let url = match url.clone().map(Ok).unwrap_or_else(|| {
                 resolve_metrics(&cli.args)
                     .map_err(|e| e.to_string())
-                    .and_then(|m| postmark_relay::probe::default_url(m.as_deref()))
+                    .and_then(|m| postmark_relay::probe::default_url(m.as_deref()).map_err(|e| e.to_string()))
             }) {
                 Ok(u) => u,
                 Err(e) => {

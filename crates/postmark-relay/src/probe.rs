@@ -8,6 +8,23 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+/// Why the probe could not get an answer (the text names the URL or address).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbeError(pub String);
+
+impl From<String> for ProbeError {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for ProbeError {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
 /// How long connecting, and then the whole answer, may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// The most of an answer read.
@@ -15,7 +32,7 @@ const MAX_ANSWER: u64 = 64 * 1024;
 
 /// The URL probed when none is given: `/readyz` on the health listener's address, with an
 /// unspecified address (`0.0.0.0`, `[::]`) replaced by loopback.
-pub fn default_url(metrics: Option<&str>) -> Result<String, String> {
+pub fn default_url(metrics: Option<&str>) -> Result<String, ProbeError> {
     let Some(addr) = metrics.filter(|m| !m.is_empty()) else {
         return Err("no health listener is configured: set RELAY_METRICS (or --metrics, or `metrics` in the \
                     config file) to e.g. 127.0.0.1:9102, or give --url"
@@ -47,7 +64,7 @@ pub struct Answer {
 }
 
 /// GETs `url` (`http://host:port/path`).
-pub fn get(url: &str, timeout: Duration) -> Result<Answer, String> {
+pub fn get(url: &str, timeout: Duration) -> Result<Answer, ProbeError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: only http:// URLs can be probed"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -63,10 +80,10 @@ pub fn get(url: &str, timeout: Duration) -> Result<Answer, String> {
             Err(e) => last_error = format!("{url}: {e}"),
         }
     }
-    Err(last_error)
+    Err(last_error.into())
 }
 
-fn ask(addr: SocketAddr, authority: &str, path: &str, timeout: Duration) -> Result<Answer, String> {
+fn ask(addr: SocketAddr, authority: &str, path: &str, timeout: Duration) -> Result<Answer, ProbeError> {
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     stream
@@ -85,7 +102,7 @@ fn ask(addr: SocketAddr, authority: &str, path: &str, timeout: Duration) -> Resu
         .filter(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "the answer is not HTTP".to_string())?;
+        .ok_or_else(|| ProbeError::from("the answer is not HTTP"))?;
     Ok(Answer { status, body: body.to_string() })
 }
 
@@ -113,14 +130,14 @@ mod tests {
         assert_eq!(default_url(Some("0.0.0.0:9102")).unwrap(), "http://127.0.0.1:9102/readyz");
         assert_eq!(default_url(Some("[::]:9102")).unwrap(), "http://[::1]:9102/readyz");
         assert_eq!(default_url(Some("localhost:1")).unwrap(), "http://localhost:1/readyz");
-        assert!(default_url(None).unwrap_err().contains("RELAY_METRICS"));
+        assert!(default_url(None).unwrap_err().0.contains("RELAY_METRICS"));
         assert!(default_url(Some("9102")).is_err());
     }
 
     #[test]
     fn only_http_urls_with_a_port_are_probed() {
-        assert!(get("https://127.0.0.1:1/readyz", TIMEOUT).unwrap_err().contains("only http://"));
-        assert!(get("http://127.0.0.1/readyz", TIMEOUT).unwrap_err().contains("expected http://HOST:PORT/PATH"));
+        assert!(get("https://127.0.0.1:1/readyz", TIMEOUT).unwrap_err().0.contains("only http://"));
+        assert!(get("http://127.0.0.1/readyz", TIMEOUT).unwrap_err().0.contains("expected http://HOST:PORT/PATH"));
     }
 
     #[test]
