@@ -63,12 +63,20 @@ impl VerifiedSenders {
         self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner).list.is_some()
     }
 
+    /// Whether a list has loaded or a refusal was learned (else every sender passes unread).
+    pub fn knows_anything(&self) -> bool {
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.list.is_some() || !state.learned.is_empty()
+    }
+
     /// Remembers that Postmark refused `address` as a sender (ErrorCode `code`, with `message`).
     pub fn learn(&self, address: &str, code: i64, message: &str, now_ms: u64) {
         let until = now_ms + LEARNED_FOR.as_millis() as u64;
         let reason = format!("Postmark refused mail from {address} (ErrorCode {code}: {})", message.trim());
         tracing::warn!(code, "sender refused by Postmark; its further messages are refused at DATA for 15 minutes");
         let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Expired entries go, so the map holds only the senders refused in the last 15 minutes.
+        state.learned.retain(|_, (until, _)| *until > now_ms);
         state.learned.insert(address.to_ascii_lowercase(), (until, reason));
     }
 
@@ -107,7 +115,9 @@ mod tests {
     fn everything_passes_until_something_is_known() {
         let v = VerifiedSenders::default();
         assert!(v.check("anyone@example.com", 0).is_ok());
-        assert!(!v.has_list());
+        assert!(!v.has_list() && !v.knows_anything());
+        v.learn("x@example.com", 400, "no signature", 0);
+        assert!(v.knows_anything());
     }
 
     #[test]
@@ -133,6 +143,9 @@ mod tests {
         let e = v.check("WWW-DATA@host.example", 2000).unwrap_err().0;
         assert!(e.contains("ErrorCode 400") && e.contains("Sender Signature"), "{e}");
         assert!(v.check("other@host.example", 2000).is_ok());
-        assert!(v.check("www-data@host.example", 1000 + LEARNED_FOR.as_millis() as u64).is_ok());
+        let later = 1000 + LEARNED_FOR.as_millis() as u64;
+        assert!(v.check("www-data@host.example", later).is_ok());
+        v.learn("other@host.example", 401, "not confirmed", later);
+        assert_eq!(v.state.read().unwrap().learned.len(), 1, "the expired entry was dropped");
     }
 }
