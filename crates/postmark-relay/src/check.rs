@@ -30,6 +30,7 @@ use crate::cli::Args;
 use crate::config::{Config, DryRunReason, Mode};
 use crate::delivery::smtp::{SmtpUpstream, tls_connector};
 use crate::envelope::Via;
+use crate::probe::ProbeError;
 use crate::secrets::{ACCOUNT_TOKEN, Secret};
 /// How long each probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -332,26 +333,9 @@ async fn account_token_check(api_url: &str, token: &Secret) -> Verdict {
     }
 }
 
-/// Why a credential could not be tried, or Postmark's refusal (status, ErrorCode, Message).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ProbeFailure(pub String);
-
-impl From<String> for ProbeFailure {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for ProbeFailure {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
 /// A GET with a token header: the JSON body of a 200, else the status with Postmark's
 /// `ErrorCode` and `Message`.
-async fn get(url: &str, header: &str, token: &Secret) -> Result<serde_json::Value, ProbeFailure> {
+async fn get(url: &str, header: &str, token: &Secret) -> Result<serde_json::Value, ProbeError> {
     let client = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().map_err(|e| e.to_string())?;
     let response = client
         .get(url)
@@ -364,11 +348,11 @@ async fn get(url: &str, header: &str, token: &Secret) -> Result<serde_json::Valu
     let text = response.text().await.unwrap_or_default();
     let body: Option<serde_json::Value> = serde_json::from_str(&text).ok();
     if status.is_success() {
-        return body.ok_or_else(|| ProbeFailure(format!("HTTP {status} but the body is not JSON")));
+        return body.ok_or_else(|| ProbeError(format!("HTTP {status} but the body is not JSON")));
     }
     let code = body.as_ref().and_then(|b| b.get("ErrorCode")).and_then(serde_json::Value::as_i64);
     let message = body.as_ref().and_then(|b| b.get("Message")).and_then(|m| m.as_str()).unwrap_or("");
-    Err(ProbeFailure(match code {
+    Err(ProbeError(match code {
         Some(code) => format!("HTTP {}, ErrorCode {code}: {message}", status.as_u16()),
         None => format!("HTTP {} (no Postmark error body)", status.as_u16()),
     }))

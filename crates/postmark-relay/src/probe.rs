@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// Why the probe could not get an answer (the text names the URL or address).
+/// Why a probe failed, in words that name what was tried (a URL, a file, a token's request) and what
+/// went wrong; used by `healthcheck`, the health listener's spool check and `check`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ProbeError(pub String);

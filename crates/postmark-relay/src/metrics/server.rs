@@ -34,6 +34,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use super::Metrics;
+use crate::probe::ProbeError;
 use crate::shutdown::ShutdownSignal;
 
 /// How long a spool probe's result is reused.
@@ -43,29 +44,12 @@ const PROBE_FILE: &str = ".healthz-probe";
 /// `/healthz` fails when the delivery worker has not been seen turning for this long.
 pub const WEDGED_AFTER: Duration = Duration::from_secs(10 * 60);
 
-/// Why the spool is not writable (the text names the file and the error).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SpoolProblem(pub String);
-
-impl From<String> for SpoolProblem {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl From<&str> for SpoolProblem {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
-
 /// What the handlers read.
 #[derive(Debug)]
 pub struct Health {
     metrics: Arc<Metrics>,
     tmp_dir: PathBuf,
-    last_probe: Mutex<Option<(Instant, Result<(), SpoolProblem>)>>,
+    last_probe: Mutex<Option<(Instant, Result<(), ProbeError>)>>,
     shutdown: ShutdownSignal,
     listening: Arc<AtomicBool>,
     started_ms: u64,
@@ -137,7 +121,7 @@ impl Health {
         out
     }
 
-    async fn spool_writable(&self) -> Result<(), SpoolProblem> {
+    async fn spool_writable(&self) -> Result<(), ProbeError> {
         let mut last = self.last_probe.lock().await;
         if let Some((at, result)) = &*last
             && at.elapsed() < PROBE_CACHE
@@ -147,16 +131,16 @@ impl Health {
         let dir = self.tmp_dir.clone();
         let result = tokio::task::spawn_blocking(move || probe(&dir))
             .await
-            .unwrap_or_else(|e| Err(SpoolProblem(format!("probe task failed: {e}"))));
+            .unwrap_or_else(|e| Err(ProbeError(format!("probe task failed: {e}"))));
         *last = Some((Instant::now(), result.clone()));
         result
     }
 }
 
 /// Creates, writes, fsyncs and unlinks a small file in `dir`.
-fn probe(dir: &std::path::Path) -> Result<(), SpoolProblem> {
+fn probe(dir: &std::path::Path) -> Result<(), ProbeError> {
     let path = dir.join(PROBE_FILE);
-    let fail = |what: &str, e: std::io::Error| SpoolProblem(format!("{what} {}: {e}", path.display()));
+    let fail = |what: &str, e: std::io::Error| ProbeError(format!("{what} {}: {e}", path.display()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

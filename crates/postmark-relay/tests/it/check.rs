@@ -72,9 +72,9 @@ fn line<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{out}"))
 }
 
-#[tokio::test]
-async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
-    let api = fake_api().await;
+/// The default SMTP host (the default token) and the broadcast host (the stream's and the route's
+/// tokens).
+async fn smtp_fakes() -> (FakeSmtp, FakeSmtp) {
     let default = FakeSmtp::builder().credentials("smtp-access", "smtp-secret").start().await.unwrap();
     let broadcast = FakeSmtp::builder()
         .credentials("news-access", "news-secret")
@@ -82,6 +82,13 @@ async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
         .start()
         .await
         .unwrap();
+    (default, broadcast)
+}
+
+#[tokio::test]
+async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
+    let api = fake_api().await;
+    let (default, broadcast) = smtp_fakes().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &default, &broadcast, "news-secret", SERVER_TOKEN);
     let url = api.url();
@@ -155,13 +162,7 @@ async fn every_working_credential_is_reported_ok_and_nothing_is_sent() {
 #[tokio::test]
 async fn failing_credentials_are_named_with_postmarks_error_and_exit_1() {
     let api = fake_api().await;
-    let default = FakeSmtp::builder().credentials("smtp-access", "smtp-secret").start().await.unwrap();
-    let broadcast = FakeSmtp::builder()
-        .credentials("news-access", "news-secret")
-        .credentials("route-access", "route-secret")
-        .start()
-        .await
-        .unwrap();
+    let (default, broadcast) = smtp_fakes().await;
     let dir = tempfile::tempdir().unwrap();
     // The stream's secret is wrong; the default SMTP token works.
     let config = config_file(dir.path(), &default, &broadcast, "stale-news-secret", "revoked-route-token");
@@ -237,13 +238,7 @@ async fn an_unreachable_upstream_and_a_server_token_over_smtp_fail_clearly() {
 #[tokio::test]
 async fn offline_validates_and_contacts_nobody() {
     let api = fake_api().await;
-    let default = FakeSmtp::builder().credentials("smtp-access", "smtp-secret").start().await.unwrap();
-    let broadcast = FakeSmtp::builder()
-        .credentials("news-access", "news-secret")
-        .credentials("route-access", "route-secret")
-        .start()
-        .await
-        .unwrap();
+    let (default, broadcast) = smtp_fakes().await;
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &default, &broadcast, "news-secret", SERVER_TOKEN);
     let (status, out) = check(
