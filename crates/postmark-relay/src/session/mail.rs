@@ -40,8 +40,21 @@ impl Protocol {
         if !smtputf8 && !from.address.is_ascii() {
             return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
-        // A bare name (`root`) is qualified with local_domain; allowed_senders and rewrite_from
-        // apply to the envelope sender here, to the header From at the end of DATA.
+        // A bare name (`MAIL FROM:<cron>`) is qualified with local_domain, and refused without
+        // one: RFC 5321 wants a domain, and Postmark would have none to check.
+        if !from.address.is_empty() && !from.address.contains('@') && !self.policy.qualify(&from.address).contains('@')
+        {
+            return self.error(
+                out,
+                Reply::new(
+                    501,
+                    "5.1.7",
+                    "Sender address has no domain; set local_domain in the relay's configuration to qualify bare names",
+                ),
+            );
+        }
+        // allowed_senders and rewrite_from apply to the envelope sender here, to the header From
+        // at the end of DATA.
         let mail_from = match self.policy.sender(&from.address) {
             Ok(address) => address,
             Err(refusal) => return self.error(out, Reply::from(&refusal)),
