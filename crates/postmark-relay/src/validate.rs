@@ -19,9 +19,9 @@
 //! repaired bytes are what is spooled. The decision the relay makes about the message (its
 //! stream) is returned as a [`Routing`] and stored with it, so delivery does not decide again.
 //!
-//! The message is parsed once. On the API path the request is measured, not built: attachment
-//! contents are not base64-encoded here (their encoded length is computed), so the one encoding
-//! happens at delivery.
+//! The message is parsed once. On the API path the request is measured, not built (attachment
+//! contents are not base64-encoded, their encoded length is computed), or, with
+//! [`validate_and_convert`], built once for delivery to send as it is.
 
 use std::{fmt, io};
 
@@ -47,6 +47,9 @@ pub struct Accepted {
     pub repaired: Option<Vec<u8>>,
     /// The decision to store with the message: its stream.
     pub routing: Routing,
+    /// The `/email` requests delivery will send, when asked for with [`validate_and_convert`]
+    /// (API path only).
+    pub requests: Option<Vec<SendEmailRequest>>,
 }
 
 /// A refusal, with the SMTP reply to send.
@@ -98,6 +101,21 @@ impl From<ConvertError> for Rejection {
 /// Runs every accept-time check on `raw` (the message after dot-unstuffing) and its envelope,
 /// after the repairs of [`repair`].
 pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions) -> Result<Accepted, Rejection> {
+    check(raw, envelope, via, opts, false)
+}
+
+/// [`validate`], and on the API path the requests themselves (attachments encoded) instead of
+/// their measure, for delivery to send without converting the message again.
+pub fn validate_and_convert(
+    raw: &[u8],
+    envelope: &Envelope,
+    via: Via,
+    opts: &ConvertOptions,
+) -> Result<Accepted, Rejection> {
+    check(raw, envelope, via, opts, true)
+}
+
+fn check(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions, build: bool) -> Result<Accepted, Rejection> {
     let headers_repaired = repair::end_headers(raw);
     let raw = headers_repaired.as_deref().unwrap_or(raw);
     let message = convert::parse(raw).ok_or(ConvertError::Unparseable)?;
@@ -138,14 +156,22 @@ pub fn validate(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions
                      closing boundary); Postmark would not send it",
                 ));
             }
-            Ok(Accepted { json_len: None, repaired, routing })
+            Ok(Accepted { json_len: None, repaired, routing, requests: None })
+        }
+        Via::Api if build => {
+            let requests = convert::convert(&message, envelope, opts)?;
+            let mut json_len = 0;
+            for request in &requests {
+                json_len = json_len.max(check_api_limits(request, 0)?);
+            }
+            Ok(Accepted { json_len: Some(json_len), repaired: headers_repaired, routing, requests: Some(requests) })
         }
         Via::Api => {
             let mut json_len = 0;
             for measured in convert::measure(&message, envelope, opts)? {
                 json_len = json_len.max(check_api_limits(&measured.request, measured.content_len)?);
             }
-            Ok(Accepted { json_len: Some(json_len), repaired: headers_repaired, routing })
+            Ok(Accepted { json_len: Some(json_len), repaired: headers_repaired, routing, requests: None })
         }
     }
 }

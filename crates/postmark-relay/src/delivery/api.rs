@@ -91,7 +91,13 @@ impl Api {
         Ok(())
     }
 
-    pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
+    pub(super) async fn deliver(
+        &mut self,
+        messages: &[StoredMessage],
+        mut built: Vec<Option<Vec<SendEmailRequest>>>,
+        metrics: &Metrics,
+    ) -> Vec<Outcome> {
+        built.resize_with(messages.len(), || None);
         // Messages of a route with a token of its own go with that token, the rest with the
         // default one; each group is batched on its own.
         let mut groups: BTreeMap<Option<&str>, Vec<usize>> = BTreeMap::new();
@@ -109,7 +115,9 @@ impl Api {
         for (route, indices) in groups {
             let client = route.and_then(|r| self.routes.get(r)).unwrap_or(&self.client);
             let group: Vec<&StoredMessage> = indices.iter().map(|&i| &messages[i]).collect();
-            for (i, outcome) in indices.into_iter().zip(self.deliver_group(client, &group, metrics).await) {
+            let group_built: Vec<_> = indices.iter().map(|&i| built[i].take()).collect();
+            for (i, outcome) in indices.into_iter().zip(self.deliver_group(client, &group, group_built, metrics).await)
+            {
                 outcomes[i] = Some(outcome);
             }
         }
@@ -120,6 +128,7 @@ impl Api {
         &self,
         client: &ServerClient,
         messages: &[&StoredMessage],
+        built: Vec<Option<Vec<SendEmailRequest>>>,
         metrics: &Metrics,
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
@@ -128,8 +137,8 @@ impl Api {
         let mut requests = Vec::new();
         let mut owner = Vec::new();
         let mut copies = vec![0usize; messages.len()];
-        for (i, msg) in messages.iter().enumerate() {
-            match requests_for(msg, &self.convert) {
+        for ((i, msg), built) in messages.iter().enumerate().zip(built) {
+            match built.map_or_else(|| requests_for(msg, &self.convert), Ok) {
                 Ok(reqs) => {
                     copies[i] = reqs.len();
                     for req in reqs {

@@ -6,6 +6,7 @@ use super::{api, dry_run, smtp};
 use crate::metrics::{Metrics, Path};
 use crate::secrets::Credentials;
 use crate::spool::StoredMessage;
+use postmark_server::types::SendEmailRequest;
 
 /// The result of one attempt for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,10 +118,17 @@ impl Backend {
         }
     }
 
-    pub(super) async fn deliver(&mut self, messages: &[StoredMessage], metrics: &Metrics) -> Vec<Outcome> {
+    /// Sends `messages`; `requests` holds, per message, its `/email` requests when they were
+    /// built at accept time (the API path uses them instead of converting again).
+    pub(super) async fn deliver(
+        &mut self,
+        messages: &[StoredMessage],
+        requests: Vec<Option<Vec<SendEmailRequest>>>,
+        metrics: &Metrics,
+    ) -> Vec<Outcome> {
         match self {
             Backend::DryRun(b) => b.deliver(messages, metrics).await,
-            Backend::Api(b) => b.deliver(messages, metrics).await,
+            Backend::Api(b) => b.deliver(messages, requests, metrics).await,
             Backend::Smtp(b) => b.deliver(messages, metrics).await,
             #[cfg(test)]
             Backend::Scripted(b) => b.deliver(messages),

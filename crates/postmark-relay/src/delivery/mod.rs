@@ -9,6 +9,7 @@
 pub mod api;
 mod backend;
 pub mod dry_run;
+pub mod handoff;
 pub mod notify;
 pub mod policy;
 pub mod schedule;
@@ -16,6 +17,7 @@ pub mod schedule;
 mod scripted;
 pub mod smtp;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +30,8 @@ use crate::secrets::Credentials;
 use crate::shutdown::ShutdownSignal;
 use crate::spool::{Area, DeadReason, LoadError, QueueId, RetryState, Spool, StoredMessage};
 pub use backend::{Backend, BackendError, Outcome, RecipientOutcome};
+use handoff::{Fresh, Queued};
+use postmark_server::types::SendEmailRequest;
 use schedule::{Entry, Schedule};
 
 /// Every how many rescans `queue/` itself is listed (the others only read `retry/`).
@@ -52,7 +56,9 @@ pub struct Worker {
     backend: Backend,
     cfg: WorkerConfig,
     schedule: Schedule,
-    incoming: mpsc::UnboundedReceiver<QueueId>,
+    incoming: mpsc::UnboundedReceiver<Queued>,
+    /// Scheduled messages handed over in memory and not yet taken (see [`handoff`]).
+    fresh: HashMap<QueueId, Fresh>,
     shutdown: ShutdownSignal,
     paused_until_ms: u64,
     pauses: u32,
@@ -63,12 +69,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker over `spool`, fed new ids on `incoming`.
+    /// A worker over `spool`, fed new messages on `incoming`.
     pub fn new(
         spool: Arc<Spool>,
         backend: Backend,
         cfg: WorkerConfig,
-        incoming: mpsc::UnboundedReceiver<QueueId>,
+        incoming: mpsc::UnboundedReceiver<Queued>,
         shutdown: ShutdownSignal,
     ) -> Self {
         Self {
@@ -77,6 +83,7 @@ impl Worker {
             cfg,
             schedule: Schedule::default(),
             incoming,
+            fresh: HashMap::new(),
             shutdown,
             paused_until_ms: 0,
             pauses: 0,
@@ -160,6 +167,21 @@ impl Worker {
         Ok(self.schedule.len())
     }
 
+    /// Adds a newly queued message to the schedule, keeping what was handed over in memory.
+    fn receive(&mut self, queued: Queued) {
+        let now = self.clock.now_ms();
+        let Some(fresh) = queued.fresh else {
+            return self.adopt(&queued.id, now);
+        };
+        if self.schedule.contains(&queued.id) {
+            return;
+        }
+        // A new message has no retry state and was received just now: nothing to read.
+        let expires_ms = fresh.message.header.received_ms.saturating_add(duration_ms(self.cfg.message_lifetime));
+        self.schedule.insert(queued.id.clone(), Entry { due_ms: now, attempts: 0, expires_ms });
+        self.fresh.insert(queued.id, fresh);
+    }
+
     /// Adds a message found in the spool to the schedule.
     fn adopt(&mut self, id: &QueueId, now: u64) {
         if self.schedule.contains(id) {
@@ -188,6 +210,7 @@ impl Worker {
 
     fn quarantine(&mut self, id: &QueueId, reason: &str) {
         self.schedule.remove(id);
+        self.fresh.remove(id);
         self.metrics.quarantined();
         match self.spool.quarantine(Area::Queue, id, reason) {
             Ok(path) => tracing::warn!(
@@ -248,8 +271,8 @@ impl Worker {
             if self.credentials.as_ref().is_some_and(|c| c.has_changed().unwrap_or(false)) {
                 self.use_new_credentials();
             }
-            while let Ok(id) = self.incoming.try_recv() {
-                self.adopt(&id, self.clock.now_ms());
+            while let Ok(queued) = self.incoming.try_recv() {
+                self.receive(queued);
             }
             let now = self.clock.now_ms();
             // Wall clock: /healthz compares it with its own.
@@ -278,8 +301,8 @@ impl Worker {
                 let sleep = Duration::from_millis(wake.saturating_sub(now));
                 tokio::select! {
                     () = self.shutdown.wait() => break,
-                    id = self.incoming.recv(), if !incoming_closed => match id {
-                        Some(id) => self.adopt(&id, self.clock.now_ms()),
+                    queued = self.incoming.recv(), if !incoming_closed => match queued {
+                        Some(queued) => self.receive(queued),
                         // No session will queue anything any more; keep draining the schedule.
                         None => incoming_closed = true,
                     },
@@ -288,7 +311,8 @@ impl Worker {
                 }
                 continue;
             }
-            let outcomes = self.backend.deliver(&batch, &self.metrics).await;
+            let (batch, requests): (Vec<StoredMessage>, Vec<Option<Vec<SendEmailRequest>>>) = batch.into_iter().unzip();
+            let outcomes = self.backend.deliver(&batch, requests, &self.metrics).await;
             for (msg, outcome) in batch.iter().zip(outcomes) {
                 self.apply(msg, outcome);
             }
@@ -296,8 +320,9 @@ impl Worker {
         tracing::info!(pending = self.schedule.len(), "delivery worker stopped; pending messages stay spooled");
     }
 
-    /// Takes due messages up to the backend's batch limits, loading them from disk.
-    fn take_batch(&mut self, now: u64) -> Vec<StoredMessage> {
+    /// Takes due messages up to the backend's batch limits, loading them from disk unless they
+    /// were handed over in memory (then with their requests, when built).
+    fn take_batch(&mut self, now: u64) -> Vec<(StoredMessage, Option<Vec<SendEmailRequest>>)> {
         let (max_count, max_bytes) = self.backend.batch_limits();
         let mut batch = Vec::new();
         let mut bytes = 0usize;
@@ -305,14 +330,18 @@ impl Worker {
             let Some(id) = self.schedule.pop_due(now) else {
                 break;
             };
-            match self.spool.load(&id) {
-                Ok(msg) => {
+            let loaded = match self.fresh.remove(&id) {
+                Some(fresh) => Ok((fresh.message, fresh.requests)),
+                None => self.spool.load(&id).map(|msg| (msg, None)),
+            };
+            match loaded {
+                Ok((msg, requests)) => {
                     if !batch.is_empty() && bytes + msg.raw.len() > max_bytes {
                         self.schedule.reschedule(&id, now);
                         break;
                     }
                     bytes += msg.raw.len();
-                    batch.push(msg);
+                    batch.push((msg, requests));
                 }
                 Err(LoadError::NotFound) => {
                     // Purged by the operator meanwhile.
@@ -549,6 +578,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_handed_over_in_memory_is_sent_from_memory_and_its_budget_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path()).unwrap());
+        let env = Envelope::new("s@example.com", ["r@example.com"]);
+        let id = spool.store_blocking(&env, b"Subject: on disk\r\n\r\nbody\r\n").unwrap();
+        let mut message = spool.load(&id).unwrap();
+        // Not what a session would hand over (it hands over the file's bytes): a marker, to see
+        // that the worker does not read the file again.
+        message.raw = b"Subject: in memory\r\n\r\nbody\r\n".to_vec();
+        let budget = Arc::new(handoff::Budget::new(1024));
+        let fresh = Fresh::new(message, None, budget.reserve(1000).unwrap());
+        assert_eq!(budget.held(), 1000);
+
+        let shutdown = Shutdown::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backend = Backend::DryRun(dry_run::DryRun::new(Arc::clone(&spool), Via::Smtp, Default::default()));
+        let cfg = WorkerConfig {
+            max_retry_delay: Duration::from_secs(1),
+            message_lifetime: Duration::from_secs(60),
+            rescan_interval: Duration::from_secs(60),
+        };
+        let worker = Worker::new(Arc::clone(&spool), backend, cfg, rx, shutdown.signal());
+        let task = tokio::spawn(worker.run());
+        tx.send(Queued { id: id.clone(), fresh: Some(fresh) }).unwrap();
+        let eml = dir.path().join("dry-run").join(format!("{id}.eml"));
+        for _ in 0..500 {
+            if eml.exists() && spool.locate(&id).is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(std::fs::read(&eml).unwrap(), b"Subject: in memory\r\n\r\nbody\r\n");
+        assert!(spool.locate(&id).is_none(), "delivered and removed");
+        assert_eq!(budget.held(), 0, "the reservation ends with the delivery");
+        shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_file_corrupted_after_start_is_quarantined_when_it_is_due() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path()).unwrap());
@@ -568,7 +636,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         *bytes.last_mut().unwrap() = b'!';
         std::fs::write(&path, &bytes).unwrap();
-        tx.send(id.clone()).unwrap();
+        tx.send(Queued::from(id.clone())).unwrap();
         let quarantined = dir.path().join("quarantine").join(format!("{id}.msg"));
         for _ in 0..500 {
             if quarantined.exists() {

@@ -55,7 +55,7 @@ impl Setup {
 struct Client<S> {
     io: BufReader<S>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    queued: mpsc::UnboundedReceiver<crate::spool::QueueId>,
+    queued: mpsc::UnboundedReceiver<crate::delivery::handoff::Queued>,
     _spool_dir: tempfile::TempDir,
 }
 

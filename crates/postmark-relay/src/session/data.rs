@@ -7,10 +7,11 @@ use tokio::sync::mpsc;
 use super::reply::Reply;
 use super::{Event, Protocol, State};
 use crate::convert::ConvertOptions;
+use crate::delivery::handoff::{Budget, Fresh, Queued};
 use crate::envelope::{Envelope, Via};
 use crate::metrics::{Metrics, Reject};
 use crate::policy::Policy;
-use crate::spool::{Committer, Header, Prepared, QueueId, Spool, StoreError};
+use crate::spool::{Committer, Header, Prepared, QueueId, Spool, StoreError, StoredMessage};
 use crate::validate;
 
 impl Protocol {
@@ -251,9 +252,10 @@ pub struct Acceptor {
     committer: Committer,
     via: Via,
     convert: Arc<ConvertOptions>,
-    queued: mpsc::UnboundedSender<QueueId>,
+    queued: mpsc::UnboundedSender<Queued>,
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
+    handoff: Arc<Budget>,
 }
 
 impl Acceptor {
@@ -264,10 +266,25 @@ impl Acceptor {
         spool: Arc<Spool>,
         via: Via,
         convert: ConvertOptions,
-        queued: mpsc::UnboundedSender<QueueId>,
+        queued: mpsc::UnboundedSender<Queued>,
     ) -> std::io::Result<Self> {
         let committer = Committer::start(spool)?;
-        Ok(Self { committer, via, convert: Arc::new(convert), queued, metrics: Arc::default(), policy: Arc::default() })
+        Ok(Self {
+            committer,
+            via,
+            convert: Arc::new(convert),
+            queued,
+            metrics: Arc::default(),
+            policy: Arc::default(),
+            handoff: Arc::default(),
+        })
+    }
+
+    /// Hands new messages to the delivery worker in memory within `budget` (see
+    /// [`crate::delivery::handoff`]; by default within a budget of its own).
+    pub fn with_handoff(mut self, budget: Arc<Budget>) -> Self {
+        self.handoff = budget;
+        self
     }
 
     /// Applies `policy` (aliases, sender policy, routes) to every message.
@@ -307,14 +324,21 @@ impl Acceptor {
         // Parsing, hashing and writing the message's file; then it joins the next group commit.
         let spool = Arc::clone(self.committer.spool());
         let (from, to) = (crate::logging::from_field(&envelope), crate::logging::to_field(&envelope));
-        let prepare = move || -> Result<(Prepared, crate::envelope::Routing), Outcome> {
-            let (accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy)
+        let handoff = Arc::clone(&self.handoff);
+        let prepare = move || -> Result<Checked, Outcome> {
+            // While the worker has room for it, the message is handed over in memory, with its
+            // requests built here once (see crate::delivery::handoff).
+            let build = handoff.has_room(size.saturating_mul(3));
+            let (mut accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy, build)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let routing = accepted.routing.clone();
-            let prepared = spool
-                .prepare(Header::new(envelope, &raw).with_routing(accepted.routing), raw)
-                .map_err(Outcome::Spool)?;
-            Ok((prepared, routing))
+            let requests = accepted.requests.take();
+            let header = Header::new(envelope, &raw).with_routing(accepted.routing);
+            let held = raw.len() + accepted.json_len.filter(|_| requests.is_some()).unwrap_or(0);
+            let reservation = if build { handoff.reserve(held) } else { None };
+            let kept = reservation.map(|r| (header.clone(), requests, r));
+            let prepared = spool.prepare(header, raw).map_err(Outcome::Spool)?;
+            Ok(Checked { prepared, routing, kept })
         };
         // A small message takes tens of microseconds: handing it to the blocking pool and back
         // (two thread wake-ups) would cost more than the work, so it is done right here. Bigger
@@ -322,16 +346,18 @@ impl Acceptor {
         let checked =
             if size <= INLINE_PREPARE_BYTES { Ok(prepare()) } else { tokio::task::spawn_blocking(prepare).await };
         let mut routing = crate::envelope::Routing::default();
+        let mut kept = None;
         let result = match checked {
-            Ok(Ok((prepared, decided))) => {
-                routing = decided;
-                Ok(self.committer.commit(prepared).await.map_err(Outcome::Spool))
+            Ok(Ok(checked)) => {
+                routing = checked.routing;
+                kept = checked.kept;
+                Ok(self.committer.commit_keeping(checked.prepared).await.map_err(Outcome::Spool))
             }
             Ok(Err(outcome)) => Ok(Err(outcome)),
             Err(join) => Err(join),
         };
         match result {
-            Ok(Ok(id)) => {
+            Ok(Ok((id, raw))) => {
                 tracing::info!(
                     event = "accepted",
                     queue_id = %id,
@@ -345,8 +371,12 @@ impl Acceptor {
                     "queued"
                 );
                 self.metrics.accepted(size);
-                let _ = self.queued.send(id.clone());
-                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+                let reply = Reply::new(250, "2.0.0", format!("Ok: queued as {id}"));
+                let fresh = kept.map(|(header, requests, reservation)| {
+                    Fresh::new(StoredMessage { id: id.clone(), header, raw }, requests, reservation)
+                });
+                let _ = self.queued.send(Queued { id, fresh });
+                reply
             }
             Ok(Err(Outcome::Rejected(reply, reason))) => {
                 tracing::info!(size, recipients, reply = %reply, "rejected at end of DATA");
@@ -390,14 +420,14 @@ impl Acceptor {
             let recipients = envelope.rcpt_to.len();
             let mail_from = envelope.mail_from.clone();
             let envelope = Envelope { mail_from: policy.sender(&mail_from).unwrap_or(mail_from), ..envelope };
-            match check(raw.clone(), &envelope, None, via, &convert, &policy) {
+            match check(raw.clone(), &envelope, None, via, &convert, &policy, false) {
                 Ok((accepted, raw)) => {
                     let header = Header::new(envelope, &raw).with_routing(accepted.routing);
                     let new = spool.store_as(&id, &header, &raw).map_err(StoreError::into_io)?;
                     if new {
                         tracing::info!(queue_id = %id, size, recipients, "queued from the maildrop (sendmail)");
                         metrics.accepted(size);
-                        let _ = queued.send(id);
+                        let _ = queued.send(Queued::from(id));
                     }
                 }
                 Err((reply, reason)) => {
@@ -428,9 +458,19 @@ enum Outcome {
     Spool(StoreError),
 }
 
+/// A message checked and written, waiting for its commit.
+struct Checked {
+    prepared: Prepared,
+    routing: crate::envelope::Routing,
+    /// What is handed to the worker in memory, when the budget had room.
+    kept:
+        Option<(Header, Option<Vec<postmark_server::types::SendEmailRequest>>, crate::delivery::handoff::Reservation)>,
+}
+
 /// Accept-time checks: the sender policy (which may rewrite the message and picks its route),
 /// then what Postmark would reject for the message's own shape; refusals are answered with a 5xx
-/// at the end of DATA. Returns the decision and the bytes to store.
+/// at the end of DATA. Returns the decision and the bytes to store; with `build`, on the API
+/// path, the requests too (see [`validate::validate_and_convert`]).
 pub(crate) fn check(
     raw: Vec<u8>,
     envelope: &Envelope,
@@ -438,6 +478,7 @@ pub(crate) fn check(
     via: Via,
     convert: &ConvertOptions,
     policy: &Policy,
+    build: bool,
 ) -> Result<(validate::Accepted, Vec<u8>), (Reply, Reject)> {
     let decision = policy
         .message(&raw, &envelope.mail_from, user, crate::clock::now_ms())
@@ -451,8 +492,9 @@ pub(crate) fn check(
         }
         None => convert,
     };
-    let mut accepted = validate::validate(&raw, envelope, via, convert)
-        .map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))?;
+    let validate = if build { validate::validate_and_convert } else { validate::validate };
+    let mut accepted =
+        validate(&raw, envelope, via, convert).map_err(|r| (Reply::new(r.code, r.enhanced, r.text), r.reason))?;
     accepted.routing.route = decision.route;
     let raw = accepted.repaired.take().unwrap_or(raw);
     Ok((accepted, raw))

@@ -346,7 +346,7 @@ fn after_shutdown_begins_commands_get_421_but_quit_still_works() {
 struct Harness {
     _dir: tempfile::TempDir,
     spool: Arc<Spool>,
-    queued: mpsc::UnboundedReceiver<QueueId>,
+    queued: mpsc::UnboundedReceiver<crate::delivery::handoff::Queued>,
     shutdown: Shutdown,
     client: BufReader<DuplexStream>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -354,10 +354,14 @@ struct Harness {
 
 impl Harness {
     fn start(cfg: Arc<SessionConfig>) -> Self {
+        Self::start_via(cfg, Via::Smtp)
+    }
+
+    fn start_via(cfg: Arc<SessionConfig>, via: Via) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path()).unwrap());
         let (tx, rx) = mpsc::unbounded_channel();
-        let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Smtp, Default::default(), tx).unwrap());
+        let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), via, Default::default(), tx).unwrap());
         let shutdown = Shutdown::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
         let session = Session::new(server, cfg, Arc::default(), acceptor, shutdown.signal());
@@ -393,25 +397,38 @@ impl Harness {
 
 #[tokio::test]
 async fn the_250_comes_only_after_the_message_is_on_disk() {
-    let mut h = Harness::start(cfg());
-    assert!(h.reply().await.starts_with("220 "));
-    h.send(b"EHLO c\r\nMAIL FROM:<s@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n").await;
-    assert!(h.reply().await.starts_with("250-localhost"));
-    assert!(h.reply().await.starts_with("250 2.1.0"));
-    assert!(h.reply().await.starts_with("250 2.1.5"));
-    assert!(h.reply().await.starts_with("354 "));
-    h.send(b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n.\r\n").await;
-    let reply = h.reply().await;
-    let id = reply.strip_prefix("250 2.0.0 Ok: queued as ").unwrap_or_else(|| panic!("{reply}")).trim();
-    let id = QueueId::parse(id).expect("queue id");
-    // By the time the client reads 250 the file is complete and verifiable.
-    let msg = h.spool.load(&id).expect("spooled");
-    assert_eq!(msg.raw, b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n");
-    assert_eq!(msg.header.envelope.rcpt_to, ["a@example.com"]);
-    assert_eq!(h.queued.recv().await, Some(id));
-    h.send(b"QUIT\r\n").await;
-    assert!(h.reply().await.starts_with("221 2.0.0"));
-    h.task.await.unwrap().unwrap();
+    for via in [Via::Api, Via::Smtp] {
+        let mut h = Harness::start_via(cfg(), via);
+        assert!(h.reply().await.starts_with("220 "));
+        h.send(b"EHLO c\r\nMAIL FROM:<s@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n").await;
+        assert!(h.reply().await.starts_with("250-localhost"));
+        assert!(h.reply().await.starts_with("250 2.1.0"));
+        assert!(h.reply().await.starts_with("250 2.1.5"));
+        assert!(h.reply().await.starts_with("354 "));
+        h.send(b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n.\r\n").await;
+        let reply = h.reply().await;
+        let id = reply.strip_prefix("250 2.0.0 Ok: queued as ").unwrap_or_else(|| panic!("{reply}")).trim();
+        let id = QueueId::parse(id).expect("queue id");
+        // By the time the client reads 250 the file is complete and verifiable.
+        let msg = h.spool.load(&id).expect("spooled");
+        assert_eq!(msg.raw, b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n");
+        assert_eq!(msg.header.envelope.rcpt_to, ["a@example.com"]);
+        let queued = h.queued.recv().await.expect("announced to the worker");
+        assert_eq!(queued.id, id);
+        // Handed over in memory exactly as the file holds it, with the requests delivery would build.
+        let fresh = queued.fresh.expect("handed over in memory");
+        assert_eq!((&fresh.message.id, &fresh.message.header, &fresh.message.raw), (&msg.id, &msg.header, &msg.raw));
+        match via {
+            Via::Api => assert_eq!(
+                fresh.requests.expect("API path: requests built at accept"),
+                crate::delivery::api::requests_for(&msg, &Default::default()).unwrap()
+            ),
+            Via::Smtp => assert_eq!(fresh.requests, None),
+        }
+        h.send(b"QUIT\r\n").await;
+        assert!(h.reply().await.starts_with("221 2.0.0"));
+        h.task.await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test]
@@ -631,4 +648,43 @@ fn a_text_line_over_998_octets_refuses_the_message_without_keeping_it() {
         assert!(!reader.feed(&mut chunk));
         assert_eq!(reader.buffered(), 0);
     }
+}
+
+#[tokio::test]
+async fn new_messages_are_handed_over_in_memory_only_within_the_budget() {
+    use crate::delivery::handoff::Budget;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(dir.path()).unwrap());
+    let raw = b"From: s@example.com\r\nTo: a@example.com\r\nSubject: budget\r\n\r\nbody\r\n".to_vec();
+    let envelope = || crate::envelope::Envelope::new("s@example.com", ["a@example.com"]);
+    let accept = |budget: &Arc<Budget>| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let acceptor = Acceptor::new(Arc::clone(&spool), Via::Api, Default::default(), tx).unwrap();
+        (acceptor.with_handoff(Arc::clone(budget)), rx)
+    };
+    // What one message holds: its bytes and its requests.
+    let roomy = Arc::new(Budget::default());
+    let (acceptor, mut rx) = accept(&roomy);
+    assert!(acceptor.accept(envelope(), raw.clone()).await.to_string().starts_with("250 "));
+    let one = rx.recv().await.unwrap();
+    let held = roomy.held();
+    assert!(held > raw.len(), "the raw message and its requests are held: {held}");
+    assert!(one.fresh.unwrap().requests.is_some());
+    assert_eq!(roomy.held(), 0);
+
+    // Room for one message, not for two.
+    let budget = Arc::new(Budget::new(held + held / 2));
+    let (acceptor, mut rx) = accept(&budget);
+    assert!(acceptor.accept(envelope(), raw.clone()).await.to_string().starts_with("250 "));
+    let first = rx.recv().await.unwrap();
+    assert!(first.fresh.is_some());
+    assert_eq!(budget.held(), held);
+    assert!(acceptor.accept(envelope(), raw.clone()).await.to_string().starts_with("250 "));
+    let second = rx.recv().await.unwrap();
+    assert!(second.fresh.is_none(), "over the budget: announced by id alone");
+    assert_eq!(spool.load(&second.id).unwrap().raw, raw, "and on disk all the same");
+    drop(first);
+    assert_eq!(budget.held(), 0);
+    assert!(acceptor.accept(envelope(), raw.clone()).await.to_string().starts_with("250 "));
+    assert!(rx.recv().await.unwrap().fresh.is_some(), "room again once the worker took the first");
 }

@@ -91,7 +91,7 @@ impl Drop for Prepared {
 /// One message waiting for the committer.
 struct Job {
     prepared: Prepared,
-    reply: oneshot::Sender<Result<QueueId, StoreError>>,
+    reply: oneshot::Sender<Result<(QueueId, Vec<u8>), StoreError>>,
 }
 
 /// The handle sessions store new messages through. Dropping it (with every clone of the
@@ -145,6 +145,11 @@ impl Committer {
 
     /// Commits a prepared message: returns its id once it is in the journal and in `queue/`.
     pub async fn commit(&self, prepared: Prepared) -> Result<QueueId, StoreError> {
+        self.commit_keeping(prepared).await.map(|(id, _)| id)
+    }
+
+    /// [`Committer::commit`], giving the message's bytes back with its id.
+    pub async fn commit_keeping(&self, prepared: Prepared) -> Result<(QueueId, Vec<u8>), StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Io(io::Error::other("the spool committer has stopped"));
         self.jobs.send(Job { prepared, reply }).map_err(|_| stopped())?;
@@ -285,7 +290,7 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
         let result = match fs::rename(&p.file, spool.path(Area::Queue, &p.id, "msg")) {
             Ok(()) => {
                 p.published = true;
-                Ok(p.id.clone())
+                Ok((p.id.clone(), std::mem::take(&mut p.raw)))
             }
             // In the journal but never acknowledged: refusing it is safe (see the module docs).
             Err(e) => Err(StoreError::from_io(e)),

@@ -1,0 +1,128 @@
+//! New messages handed from the sessions to the delivery worker in memory.
+//!
+//! A session has the message in memory when its `250` goes out: the bytes it just made durable,
+//! their spool header, and on the API path the `/email` requests it built to check Postmark's
+//! limits. Handing those over with the queue id spares the worker reading the file back (an
+//! open, a read and a checksum, twice: once to schedule it, once to send it) and, on the API
+//! path, parsing and converting the message a second time.
+//!
+//! The spool file stays the truth: it is written and committed exactly as before, and a message
+//! that is retried, or that the worker learns of by a rescan or at start-up, is read from disk.
+//! What is held in memory is bounded by a [`Budget`] (bytes of raw message plus converted
+//! requests); a message that does not fit is announced by id alone.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use postmark_server::types::SendEmailRequest;
+
+use crate::spool::{QueueId, StoredMessage};
+
+/// How many bytes of new messages the sessions may hand over in memory at once.
+pub const HANDOFF_BYTES: usize = 2 * 1024 * 1024;
+
+/// A newly queued message, as announced to the worker.
+#[derive(Debug)]
+pub struct Queued {
+    /// Its queue id (the file `queue/<id>.msg` exists and is committed).
+    pub id: QueueId,
+    /// The message itself, when the budget had room for it.
+    pub fresh: Option<Fresh>,
+}
+
+impl From<QueueId> for Queued {
+    fn from(id: QueueId) -> Self {
+        Self { id, fresh: None }
+    }
+}
+
+/// A message handed over in memory: what the worker would otherwise load from its file.
+#[derive(Debug)]
+pub struct Fresh {
+    /// The message, byte for byte what its file holds.
+    pub message: StoredMessage,
+    /// Its `/email` requests (API path), as delivery would build them from `message`.
+    pub requests: Option<Vec<SendEmailRequest>>,
+    _held: Reservation,
+}
+
+impl Fresh {
+    /// `message` (and its `requests`), held against `reservation` until dropped.
+    pub fn new(message: StoredMessage, requests: Option<Vec<SendEmailRequest>>, reservation: Reservation) -> Self {
+        Self { message, requests, _held: reservation }
+    }
+}
+
+/// The bound on bytes handed over and not yet taken by the worker.
+#[derive(Debug)]
+pub struct Budget {
+    held: AtomicUsize,
+    limit: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(HANDOFF_BYTES)
+    }
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self { held: AtomicUsize::new(0), limit }
+    }
+
+    /// Whether `bytes` more would fit now.
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.held.load(Ordering::Relaxed).saturating_add(bytes) <= self.limit
+    }
+
+    /// Reserves `bytes`, released when the reservation is dropped; `None` when they do not fit.
+    pub fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .ok()?;
+        Some(Reservation { budget: Arc::clone(self), bytes })
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+}
+
+/// Bytes of a [`Budget`] held by one message.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_refuses_what_does_not_fit_and_frees_what_is_dropped() {
+        let budget = Arc::new(Budget::new(100));
+        assert!(budget.has_room(100) && !budget.has_room(101));
+        let a = budget.reserve(60).expect("fits");
+        assert!(budget.reserve(41).is_none(), "60 + 41 > 100");
+        let b = budget.reserve(40).expect("60 + 40 fits exactly");
+        assert_eq!(budget.held(), 100);
+        assert!(budget.reserve(1).is_none());
+        drop(a);
+        assert_eq!(budget.held(), 40);
+        assert!(budget.reserve(usize::MAX).is_none(), "no overflow");
+        drop(b);
+        assert_eq!(budget.held(), 0);
+    }
+}
