@@ -43,10 +43,12 @@ COPY --from=build --chown=65532:65532 /out/spool /var/spool/postmark-relay
 # client AUTH (RELAY_AUTH_USERS) with STARTTLS (RELAY_TLS_CERT, RELAY_TLS_KEY). A sidecar sets
 # RELAY_LISTEN=127.0.0.1:2525 instead. The health listener stays on loopback: the HEALTHCHECK
 # below runs inside the container.
+# MALLOC_ARENA_MAX=1: one glibc malloc arena (see the systemd unit; README, Performance).
 ENV RELAY_LISTEN=0.0.0.0:2525 \
     RELAY_SPOOL=/var/spool/postmark-relay \
     RELAY_METRICS=127.0.0.1:9102 \
-    RELAY_LOG_FORMAT=json
+    RELAY_LOG_FORMAT=json \
+    MALLOC_ARENA_MAX=1
 USER 65532:65532
 VOLUME ["/var/spool/postmark-relay"]
 EXPOSE 2525

@@ -329,13 +329,19 @@ impl Acceptor {
             // While the worker has room for it, the message is handed over in memory, with its
             // requests built here once (see crate::delivery::handoff).
             let build = handoff.has_room(size.saturating_mul(3));
-            let (mut accepted, raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy, build)
+            let (mut accepted, mut raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy, build)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let routing = accepted.routing.clone();
             let requests = accepted.requests.take();
             let header = Header::new(envelope, &raw).with_routing(accepted.routing);
-            let held = raw.len() + accepted.json_len.filter(|_| requests.is_some()).unwrap_or(0);
-            let reservation = if build { handoff.reserve(held) } else { None };
+            let reservation = if build {
+                // Held until delivery: no more than the message needs (the DATA buffer grows by
+                // doubling; shrinking it in place copies nothing).
+                raw.shrink_to_fit();
+                handoff.reserve(raw.capacity() + accepted.json_len.filter(|_| requests.is_some()).unwrap_or(0))
+            } else {
+                None
+            };
             let kept = reservation.map(|r| (header.clone(), requests, r));
             let prepared = spool.prepare(header, raw).map_err(Outcome::Spool)?;
             Ok(Checked { prepared, routing, kept })
