@@ -6,10 +6,12 @@
 //! open, a read and a checksum, twice: once to schedule it, once to send it) and, on the API
 //! path, parsing and converting the message a second time.
 //!
-//! The spool file stays the truth: it is written and committed exactly as before, and a message
-//! that is retried, or that the worker learns of by a rescan or at start-up, is read from disk.
-//! What is held in memory is bounded by a [`Budget`] (bytes of raw message plus converted
-//! requests); a message that does not fit is announced by id alone.
+//! Such a message is committed without a file of its own (see [`crate::spool::unwritten`]): the
+//! journal holds it, and a file is written only if its first delivery attempt does not deliver
+//! it, or if it is still pending when the journal is checkpointed. A message that is retried, or
+//! that the worker learns of by a rescan or at start-up, is read from disk. What is held in
+//! memory is bounded by a [`Budget`] (bytes of raw message plus converted requests); a message
+//! that does not fit is written to its file as before and announced by id alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,13 +45,19 @@ pub struct Fresh {
     pub message: StoredMessage,
     /// Its `/email` requests (API path), as delivery would build them from `message`.
     pub requests: Option<Vec<SendEmailRequest>>,
-    _held: Reservation,
+    _held: Option<Reservation>,
 }
 
 impl Fresh {
     /// `message` (and its `requests`), held against `reservation` until dropped.
     pub fn new(message: StoredMessage, requests: Option<Vec<SendEmailRequest>>, reservation: Reservation) -> Self {
-        Self { message, requests, _held: reservation }
+        Self { message, requests, _held: Some(reservation) }
+    }
+
+    /// A message the worker keeps in memory outside any budget: one whose file could not be
+    /// written, so that memory and the journal hold its only copies.
+    pub(crate) fn kept(message: StoredMessage) -> Self {
+        Self { message, requests: None, _held: None }
     }
 }
 

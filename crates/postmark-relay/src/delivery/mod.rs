@@ -330,11 +330,20 @@ impl Worker {
             let Some(id) = self.schedule.pop_due(now) else {
                 break;
             };
-            let loaded = match self.fresh.remove(&id) {
-                Some(fresh) => Ok((fresh.message, fresh.requests)),
-                None => self.spool.load(&id).map(|msg| (msg, None)),
-            };
-            match loaded {
+            // Handed over in memory: taken only if it fits (it stays in memory otherwise: it may
+            // have no file yet).
+            if let Some(size) = self.fresh.get(&id).map(|f| f.message.raw.len()) {
+                if !batch.is_empty() && bytes + size > max_bytes {
+                    self.schedule.reschedule(&id, now);
+                    break;
+                }
+                if let Some(fresh) = self.fresh.remove(&id) {
+                    bytes += size;
+                    batch.push((fresh.message, fresh.requests));
+                }
+                continue;
+            }
+            match self.spool.load(&id).map(|msg| (msg, None)) {
                 Ok((msg, requests)) => {
                     if !batch.is_empty() && bytes + msg.raw.len() > max_bytes {
                         self.schedule.reschedule(&id, now);
@@ -342,6 +351,11 @@ impl Worker {
                     }
                     bytes += msg.raw.len();
                     batch.push((msg, requests));
+                }
+                Err(LoadError::NotFound) if self.spool.is_unwritten(&id) => {
+                    // Not in memory and no file yet: the journal's checkpoint writes it.
+                    tracing::warn!(queue_id = %id, "message not in memory and without a file yet; retrying in 1s");
+                    self.schedule.reschedule(&id, now + 1_000);
                 }
                 Err(LoadError::NotFound) => {
                     // Purged by the operator meanwhile.
@@ -358,6 +372,18 @@ impl Worker {
     }
 
     fn apply(&mut self, msg: &StoredMessage, outcome: Outcome) {
+        // A message committed without a file gets one before anything is done that needs it (a
+        // retry reads it, a dead letter is made of it).
+        if !matches!(outcome, Outcome::Delivered { .. })
+            && let Err(e) = self.spool.ensure_written(msg)
+        {
+            // Memory and the journal hold its only copies: keep it here, and try again.
+            tracing::error!(queue_id = %msg.id, error = %e, "cannot write the message's spool file; keeping it in memory, retrying in 5s");
+            let now = self.clock.now_ms();
+            self.fresh.insert(msg.id.clone(), Fresh::kept(msg.clone()));
+            self.schedule.reschedule(&msg.id, now + 5_000);
+            return;
+        }
         let id = &msg.id;
         match outcome {
             Outcome::Delivered { reference } => {
@@ -612,6 +638,53 @@ mod tests {
         assert_eq!(std::fs::read(&eml).unwrap(), b"Subject: in memory\r\n\r\nbody\r\n");
         assert!(spool.locate(&id).is_none(), "delivered and removed");
         assert_eq!(budget.held(), 0, "the reservation ends with the delivery");
+        shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn messages_in_memory_over_a_batch_s_byte_limit_wait_in_memory_for_the_next_batch() {
+        use postmark_fake::http::FakeApi;
+        let fake = FakeApi::start().await;
+        fake.set_server_token("token");
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Arc::new(Spool::open(dir.path()).unwrap());
+        let settings = api::ApiSettings { url: fake.url(), timeout: Duration::from_secs(10) };
+        let token = postmark_core::Token::new("token");
+        let backend = Backend::Api(api::Api::new(settings, &token, Default::default()).unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shutdown = Shutdown::new();
+        let cfg = WorkerConfig {
+            max_retry_delay: Duration::from_secs(1),
+            message_lifetime: Duration::from_secs(60),
+            rescan_interval: Duration::from_secs(60),
+        };
+        // Three messages of 600 KB: two never fit one batch of 1 MiB. None has a file (as if
+        // committed unwritten): memory holds their only copy here.
+        let budget = Arc::new(handoff::Budget::new(usize::MAX));
+        for n in 0..3 {
+            let mut raw = format!("From: s@example.com\r\nTo: r@example.com\r\nSubject: big {n}\r\n\r\n").into_bytes();
+            raw.extend(
+                std::iter::repeat_n(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n", 9_000)
+                    .flatten(),
+            );
+            let header = crate::spool::Header::new(Envelope::new("s@example.com", ["r@example.com"]), &raw);
+            let id = QueueId::generate();
+            let message = StoredMessage { id: id.clone(), header, raw };
+            tx.send(Queued { id, fresh: Some(Fresh::new(message, None, budget.reserve(1).unwrap())) }).unwrap();
+        }
+        let task = tokio::spawn(Worker::new(Arc::clone(&spool), backend, cfg, rx, shutdown.signal()).run());
+        for _ in 0..500 {
+            if fake.emails().len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut subjects: Vec<String> =
+            fake.emails().iter().map(|e| e["Subject"].as_str().unwrap().to_owned()).collect();
+        subjects.sort();
+        assert_eq!(subjects, ["big 0", "big 1", "big 2"]);
+        assert_eq!(budget.held(), 0);
         shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
     }

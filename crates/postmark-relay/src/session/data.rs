@@ -343,7 +343,11 @@ impl Acceptor {
                 None
             };
             let kept = reservation.map(|r| (header.clone(), requests, r));
-            let prepared = spool.prepare(header, raw).map_err(Outcome::Spool)?;
+            // A message the worker gets in memory needs no file of its own unless its delivery
+            // is not over before the journal's checkpoint (see crate::spool::unwritten).
+            let prepared =
+                if kept.is_some() { spool.prepare_unwritten(header, raw) } else { spool.prepare(header, raw) }
+                    .map_err(Outcome::Spool)?;
             Ok(Checked { prepared, routing, kept })
         };
         // A small message takes tens of microseconds: handing it to the blocking pool and back

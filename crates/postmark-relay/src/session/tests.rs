@@ -358,10 +358,15 @@ impl Harness {
     }
 
     fn start_via(cfg: Arc<SessionConfig>, via: Via) -> Self {
+        Self::start_with(cfg, via, Arc::default())
+    }
+
+    fn start_with(cfg: Arc<SessionConfig>, via: Via, handoff: Arc<crate::delivery::handoff::Budget>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path()).unwrap());
         let (tx, rx) = mpsc::unbounded_channel();
-        let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), via, Default::default(), tx).unwrap());
+        let acceptor =
+            Arc::new(Acceptor::new(Arc::clone(&spool), via, Default::default(), tx).unwrap().with_handoff(handoff));
         let shutdown = Shutdown::new();
         let (client, server) = tokio::io::duplex(64 * 1024);
         let session = Session::new(server, cfg, Arc::default(), acceptor, shutdown.signal());
@@ -397,8 +402,12 @@ impl Harness {
 
 #[tokio::test]
 async fn the_250_comes_only_after_the_message_is_on_disk() {
-    for via in [Via::Api, Via::Smtp] {
-        let mut h = Harness::start_via(cfg(), via);
+    use crate::delivery::handoff::{Budget, HANDOFF_BYTES};
+    const RAW: &[u8] = b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n";
+    // Handed over to the worker in memory (then only in the journal until needed), or not (then
+    // in a file of its own).
+    for (via, budget) in [(Via::Api, HANDOFF_BYTES), (Via::Smtp, HANDOFF_BYTES), (Via::Api, 0)] {
+        let mut h = Harness::start_with(cfg(), via, Arc::new(Budget::new(budget)));
         assert!(h.reply().await.starts_with("220 "));
         h.send(b"EHLO c\r\nMAIL FROM:<s@example.com>\r\nRCPT TO:<a@example.com>\r\nDATA\r\n").await;
         assert!(h.reply().await.starts_with("250-localhost"));
@@ -409,21 +418,41 @@ async fn the_250_comes_only_after_the_message_is_on_disk() {
         let reply = h.reply().await;
         let id = reply.strip_prefix("250 2.0.0 Ok: queued as ").unwrap_or_else(|| panic!("{reply}")).trim();
         let id = QueueId::parse(id).expect("queue id");
-        // By the time the client reads 250 the file is complete and verifiable.
-        let msg = h.spool.load(&id).expect("spooled");
-        assert_eq!(msg.raw, b"From: s@example.com\r\nSubject: durable\r\n\r\nbody\r\n");
-        assert_eq!(msg.header.envelope.rcpt_to, ["a@example.com"]);
         let queued = h.queued.recv().await.expect("announced to the worker");
         assert_eq!(queued.id, id);
-        // Handed over in memory exactly as the file holds it, with the requests delivery would build.
-        let fresh = queued.fresh.expect("handed over in memory");
-        assert_eq!((&fresh.message.id, &fresh.message.header, &fresh.message.raw), (&msg.id, &msg.header, &msg.raw));
-        match via {
-            Via::Api => assert_eq!(
-                fresh.requests.expect("API path: requests built at accept"),
-                crate::delivery::api::requests_for(&msg, &Default::default()).unwrap()
-            ),
-            Via::Smtp => assert_eq!(fresh.requests, None),
+        assert_eq!(h.spool.locate(&id), Some(Area::Queue));
+        match queued.fresh {
+            None => {
+                assert_eq!(budget, 0, "handed over while there is room");
+                // By the time the client reads 250 the file is complete and verifiable.
+                let msg = h.spool.load(&id).expect("spooled");
+                assert_eq!(msg.raw, RAW);
+                assert_eq!(msg.header.envelope.rcpt_to, ["a@example.com"]);
+            }
+            Some(fresh) => {
+                // By the time the client reads 250 the message is in the journal on disk; it has
+                // no file of its own (the checkpoint writes one if it is still pending then).
+                assert!(h.spool.is_unwritten(&id));
+                assert!(!h.spool.root().join("queue").join(format!("{id}.msg")).exists());
+                let mut journal = Vec::new();
+                for segment in std::fs::read_dir(h.spool.root().join("journal")).unwrap() {
+                    journal.extend(std::fs::read(segment.unwrap().path()).unwrap());
+                }
+                for needle in [RAW, id.as_str().as_bytes()] {
+                    assert!(journal.windows(needle.len()).any(|w| w == needle), "in the journal");
+                }
+                let msg = &fresh.message;
+                assert_eq!((&msg.id, msg.raw.as_slice()), (&id, RAW));
+                assert_eq!(msg.header.envelope.rcpt_to, ["a@example.com"]);
+                // With the requests delivery would build from it.
+                match via {
+                    Via::Api => assert_eq!(
+                        fresh.requests.expect("API path: requests built at accept"),
+                        crate::delivery::api::requests_for(msg, &Default::default()).unwrap()
+                    ),
+                    Via::Smtp => assert_eq!(fresh.requests, None),
+                }
+            }
         }
         h.send(b"QUIT\r\n").await;
         assert!(h.reply().await.starts_with("221 2.0.0"));
@@ -433,7 +462,8 @@ async fn the_250_comes_only_after_the_message_is_on_disk() {
 
 #[tokio::test]
 async fn a_spool_that_cannot_be_written_gives_451_and_keeps_nothing() {
-    let mut h = Harness::start(cfg());
+    // Not handed over in memory: the message's own file is written (and fails).
+    let mut h = Harness::start_with(cfg(), Via::Smtp, Arc::new(crate::delivery::handoff::Budget::new(0)));
     // Replace queue/ with a plain file: the rename into it fails (even for root).
     let queue = h.spool.root().join("queue");
     std::fs::remove_dir(&queue).unwrap();
@@ -483,10 +513,11 @@ async fn shutdown_lets_a_message_in_progress_finish() {
     h.shutdown.trigger();
     tokio::time::sleep(Duration::from_millis(50)).await;
     h.send(b"part two\r\n.\r\nMAIL FROM:<s@example.com>\r\n").await;
-    assert!(h.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    let reply = h.reply().await;
+    let id = reply.strip_prefix("250 2.0.0 Ok: queued as ").unwrap_or_else(|| panic!("{reply}")).trim();
     assert!(h.reply().await.starts_with("421 4.3.0"));
     h.task.await.unwrap().unwrap();
-    assert_eq!(h.spool.ids(Area::Queue).unwrap().len(), 1);
+    assert_eq!(h.spool.locate(&QueueId::parse(id).unwrap()), Some(Area::Queue));
 }
 
 #[tokio::test]

@@ -28,13 +28,25 @@
 //! in the last second before such a crash can therefore be sent again: at-least-once, as
 //! documented for the spool.
 //!
-//! A segment is `PMWAL1 <boot id>\n` followed by records: the payload length as a little-endian
-//! `u64`, then the payload (the 24-byte queue id and the complete spool file). A record is
-//! trusted only if it is complete and its spool file checks out (magic, length, checksum);
-//! reading stops at the first one that is not (a batch torn by a crash was never acknowledged).
+//! **Unwritten messages** (see [`super::unwritten`]). A message the session hands to the worker
+//! in memory is committed without a file: step 1 is skipped, and in step 3 it is only marked
+//! unwritten. If it is delivered before its segment's checkpoint, the committer appends a
+//! *tombstone* for it (not synced: it only has to survive a crash of the process); otherwise the
+//! checkpoint writes its file from the journal record before the segment goes. Recovery writes
+//! back every unwritten record that has neither a file nor a tombstone, after a crash of the
+//! process as after a reboot.
+//!
+//! A segment is `PMWAL2 <boot id>\n` (`PMWAL1` segments of earlier versions are read the same
+//! way) followed by records: a little-endian `u64` whose low 62 bits are the payload length and
+//! whose top bits mark an unwritten message (bit 63) or a tombstone (bit 62), then the payload:
+//! the 24-byte queue id and, but for a tombstone, the complete spool file. A record is trusted
+//! only if it is complete and its spool file checks out (magic, length, checksum); reading stops
+//! at the first one that is not (a batch torn by a crash was never acknowledged).
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -58,7 +70,15 @@ const MAX_BATCH_MESSAGES: usize = 1024;
 /// Most bytes one sync covers.
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 
-const SEGMENT_MAGIC: &[u8] = b"PMWAL1 ";
+const SEGMENT_MAGIC: &[u8] = b"PMWAL2 ";
+/// The magic of segments written by versions without unwritten messages.
+const SEGMENT_MAGIC_V1: &[u8] = b"PMWAL1 ";
+/// Record flag: the message was committed without a file.
+const RECORD_UNWRITTEN: u64 = 1 << 63;
+/// Record flag: a tombstone (an unwritten message delivered); the payload is its id alone.
+const RECORD_TOMBSTONE: u64 = 1 << 62;
+/// The payload length bits of a record's first word.
+const RECORD_LEN: u64 = RECORD_TOMBSTONE - 1;
 const SEGMENT_EXT: &str = "wal";
 /// Boot id written when the kernel does not tell one: never equal to the current one, so such a
 /// segment is always replayed.
@@ -69,29 +89,42 @@ static SEGMENT_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 /// A message written to its own file (a spare, or a new file in `tmp/`) but not yet committed:
 /// [`Spool::prepare`] makes one, on the caller's thread, so that sessions write their files in
 /// parallel and the committer only appends, syncs and renames. Dropped without being committed,
-/// its file becomes a spare.
+/// its file becomes a spare. [`Spool::prepare_unwritten`] makes one without a file.
 #[derive(Debug)]
 pub struct Prepared {
     spool: Arc<Spool>,
     id: QueueId,
     head: Vec<u8>,
     raw: Vec<u8>,
-    pub(super) file: PathBuf,
+    /// Its file; `None` for a message committed unwritten.
+    pub(super) file: Option<PathBuf>,
     published: bool,
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if !self.published {
-            let _ = self.spool.retire(&self.file);
+        if !self.published
+            && let Some(file) = &self.file
+        {
+            let _ = self.spool.retire(file);
         }
     }
 }
 
 /// One message waiting for the committer.
-struct Job {
+pub(super) struct Job {
     prepared: Prepared,
     reply: oneshot::Sender<Result<(QueueId, Vec<u8>), StoreError>>,
+}
+
+/// What the committer is asked to do.
+pub(super) enum Work {
+    /// Commit a message.
+    Commit(Job),
+    /// Record the tombstone of an unwritten message that was delivered.
+    Delivered(QueueId),
+    /// Finish: the committer handle is gone.
+    Stop,
 }
 
 /// The handle sessions store new messages through. Dropping it (with every clone of the
@@ -100,13 +133,20 @@ struct Job {
 #[derive(Debug)]
 pub struct Committer {
     spool: Arc<Spool>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.spool.set_committer(None);
+        let _ = self.jobs.send(Work::Stop);
+    }
 }
 
 impl Committer {
     /// Starts the committer and checkpoint threads for `spool`.
     pub fn start(spool: Arc<Spool>) -> io::Result<Self> {
-        let (jobs, rx) = mpsc::channel::<Job>();
+        let (jobs, rx) = mpsc::channel::<Work>();
         let (closed_tx, closed_rx) = mpsc::channel::<Closed>();
         let spare_segment: SpareSegment = Arc::default();
         let checkpoint_spool = Arc::clone(&spool);
@@ -126,7 +166,7 @@ impl Committer {
                 refill();
             }
             if let Some(unused) = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
-                let _ = checkpoint(&checkpoint_spool, &unused.path, &[]);
+                let _ = checkpoint(&checkpoint_spool, &unused.path, &[], &[]);
             }
         })?;
         let commit_spool = Arc::clone(&spool);
@@ -135,6 +175,7 @@ impl Committer {
             drop(closed_tx);
             let _ = checkpointer.join();
         })?;
+        spool.set_committer(Some(jobs.clone()));
         Ok(Self { spool, jobs })
     }
 
@@ -152,7 +193,7 @@ impl Committer {
     pub async fn commit_keeping(&self, prepared: Prepared) -> Result<(QueueId, Vec<u8>), StoreError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || StoreError::Io(io::Error::other("the spool committer has stopped"));
-        self.jobs.send(Job { prepared, reply }).map_err(|_| stopped())?;
+        self.jobs.send(Work::Commit(Job { prepared, reply })).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -172,7 +213,14 @@ impl Spool {
     pub fn prepare(self: &Arc<Self>, header: Header, raw: Vec<u8>) -> Result<Prepared, StoreError> {
         let id = QueueId::generate();
         let (head, file) = write_file(self, &id, &header, &raw).map_err(StoreError::from_io)?;
-        Ok(Prepared { spool: Arc::clone(self), id, head, raw, file, published: false })
+        Ok(Prepared { spool: Arc::clone(self), id, head, raw, file: Some(file), published: false })
+    }
+
+    /// A new message to commit without a file of its own (see [`super::unwritten`]): for one the
+    /// caller hands to the delivery worker in memory.
+    pub fn prepare_unwritten(self: &Arc<Self>, header: Header, raw: Vec<u8>) -> Result<Prepared, StoreError> {
+        let head = encode_head(&header).map_err(StoreError::from_io)?;
+        Ok(Prepared { spool: Arc::clone(self), id: QueueId::generate(), head, raw, file: None, published: false })
     }
 }
 
@@ -183,6 +231,8 @@ struct Segment {
     len: u64,
     opened: Instant,
     ids: Vec<QueueId>,
+    /// Where the records of unwritten messages are: offset and length.
+    unwritten: Vec<(QueueId, u64, u64)>,
 }
 
 /// A segment created ahead of time, for the committer to take.
@@ -192,6 +242,7 @@ type SpareSegment = Arc<std::sync::Mutex<Option<Segment>>>;
 struct Closed {
     path: PathBuf,
     ids: Vec<QueueId>,
+    unwritten: Vec<(QueueId, u64, u64)>,
 }
 
 impl Segment {
@@ -212,7 +263,7 @@ impl Segment {
             Ok(head.len() as u64)
         })();
         match result {
-            Ok(len) => Ok(Self { path, file, len, opened: Instant::now(), ids: Vec::new() }),
+            Ok(len) => Ok(Self { path, file, len, opened: Instant::now(), ids: Vec::new(), unwritten: Vec::new() }),
             Err(e) => {
                 let _ = fs::remove_file(&path);
                 Err(e)
@@ -221,22 +272,23 @@ impl Segment {
     }
 
     fn close(self) -> Closed {
-        Closed { path: self.path, ids: self.ids }
+        Closed { path: self.path, ids: self.ids, unwritten: self.unwritten }
     }
 }
 
 /// The committer loop: gather what is waiting, commit it, close segments when they are due.
-fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>, spare: &SpareSegment) {
+fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>, spare: &SpareSegment) {
     let mut segment: Option<Segment> = None;
-    loop {
+    let mut stopping = false;
+    while !stopping {
         let first = match &segment {
             Some(s) => match jobs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(s.opened.elapsed())) {
-                Ok(job) => Some(job),
+                Ok(work) => Some(work),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             },
             None => match jobs.recv() {
-                Ok(job) => Some(job),
+                Ok(work) => Some(work),
                 Err(_) => break,
             },
         };
@@ -246,16 +298,25 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>,
             let _ = closed.send(s.close());
         }
         let Some(first) = first else { continue };
-        let mut bytes = first.prepared.raw.len();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
-            match jobs.try_recv() {
-                Ok(job) => {
+        let mut batch = Vec::new();
+        let mut delivered = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::Commit(job) => {
                     bytes += job.prepared.raw.len();
                     batch.push(job);
                 }
-                Err(_) => break,
+                Work::Delivered(id) => delivered.push(id),
+                Work::Stop => stopping = true,
             }
+            if batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if batch.is_empty() && delivered.is_empty() {
+            continue;
         }
         if segment.is_none() {
             segment = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
@@ -263,10 +324,38 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Job>, closed: &mpsc::Sender<Closed>,
                 s.opened = Instant::now();
             }
         }
-        commit(spool, &mut segment, closed, batch);
+        if !delivered.is_empty() {
+            append_tombstones(spool, &mut segment, &delivered);
+        }
+        if !batch.is_empty() {
+            commit(spool, &mut segment, closed, batch);
+        }
     }
     if let Some(s) = segment.take() {
         let _ = closed.send(s.close());
+    }
+}
+
+/// Appends the tombstones of unwritten messages that were delivered, without syncing: they
+/// only have to survive a crash of the process (after a reboot such a message may be sent
+/// again, as any message delivered within the last second). A failure costs at most that.
+fn append_tombstones(spool: &Spool, segment: &mut Option<Segment>, ids: &[QueueId]) {
+    if segment.is_none() {
+        *segment = Segment::create(spool).ok();
+    }
+    let Some(seg) = segment.as_mut() else { return };
+    let mut records = Vec::with_capacity(ids.len() * (8 + ID_LEN));
+    for id in ids {
+        records.extend_from_slice(&(ID_LEN as u64 | RECORD_TOMBSTONE).to_le_bytes());
+        records.extend_from_slice(id.as_str().as_bytes());
+    }
+    let written = super::faults::charge(&spool.root, records.len() as u64).and_then(|()| seg.file.write_all(&records));
+    match written {
+        Ok(()) => seg.len += records.len() as u64,
+        // Nothing may land behind a torn record.
+        Err(_) => {
+            let _ = seg.file.set_len(seg.len);
+        }
     }
 }
 
@@ -285,9 +374,15 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
         }
         return;
     }
+    // Unwritten messages are only marked so; they are in the journal, which is what counts.
+    spool.add_unwritten(batch.iter().filter(|j| j.prepared.file.is_none()).map(|j| j.prepared.id.clone()));
     for Job { mut prepared, reply } in batch {
         let p = &mut prepared;
-        let result = match fs::rename(&p.file, spool.path(Area::Queue, &p.id, "msg")) {
+        let published = match &p.file {
+            Some(file) => fs::rename(file, spool.path(Area::Queue, &p.id, "msg")),
+            None => Ok(()),
+        };
+        let result = match published {
             Ok(()) => {
                 p.published = true;
                 Ok((p.id.clone(), std::mem::take(&mut p.raw)))
@@ -354,11 +449,18 @@ fn append(
     // Each record's length, id and head go into one small buffer; the message bytes are written
     // from where the session left them (one gathered write, no copy of the batch).
     let mut heads = Vec::with_capacity(batch.iter().map(|j| 8 + ID_LEN + j.prepared.head.len()).sum());
+    let mut unwritten = Vec::new();
+    let mut offset = seg.len;
     for Job { prepared: p, .. } in batch {
         let payload = (ID_LEN + p.head.len() + p.raw.len()) as u64;
-        heads.extend_from_slice(&payload.to_le_bytes());
+        let flags = if p.file.is_none() { RECORD_UNWRITTEN } else { 0 };
+        heads.extend_from_slice(&(payload | flags).to_le_bytes());
         heads.extend_from_slice(p.id.as_str().as_bytes());
         heads.extend_from_slice(&p.head);
+        if p.file.is_none() {
+            unwritten.push((p.id.clone(), offset, 8 + payload));
+        }
+        offset += 8 + payload;
     }
     let mut slices = Vec::with_capacity(batch.len() * 2);
     let mut rest = heads.as_slice();
@@ -376,6 +478,7 @@ fn append(
         Ok(()) => {
             seg.len += total as u64;
             seg.ids.extend(batch.iter().map(|j| j.prepared.id.clone()));
+            seg.unwritten.extend(unwritten);
             Ok(())
         }
         Err(e) => {
@@ -405,7 +508,7 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [io::IoSlice<'_>]) -> io
 }
 
 fn checkpoint_logged(spool: &Spool, closed: &Closed) {
-    if let Err(e) = checkpoint(spool, &closed.path, &closed.ids) {
+    if let Err(e) = checkpoint(spool, &closed.path, &closed.ids, &closed.unwritten) {
         tracing::warn!(
             segment = %closed.path.display(),
             error = %e,
@@ -415,7 +518,32 @@ fn checkpoint_logged(spool: &Spool, closed: &Closed) {
 }
 
 /// Makes the messages of a closed segment durable in their own files, then deletes the segment.
-fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId]) -> io::Result<()> {
+/// `unwritten` locates the records of messages committed without a file: those still pending get
+/// their file from the journal first.
+fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(QueueId, u64, u64)]) -> io::Result<()> {
+    if !unwritten.is_empty() {
+        let journal = File::open(segment)?;
+        let mut record = Vec::new();
+        let at: std::collections::HashMap<&QueueId, (u64, u64)> =
+            unwritten.iter().map(|(id, offset, len)| (id, (*offset, *len))).collect();
+        spool.write_unwritten(unwritten.iter().map(|(id, _, _)| id), |id, tmp| {
+            let Some((offset, len)) = at.get(id) else { return Ok(()) };
+            record.resize(usize::try_from(*len).map_err(io::Error::other)?, 0);
+            journal.read_exact_at(&mut record, *offset)?;
+            match parse_record(&record) {
+                Some((Record::Message { id: found, .. }, _)) if &found == id => {
+                    // The spool file, as the journal holds it; synced below with the others.
+                    let file = &record[8 + ID_LEN..];
+                    super::faults::charge(&spool.root, file.len() as u64)?;
+                    private_file().write(true).create_new(true).open(tmp)?.write_all(file)
+                }
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("journal record of {id} does not check out"),
+                )),
+            }
+        })?;
+    }
     for id in ids {
         for area in [Area::Queue, Area::Dead] {
             match File::open(spool.path(area, id, "msg")) {
@@ -446,10 +574,19 @@ pub struct JournalRecovery {
     pub replayed: usize,
 }
 
+/// One record read back.
+enum Record {
+    /// A message, and whether it was committed unwritten.
+    Message { id: QueueId, header: Header, raw: Vec<u8>, unwritten: bool },
+    /// An unwritten message that was delivered.
+    Tombstone(QueueId),
+}
+
 /// One segment read back.
 struct SegmentContents {
     boot_id: String,
-    records: Vec<(QueueId, Header, Vec<u8>)>,
+    records: Vec<(QueueId, Header, Vec<u8>, bool)>,
+    tombstones: Vec<QueueId>,
     /// Bytes after the last trusted record (a torn batch, never acknowledged).
     torn_bytes: u64,
 }
@@ -459,15 +596,18 @@ impl Spool {
     /// documentation). Call once, holding the lock, before anything is delivered.
     pub fn recover_journal(&self) -> io::Result<JournalRecovery> {
         let dir = self.root.join("journal");
-        let mut segments: Vec<PathBuf> = fs::read_dir(&dir)?
+        let mut paths: Vec<PathBuf> = fs::read_dir(&dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXT))
             .collect();
-        segments.sort();
+        paths.sort();
         let current_boot = boot_id();
         let mut report = JournalRecovery::default();
-        for path in segments {
+        let mut segments = Vec::with_capacity(paths.len());
+        // A tombstone may sit in a later segment than its message.
+        let mut delivered = HashSet::new();
+        for path in paths {
             report.segments += 1;
             let contents = read_segment(&path)?;
             if contents.torn_bytes > 0 {
@@ -477,19 +617,28 @@ impl Spool {
                     "journal segment ends in a torn batch (never acknowledged); ignoring it"
                 );
             }
-            let ids: Vec<QueueId> = contents.records.iter().map(|(id, _, _)| id.clone()).collect();
-            if contents.boot_id != current_boot || current_boot == UNKNOWN_BOOT {
-                for (id, header, raw) in &contents.records {
-                    if self.load(id).is_ok() || self.path(Area::Dead, id, "msg").exists() {
-                        continue;
-                    }
-                    self.write_message(id, header, raw).map_err(|e| match e {
-                        StoreError::Full(e) | StoreError::Io(e) => e,
-                    })?;
-                    report.replayed += 1;
+            delivered.extend(contents.tombstones.iter().cloned());
+            segments.push((path, contents));
+        }
+        for (path, contents) in segments {
+            let ids: Vec<QueueId> = contents.records.iter().map(|(id, ..)| id.clone()).collect();
+            // Same boot: the files are as the process left them, and only a message committed
+            // unwritten can lack one. After a reboot any file may be lost.
+            let rebooted = contents.boot_id != current_boot || current_boot == UNKNOWN_BOOT;
+            for (id, header, raw, unwritten) in &contents.records {
+                if !(rebooted || *unwritten)
+                    || delivered.contains(id)
+                    || self.load(id).is_ok()
+                    || self.path(Area::Dead, id, "msg").exists()
+                {
+                    continue;
                 }
+                self.write_message(id, header, raw).map_err(|e| match e {
+                    StoreError::Full(e) | StoreError::Io(e) => e,
+                })?;
+                report.replayed += 1;
             }
-            checkpoint(self, &path, &ids)?;
+            checkpoint(self, &path, &ids, &[])?;
         }
         Ok(report)
     }
@@ -500,8 +649,9 @@ fn read_segment(path: &Path) -> io::Result<SegmentContents> {
     let mut reader = BufReader::new(File::open(path)?);
     let mut data = Vec::new();
     reader.read_to_end(&mut data)?;
-    let mut contents = SegmentContents { boot_id: String::new(), records: Vec::new(), torn_bytes: 0 };
-    let Some(rest) = data.strip_prefix(SEGMENT_MAGIC) else {
+    let mut contents =
+        SegmentContents { boot_id: String::new(), records: Vec::new(), tombstones: Vec::new(), torn_bytes: 0 };
+    let Some(rest) = data.strip_prefix(SEGMENT_MAGIC).or_else(|| data.strip_prefix(SEGMENT_MAGIC_V1)) else {
         // Torn while being created: it never held anything.
         contents.torn_bytes = data.len() as u64;
         return Ok(contents);
@@ -513,28 +663,35 @@ fn read_segment(path: &Path) -> io::Result<SegmentContents> {
     contents.boot_id = String::from_utf8_lossy(&rest[..nl]).into_owned();
     let mut rest = &rest[nl + 1..];
     while !rest.is_empty() {
-        let Some(record) = parse_record(rest) else { break };
-        let (id, header, raw, used) = record;
-        contents.records.push((id, header, raw));
+        let Some((record, used)) = parse_record(rest) else { break };
+        match record {
+            Record::Message { id, header, raw, unwritten } => contents.records.push((id, header, raw, unwritten)),
+            Record::Tombstone(id) => contents.tombstones.push(id),
+        }
         rest = &rest[used..];
     }
     contents.torn_bytes = rest.len() as u64;
     Ok(contents)
 }
 
-/// Parses one record; `None` if it is incomplete or does not check out.
-fn parse_record(data: &[u8]) -> Option<(QueueId, Header, Vec<u8>, usize)> {
-    let len = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
-    let len = usize::try_from(len).ok()?;
+/// Parses one record, returning it and its length; `None` if it is incomplete or does not
+/// check out.
+fn parse_record(data: &[u8]) -> Option<(Record, usize)> {
+    let word = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+    let len = usize::try_from(word & RECORD_LEN).ok()?;
     let payload = data.get(8..8usize.checked_add(len)?)?;
     let id = QueueId::parse(std::str::from_utf8(payload.get(..ID_LEN)?).ok()?)?;
+    if word & RECORD_TOMBSTONE != 0 {
+        return (len == ID_LEN && word & RECORD_UNWRITTEN == 0).then_some((Record::Tombstone(id), 8 + len));
+    }
     let mut reader = BufReader::new(&payload[ID_LEN..]);
     let (header, body_start) = super::read_header(&mut reader).ok()?;
     let raw = payload[ID_LEN..].get(usize::try_from(body_start).ok()?..)?;
     if raw.len() as u64 != header.size || !super::checksum_matches(raw, &header.checksum) {
         return None;
     }
-    Some((id, header, raw.to_vec(), 8 + len))
+    let unwritten = word & RECORD_UNWRITTEN != 0;
+    Some((Record::Message { id, header, raw: raw.to_vec(), unwritten }, 8 + len))
 }
 
 /// The kernel's boot id: it changes on every boot, so a segment written under the current one
@@ -635,7 +792,7 @@ mod tests {
         assert_eq!(contents.records.len(), 200);
         assert_eq!(contents.torn_bytes, 0);
         for (id, raw) in &stored {
-            assert!(contents.records.iter().any(|(i, _, r)| i == id && r == raw), "{id} in the journal");
+            assert!(contents.records.iter().any(|(i, _, r, _)| i == id && r == raw), "{id} in the journal");
         }
         // Once the segment is due, it is checkpointed and deleted; the messages stay queued.
         wait_until("the checkpoint", || !used[0].exists());
@@ -743,6 +900,129 @@ mod tests {
         assert!(spool.load(&recs[0].0).is_err(), "a delivered message is not sent again");
         assert!(spool.load(&recs[1].0).is_ok());
         assert!(names(&spool.root().join("journal")).is_empty());
+    }
+
+    /// A segment of this version: records with their unwritten flag, then tombstones.
+    fn segment_v2(boot: &str, records: &[(QueueId, Header, Vec<u8>, bool)], tombstones: &[QueueId]) -> Vec<u8> {
+        let mut out = format!("PMWAL2 {boot}\n").into_bytes();
+        for (id, header, raw, unwritten) in records {
+            let head = encode_head(header).unwrap();
+            let len = (ID_LEN + head.len() + raw.len()) as u64;
+            out.extend_from_slice(&(len | if *unwritten { RECORD_UNWRITTEN } else { 0 }).to_le_bytes());
+            out.extend_from_slice(id.as_str().as_bytes());
+            out.extend_from_slice(&head);
+            out.extend_from_slice(raw);
+        }
+        for id in tombstones {
+            out.extend_from_slice(&(ID_LEN as u64 | RECORD_TOMBSTONE).to_le_bytes());
+            out.extend_from_slice(id.as_str().as_bytes());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_unwritten_message_gets_a_file_only_when_needed_and_a_tombstone_when_delivered() {
+        let (_d, spool) = spool();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let mut stored = Vec::new();
+        for n in 0..3 {
+            let (header, raw) = message(n);
+            let prepared = spool.prepare_unwritten(header.clone(), raw.clone()).unwrap();
+            let (id, back) = committer.commit_keeping(prepared).await.unwrap();
+            assert_eq!(back, raw, "the bytes come back for the worker");
+            stored.push(super::super::StoredMessage { id, header, raw });
+        }
+        let [delivered, retried, pending] = [&stored[0], &stored[1], &stored[2]];
+        assert!(names(&spool.root().join("queue")).is_empty(), "no file written");
+        assert!(names(&spool.root().join("tmp")).is_empty());
+        for m in &stored {
+            assert!(spool.is_unwritten(&m.id));
+            assert_eq!(spool.locate(&m.id), Some(Area::Queue));
+        }
+
+        // Delivered: forgotten, and a tombstone follows its record in the journal.
+        spool.remove(&delivered.id).unwrap();
+        assert!(!spool.is_unwritten(&delivered.id));
+        let journal = spool.root().join("journal");
+        wait_until("the tombstone", || {
+            names(&journal).iter().any(|n| read_segment(&journal.join(n)).unwrap().tombstones.contains(&delivered.id))
+        });
+
+        // Not delivered at the first attempt: the worker has its file written, synced.
+        spool.ensure_written(retried).unwrap();
+        assert!(!spool.is_unwritten(&retried.id));
+        let back = spool.load(&retried.id).unwrap();
+        assert_eq!((back.header, back.raw), (retried.header.clone(), retried.raw.clone()));
+        spool.ensure_written(retried).unwrap();
+
+        // Still pending at the checkpoint: written from the journal record, then the segment goes.
+        wait_until("the checkpoint", || !spool.is_unwritten(&pending.id));
+        let back = spool.load(&pending.id).unwrap();
+        assert_eq!((back.header, back.raw), (pending.header.clone(), pending.raw.clone()));
+        wait_until("the segment deleted", || {
+            names(&journal).iter().all(|n| read_segment(&journal.join(n)).unwrap().records.is_empty())
+        });
+        assert!(spool.load(&delivered.id).is_err(), "a delivered message never gets a file");
+        assert_eq!(spool.locate(&delivered.id), None);
+        // A file written meanwhile is removed as any other.
+        spool.remove(&pending.id).unwrap();
+        assert_eq!(spool.locate(&pending.id), None);
+    }
+
+    #[test]
+    fn after_a_crash_unwritten_messages_come_back_from_the_journal_unless_delivered() {
+        let (_d, spool) = spool();
+        let mut recs: Vec<(QueueId, Header, Vec<u8>, bool)> =
+            records(4).into_iter().map(|(id, h, r)| (id, h, r, true)).collect();
+        // 0: unwritten, pending: comes back. 1: unwritten, delivered (its tombstone is in the next
+        // segment). 2: committed with a file, delivered (the file retired): not sent again.
+        // 3: unwritten, then written by the worker: kept as it is.
+        recs[2].3 = false;
+        spool.write_message(&recs[3].0, &recs[3].1, &recs[3].2).unwrap();
+        let journal = spool.root().join("journal");
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment_v2(&boot_id(), &recs, &[])).unwrap();
+        fs::write(journal.join("0000000000000002-00000001.wal"), segment_v2(&boot_id(), &[], &[recs[1].0.clone()]))
+            .unwrap();
+
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1 });
+        assert_eq!(spool.load(&recs[0].0).unwrap().raw, recs[0].2);
+        assert!(spool.load(&recs[1].0).is_err(), "delivered before the crash");
+        assert!(spool.load(&recs[2].0).is_err(), "delivered before the crash");
+        assert_eq!(spool.load(&recs[3].0).unwrap().raw, recs[3].2);
+        assert!(names(&journal).is_empty());
+
+        // A PMWAL1 segment (an earlier version) still reads: after a reboot its lost message
+        // comes back.
+        let old = records(1);
+        fs::write(journal.join("0000000000000003-00000002.wal"), segment_bytes("another-boot", &old)).unwrap();
+        assert_eq!(spool.recover_journal().unwrap(), JournalRecovery { segments: 1, replayed: 1 });
+        assert_eq!(spool.load(&old[0].0).unwrap().raw, old[0].2);
+    }
+
+    #[test]
+    fn records_read_back_with_their_flags_and_tombstones_are_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.wal");
+        let recs: Vec<(QueueId, Header, Vec<u8>, bool)> =
+            records(2).into_iter().enumerate().map(|(i, (id, h, r))| (id, h, r, i == 1)).collect();
+        let tomb = QueueId::generate();
+        fs::write(&path, segment_v2("b", &recs, std::slice::from_ref(&tomb))).unwrap();
+        let c = read_segment(&path).unwrap();
+        assert_eq!(c.records.iter().map(|r| r.3).collect::<Vec<_>>(), [false, true]);
+        assert_eq!(c.tombstones, std::slice::from_ref(&tomb));
+        assert_eq!(c.torn_bytes, 0);
+        // A tombstone with a payload longer than an id, or also flagged unwritten, stops reading.
+        for word in [(ID_LEN as u64 + 1) | RECORD_TOMBSTONE, ID_LEN as u64 | RECORD_TOMBSTONE | RECORD_UNWRITTEN] {
+            let mut bytes = segment_v2("b", &[], &[]);
+            bytes.extend_from_slice(&word.to_le_bytes());
+            bytes.extend_from_slice(tomb.as_str().as_bytes());
+            bytes.push(b'0');
+            fs::write(&path, &bytes).unwrap();
+            let c = read_segment(&path).unwrap();
+            assert!(c.tombstones.is_empty() && c.records.is_empty(), "{word:x}");
+            assert_eq!(c.torn_bytes as usize, 8 + ID_LEN + 1);
+        }
     }
 
     #[test]

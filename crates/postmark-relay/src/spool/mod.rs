@@ -45,6 +45,7 @@ pub mod journal;
 pub mod maildrop;
 mod spares;
 mod state;
+mod unwritten;
 
 use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};
 pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum, checksum_matches};
@@ -61,6 +62,10 @@ pub struct Spool {
     /// Files of delivered messages kept in `spare/` for new messages to be written over: on
     /// ext4 creating a file right after deleting many costs far more than renaming one.
     spares: Mutex<Spares>,
+    /// Messages committed to the journal whose file was never written (see [`unwritten`]).
+    unwritten: Mutex<std::collections::HashSet<QueueId>>,
+    /// The running committer, told about unwritten messages delivered (see [`unwritten`]).
+    committer: Mutex<Option<std::sync::mpsc::Sender<journal::Work>>>,
 }
 
 impl Spool {
@@ -71,7 +76,7 @@ impl Spool {
         for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry", "journal", "spare"] {
             create_private_dir(&root.join(dir))?;
         }
-        Ok(Self { root, spares: Mutex::default() })
+        Ok(Self { root, spares: Mutex::default(), unwritten: Mutex::default(), committer: Mutex::default() })
     }
 
     /// The spool's root directory.
@@ -242,6 +247,9 @@ impl Spool {
 
     /// Where a message is, if anywhere.
     pub fn locate(&self, id: &QueueId) -> Option<Area> {
+        if self.is_unwritten(id) {
+            return Some(Area::Queue);
+        }
         [Area::Queue, Area::Dead].into_iter().find(|&area| self.path(area, id, "msg").exists())
     }
 
@@ -249,12 +257,18 @@ impl Spool {
     /// fsync'd: if the removal is lost in a crash the message is sent again (the documented
     /// duplicate window).
     pub fn remove(&self, id: &QueueId) -> io::Result<()> {
+        if self.forget_unwritten(id) {
+            return Ok(());
+        }
         remove_if_exists(&self.path(Area::Queue, id, "state"))?;
         self.retire(&self.path(Area::Queue, id, "msg"))
     }
 
     /// Deletes a message from whichever area holds it. Returns the area, or `None` if unknown.
     pub fn purge(&self, id: &QueueId) -> io::Result<Option<Area>> {
+        if self.forget_unwritten(id) {
+            return Ok(Some(Area::Queue));
+        }
         let Some(area) = self.locate(id) else {
             return Ok(None);
         };
@@ -439,9 +453,10 @@ mod tests {
         spool.remove(&id).unwrap();
         let raw = b"Subject: short\r\n\r\nb\r\n".to_vec();
         let prepared = spool.prepare(Header::new(env(), &raw), raw.clone()).unwrap();
-        let file = fs::read(&prepared.file).unwrap();
+        let path = prepared.file.clone().expect("a prepared message has a file");
+        let file = fs::read(&path).unwrap();
         assert!(file.ends_with(&raw), "the spare's old tail is cut off");
-        assert!(prepared.file.starts_with(spool.root().join("spare")), "the spare was written over");
+        assert!(path.starts_with(spool.root().join("spare")), "the spare was written over");
     }
 
     #[test]

@@ -98,8 +98,9 @@ async fn a_full_spool_answers_452_never_250_and_recovers_when_space_returns() {
     assert!(acked.len() >= 2, "some fit before the disk was full: {}", acked.len());
     assert_eq!(refused, 3, "the disk filled up");
     assert_eq!(files(&spool.join("tmp")), Vec::<String>::new(), "a refused message leaves nothing behind");
-    let queued = files(&spool.join("queue")).into_iter().filter(|n| n.ends_with(".msg")).count();
-    assert_eq!(queued, acked.len(), "exactly the acknowledged messages are queued");
+    // The acknowledged messages are in files or, handed to the worker in memory, only in the
+    // journal (their files cannot be written while the disk is full): what counts is below,
+    // that Postmark gets exactly them.
 
     // Space comes back and Postmark takes the token: 250 again, and every acknowledged message
     // is delivered once.

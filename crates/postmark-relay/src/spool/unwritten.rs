@@ -1,0 +1,104 @@
+//! Messages whose only copy on disk is their journal record.
+//!
+//! A message a session hands to the delivery worker in memory (see
+//! [`crate::delivery::handoff`]) needs no file of its own while it is being delivered: its
+//! journal record made it durable, and the worker has its bytes. Such a message is committed
+//! *unwritten*: no file is written, renamed or, once Postmark took it, retired. That saves a
+//! message's every file operation (an open, a write, two renames, a `stat`, an `unlink`) and its
+//! second copy in the page cache.
+//!
+//! A file is written only when one is needed:
+//!
+//! * the delivery attempt did not end in a delivery (a retry reads the file, a dead letter is
+//!   a file): the worker writes it from its copy ([`Spool::ensure_written`]);
+//! * the message's journal segment is checkpointed (a second or so after it was written) and the
+//!   message is still pending: the checkpoint writes it from the journal record, then syncs it,
+//!   before the segment goes.
+//!
+//! A message delivered while unwritten gets a *tombstone* record in the journal (written by the
+//! committer, not synced), so that recovery after a crash of the process does not send it again.
+//! Recovery writes back every unwritten record that has neither a file nor a tombstone (see
+//! [`super::journal`]).
+//!
+//! Other processes (`postmark-relay queue`, `mailq`) see a message in `queue/` only once it has
+//! a file: for its first second or so, a message delivered at once never shows there.
+
+use std::sync::PoisonError;
+
+use super::journal::Work;
+use super::{QueueId, Spool, StoreError, StoredMessage};
+
+impl Spool {
+    /// Whether `id` is committed without a file (in this process).
+    pub fn is_unwritten(&self, id: &QueueId) -> bool {
+        self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).contains(id)
+    }
+
+    /// Forgets an unwritten message (delivered, or purged) and has the committer record its
+    /// tombstone. Returns false if `id` has a file (or is unknown).
+    pub(super) fn forget_unwritten(&self, id: &QueueId) -> bool {
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+        if !unwritten.remove(id) {
+            return false;
+        }
+        if let Some(committer) = self.committer.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            // A committer that has stopped has checkpointed its segments: no tombstone is needed.
+            let _ = committer.send(Work::Delivered(id.clone()));
+        }
+        true
+    }
+
+    /// Writes the file of `msg` if it has none yet (before a retry is scheduled or a dead letter
+    /// made of it). The file is synced: the journal segment holding the message may be deleted
+    /// any time after this.
+    pub fn ensure_written(&self, msg: &StoredMessage) -> Result<(), StoreError> {
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+        if !unwritten.contains(&msg.id) {
+            return Ok(());
+        }
+        self.write_message(&msg.id, &msg.header, &msg.raw)?;
+        unwritten.remove(&msg.id);
+        Ok(())
+    }
+
+    /// Marks committed messages as unwritten (by the committer, before it answers).
+    pub(super) fn add_unwritten(&self, ids: impl IntoIterator<Item = QueueId>) {
+        self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).extend(ids);
+    }
+
+    /// Gives each of `ids` still unwritten its file: `write` writes it to a temporary path
+    /// without the lock held (the worker goes on delivering meanwhile), then, under the lock, it
+    /// is renamed into `queue/` if the message is still unwritten, and dropped if it was
+    /// delivered meanwhile.
+    pub(super) fn write_unwritten<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a QueueId>,
+        mut write: impl FnMut(&QueueId, &std::path::Path) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        for id in ids {
+            if !self.is_unwritten(id) {
+                continue;
+            }
+            let tmp = self.root.join("tmp").join(format!("{id}.checkpoint"));
+            let written = write(id, &tmp).and_then(|()| {
+                let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+                if !unwritten.contains(id) {
+                    return std::fs::remove_file(&tmp);
+                }
+                std::fs::rename(&tmp, self.path(super::Area::Queue, id, "msg"))?;
+                unwritten.remove(id);
+                Ok(())
+            });
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written?;
+        }
+        Ok(())
+    }
+
+    /// Registers (or, with `None`, forgets) the running committer.
+    pub(super) fn set_committer(&self, committer: Option<std::sync::mpsc::Sender<Work>>) {
+        *self.committer.lock().unwrap_or_else(PoisonError::into_inner) = committer;
+    }
+}
