@@ -193,6 +193,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
     // True while the SMTP listener accepts connections (for /readyz).
     let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listening_flag = Arc::clone(&listening);
+    let health_spool = Arc::clone(&spool);
     let metrics_task = metrics_listener.map(|listener| {
         if let Some(addr) = metrics_addr {
             if addr.ip().is_loopback() {
@@ -207,7 +208,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         }
         let health = Arc::new(metrics::server::Health::new(
             Arc::clone(&metrics),
-            config.spool.clone(),
+            Arc::clone(&health_spool),
             shutdown.signal(),
             Arc::clone(&listening),
         ));

@@ -18,7 +18,6 @@
 //! `delivery_paused` with the reason. Counts and ages only: no address, no secret.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +48,7 @@ pub const WEDGED_AFTER: Duration = Duration::from_secs(10 * 60);
 pub struct Health {
     metrics: Arc<Metrics>,
     tmp_dir: PathBuf,
+    spool: Arc<crate::spool::Spool>,
     last_probe: Mutex<Option<(Instant, Result<(), ProbeError>)>>,
     shutdown: ShutdownSignal,
     listening: Arc<AtomicBool>,
@@ -60,13 +60,14 @@ impl Health {
     /// listener accepts connections.
     pub fn new(
         metrics: Arc<Metrics>,
-        spool_root: PathBuf,
+        spool: Arc<crate::spool::Spool>,
         shutdown: ShutdownSignal,
         listening: Arc<AtomicBool>,
     ) -> Self {
         Self {
             metrics,
-            tmp_dir: spool_root.join("tmp"),
+            tmp_dir: spool.root().join("tmp"),
+            spool,
             last_probe: Mutex::new(None),
             shutdown,
             listening,
@@ -132,6 +133,8 @@ impl Health {
         let result = tokio::task::spawn_blocking(move || probe(&dir))
             .await
             .unwrap_or_else(|e| Err(ProbeError(format!("probe task failed: {e}"))));
+        // The sessions go by the same verdict (see crate::spool::unwritten).
+        self.spool.note_files(result.is_ok());
         *last = Some((Instant::now(), result.clone()));
         result
     }
@@ -139,18 +142,7 @@ impl Health {
 
 /// Creates, writes, fsyncs and unlinks a small file in `dir`.
 fn probe(dir: &std::path::Path) -> Result<(), ProbeError> {
-    let path = dir.join(PROBE_FILE);
-    let fail = |what: &str, e: std::io::Error| ProbeError(format!("{what} {}: {e}", path.display()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).map_err(|e| fail("cannot create", e))?;
-    let written = file.write_all(b"ok\n").and_then(|()| file.sync_all());
-    drop(file);
-    let removed = std::fs::remove_file(&path);
-    written.map_err(|e| fail("cannot write and fsync", e))?;
-    removed.map_err(|e| fail("cannot remove", e))
+    crate::spool::probe_dir(dir, PROBE_FILE).map_err(ProbeError)
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
@@ -215,7 +207,8 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let shutdown = crate::shutdown::Shutdown::new();
         let flag = Arc::new(AtomicBool::new(listening));
-        let h = Health::new(Arc::clone(&metrics), dir.path().to_path_buf(), shutdown.signal(), flag);
+        let spool = Arc::new(crate::spool::Spool::open(dir.path()).unwrap());
+        let h = Health::new(Arc::clone(&metrics), spool, shutdown.signal(), flag);
         (dir, h, metrics, shutdown)
     }
 

@@ -326,9 +326,10 @@ impl Acceptor {
         let (from, to) = (crate::logging::from_field(&envelope), crate::logging::to_field(&envelope));
         let handoff = Arc::clone(&self.handoff);
         let prepare = move || -> Result<Checked, Outcome> {
-            // While the worker has room for it, the message is handed over in memory, with its
-            // requests built here once (see crate::delivery::handoff).
-            let build = handoff.has_room(size.saturating_mul(3));
+            // While the worker has room for it (and the spool can take files, should it need
+            // one), the message is handed over in memory, with its requests built here once (see
+            // crate::delivery::handoff).
+            let build = spool.files_ok() && handoff.has_room(size.saturating_mul(3));
             let (mut accepted, mut raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy, build)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let routing = accepted.routing.clone();

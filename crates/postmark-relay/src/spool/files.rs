@@ -62,3 +62,18 @@ pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Res
     }
     result
 }
+
+/// Creates, writes, fsyncs and unlinks the file `name` in `dir`: whether new files can be made
+/// durable there. The error says which step failed, for which path.
+pub(crate) fn probe_dir(dir: &Path, name: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let path = dir.join(name);
+    let fail = |what: &str, e: io::Error| format!("{what} {}: {e}", path.display());
+    let mut file =
+        private_file().write(true).create(true).truncate(true).open(&path).map_err(|e| fail("cannot create", e))?;
+    let written = file.write_all(b"ok\n").and_then(|()| file.sync_all());
+    drop(file);
+    let removed = std::fs::remove_file(&path);
+    written.map_err(|e| fail("cannot write and fsync", e))?;
+    removed.map_err(|e| fail("cannot remove", e))
+}

@@ -43,9 +43,8 @@
 //! only if it is complete and its spool file checks out (magic, length, checksum); reading stops
 //! at the first one that is not (a batch torn by a crash was never acknowledged).
 
-use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,6 +84,12 @@ const SEGMENT_EXT: &str = "wal";
 const UNKNOWN_BOOT: &str = "unknown";
 
 static SEGMENT_SEQUENCE: AtomicU32 = AtomicU32::new(0);
+
+mod recovery;
+pub use self::recovery::JournalRecovery;
+#[cfg(test)]
+use self::recovery::read_segment;
+use self::recovery::{Record, boot_id, parse_record};
 
 /// A message written to its own file (a spare, or a new file in `tmp/`) but not yet committed:
 /// [`Spool::prepare`] makes one, on the caller's thread, so that sessions write their files in
@@ -161,9 +166,19 @@ impl Committer {
                 }
             };
             refill();
-            for closed in closed_rx {
-                checkpoint_logged(&checkpoint_spool, &closed);
-                refill();
+            // Every second, and after every checkpoint: can the spool still take files?
+            loop {
+                match closed_rx.recv_timeout(CHECKPOINT_EVERY) {
+                    Ok(closed) => {
+                        checkpoint_logged(&checkpoint_spool, &closed);
+                        refill();
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                if let Err(e) = checkpoint_spool.probe_files() {
+                    tracing::debug!(error = %e, "the spool cannot take files; new messages get theirs at once");
+                }
             }
             if let Some(unused) = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
                 let _ = checkpoint(&checkpoint_spool, &unused.path, &[], &[]);
@@ -212,7 +227,11 @@ impl Spool {
     /// with [`Committer::commit`]; only that makes it durable and queues it.
     pub fn prepare(self: &Arc<Self>, header: Header, raw: Vec<u8>) -> Result<Prepared, StoreError> {
         let id = QueueId::generate();
-        let (head, file) = write_file(self, &id, &header, &raw).map_err(StoreError::from_io)?;
+        let written = write_file(self, &id, &header, &raw);
+        if written.is_err() {
+            self.note_files(false);
+        }
+        let (head, file) = written.map_err(StoreError::from_io)?;
         Ok(Prepared { spool: Arc::clone(self), id, head, raw, file: Some(file), published: false })
     }
 
@@ -388,7 +407,10 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
                 Ok((p.id.clone(), std::mem::take(&mut p.raw)))
             }
             // In the journal but never acknowledged: refusing it is safe (see the module docs).
-            Err(e) => Err(StoreError::from_io(e)),
+            Err(e) => {
+                spool.note_files(false);
+                Err(StoreError::from_io(e))
+            }
         };
         // An unpublished file becomes a spare before the session hears the refusal.
         drop(prepared);
@@ -563,145 +585,6 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
         _ => {}
     }
     sync_dir(&spool.root.join("journal"))
-}
-
-/// What [`Spool::recover_journal`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct JournalRecovery {
-    /// Segments found (left by a process that did not stop cleanly).
-    pub segments: usize,
-    /// Messages written back to `queue/` from the journal (after a reboot).
-    pub replayed: usize,
-}
-
-/// One record read back.
-enum Record {
-    /// A message, and whether it was committed unwritten.
-    Message { id: QueueId, header: Header, raw: Vec<u8>, unwritten: bool },
-    /// An unwritten message that was delivered.
-    Tombstone(QueueId),
-}
-
-/// One segment read back.
-struct SegmentContents {
-    boot_id: String,
-    records: Vec<(QueueId, Header, Vec<u8>, bool)>,
-    tombstones: Vec<QueueId>,
-    /// Bytes after the last trusted record (a torn batch, never acknowledged).
-    torn_bytes: u64,
-}
-
-impl Spool {
-    /// Replays or checkpoints the journal segments a previous run left behind (see the module
-    /// documentation). Call once, holding the lock, before anything is delivered.
-    pub fn recover_journal(&self) -> io::Result<JournalRecovery> {
-        let dir = self.root.join("journal");
-        let mut paths: Vec<PathBuf> = fs::read_dir(&dir)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXT))
-            .collect();
-        paths.sort();
-        let current_boot = boot_id();
-        let mut report = JournalRecovery::default();
-        let mut segments = Vec::with_capacity(paths.len());
-        // A tombstone may sit in a later segment than its message.
-        let mut delivered = HashSet::new();
-        for path in paths {
-            report.segments += 1;
-            let contents = read_segment(&path)?;
-            if contents.torn_bytes > 0 {
-                tracing::info!(
-                    segment = %path.display(),
-                    bytes = contents.torn_bytes,
-                    "journal segment ends in a torn batch (never acknowledged); ignoring it"
-                );
-            }
-            delivered.extend(contents.tombstones.iter().cloned());
-            segments.push((path, contents));
-        }
-        for (path, contents) in segments {
-            let ids: Vec<QueueId> = contents.records.iter().map(|(id, ..)| id.clone()).collect();
-            // Same boot: the files are as the process left them, and only a message committed
-            // unwritten can lack one. After a reboot any file may be lost.
-            let rebooted = contents.boot_id != current_boot || current_boot == UNKNOWN_BOOT;
-            for (id, header, raw, unwritten) in &contents.records {
-                if !(rebooted || *unwritten)
-                    || delivered.contains(id)
-                    || self.load(id).is_ok()
-                    || self.path(Area::Dead, id, "msg").exists()
-                {
-                    continue;
-                }
-                self.write_message(id, header, raw).map_err(|e| match e {
-                    StoreError::Full(e) | StoreError::Io(e) => e,
-                })?;
-                report.replayed += 1;
-            }
-            checkpoint(self, &path, &ids, &[])?;
-        }
-        Ok(report)
-    }
-}
-
-/// Reads a segment up to its last trusted record.
-fn read_segment(path: &Path) -> io::Result<SegmentContents> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let mut data = Vec::new();
-    reader.read_to_end(&mut data)?;
-    let mut contents =
-        SegmentContents { boot_id: String::new(), records: Vec::new(), tombstones: Vec::new(), torn_bytes: 0 };
-    let Some(rest) = data.strip_prefix(SEGMENT_MAGIC).or_else(|| data.strip_prefix(SEGMENT_MAGIC_V1)) else {
-        // Torn while being created: it never held anything.
-        contents.torn_bytes = data.len() as u64;
-        return Ok(contents);
-    };
-    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-        contents.torn_bytes = data.len() as u64;
-        return Ok(contents);
-    };
-    contents.boot_id = String::from_utf8_lossy(&rest[..nl]).into_owned();
-    let mut rest = &rest[nl + 1..];
-    while !rest.is_empty() {
-        let Some((record, used)) = parse_record(rest) else { break };
-        match record {
-            Record::Message { id, header, raw, unwritten } => contents.records.push((id, header, raw, unwritten)),
-            Record::Tombstone(id) => contents.tombstones.push(id),
-        }
-        rest = &rest[used..];
-    }
-    contents.torn_bytes = rest.len() as u64;
-    Ok(contents)
-}
-
-/// Parses one record, returning it and its length; `None` if it is incomplete or does not
-/// check out.
-fn parse_record(data: &[u8]) -> Option<(Record, usize)> {
-    let word = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
-    let len = usize::try_from(word & RECORD_LEN).ok()?;
-    let payload = data.get(8..8usize.checked_add(len)?)?;
-    let id = QueueId::parse(std::str::from_utf8(payload.get(..ID_LEN)?).ok()?)?;
-    if word & RECORD_TOMBSTONE != 0 {
-        return (len == ID_LEN && word & RECORD_UNWRITTEN == 0).then_some((Record::Tombstone(id), 8 + len));
-    }
-    let mut reader = BufReader::new(&payload[ID_LEN..]);
-    let (header, body_start) = super::read_header(&mut reader).ok()?;
-    let raw = payload[ID_LEN..].get(usize::try_from(body_start).ok()?..)?;
-    if raw.len() as u64 != header.size || !super::checksum_matches(raw, &header.checksum) {
-        return None;
-    }
-    let unwritten = word & RECORD_UNWRITTEN != 0;
-    Some((Record::Message { id, header, raw: raw.to_vec(), unwritten }, 8 + len))
-}
-
-/// The kernel's boot id: it changes on every boot, so a segment written under the current one
-/// was written since the last boot and its files are still in the page cache.
-fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-        .unwrap_or_else(|| UNKNOWN_BOOT.to_owned())
 }
 
 #[cfg(test)]

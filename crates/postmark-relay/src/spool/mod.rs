@@ -47,6 +47,7 @@ mod spares;
 mod state;
 mod unwritten;
 
+pub(crate) use self::files::probe_dir;
 use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};
 pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum, checksum_matches};
 use self::format::{ID_LEN, encode_head, read_header};
@@ -66,6 +67,8 @@ pub struct Spool {
     unwritten: Mutex<std::collections::HashSet<QueueId>>,
     /// The running committer, told about unwritten messages delivered (see [`unwritten`]).
     committer: Mutex<Option<std::sync::mpsc::Sender<journal::Work>>>,
+    /// Whether new files could be made durable in the spool at the last look (see [`unwritten`]).
+    files_ok: std::sync::atomic::AtomicBool,
 }
 
 impl Spool {
@@ -76,7 +79,13 @@ impl Spool {
         for dir in ["tmp", "queue", "dead", "quarantine", "dry-run", "retry", "journal", "spare"] {
             create_private_dir(&root.join(dir))?;
         }
-        Ok(Self { root, spares: Mutex::default(), unwritten: Mutex::default(), committer: Mutex::default() })
+        Ok(Self {
+            root,
+            spares: Mutex::default(),
+            unwritten: Mutex::default(),
+            committer: Mutex::default(),
+            files_ok: std::sync::atomic::AtomicBool::new(true),
+        })
     }
 
     /// The spool's root directory.

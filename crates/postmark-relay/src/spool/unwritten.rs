@@ -22,13 +22,46 @@
 //!
 //! Other processes (`postmark-relay queue`, `mailq`) see a message in `queue/` only once it has
 //! a file: for its first second or so, a message delivered at once never shows there.
+//!
+//! Messages are committed unwritten only while the spool can take files ([`Spool::files_ok`]):
+//! the checkpoint thread probes `tmp/` and `queue/` every second (as does `/readyz`), and any
+//! failure to write a file counts too. Meanwhile every message gets its file at once, so a spool
+//! that cannot take one is answered `451`, never `250`, as the readiness probe says.
 
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use super::journal::Work;
 use super::{QueueId, Spool, StoreError, StoredMessage};
 
+/// The checkpoint thread's probe file, in `tmp/` (removed at start-up if a crash left it).
+const PROBE_FILE: &str = ".checkpoint-probe";
+
 impl Spool {
+    /// Whether new messages may be committed unwritten: the spool took files at the last look.
+    pub fn files_ok(&self) -> bool {
+        self.files_ok.load(Ordering::Acquire)
+    }
+
+    /// Records whether the spool just took a file (`true`) or failed to (`false`).
+    pub(crate) fn note_files(&self, ok: bool) {
+        self.files_ok.store(ok, Ordering::Release);
+    }
+
+    /// Probes whether files can be made durable in `tmp/` and renamed into `queue/`, and records
+    /// the verdict.
+    pub(super) fn probe_files(&self) -> Result<(), String> {
+        let result = super::probe_dir(&self.root.join("tmp"), PROBE_FILE).and_then(|()| {
+            match std::fs::metadata(self.root.join("queue")) {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(format!("{} is not a directory", self.root.join("queue").display())),
+                Err(e) => Err(format!("cannot read {}: {e}", self.root.join("queue").display())),
+            }
+        });
+        self.note_files(result.is_ok());
+        result
+    }
+
     /// Whether `id` is committed without a file (in this process).
     pub fn is_unwritten(&self, id: &QueueId) -> bool {
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).contains(id)
@@ -56,7 +89,9 @@ impl Spool {
         if !unwritten.contains(&msg.id) {
             return Ok(());
         }
-        self.write_message(&msg.id, &msg.header, &msg.raw)?;
+        let written = self.write_message(&msg.id, &msg.header, &msg.raw);
+        self.note_files(written.is_ok());
+        written?;
         unwritten.remove(&msg.id);
         Ok(())
     }
@@ -92,6 +127,7 @@ impl Spool {
             if written.is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
+            self.note_files(written.is_ok());
             written?;
         }
         Ok(())

@@ -22,9 +22,10 @@ use std::sync::Arc;
 
 use postmark_fake::rules::{self, Endpoint, Rules};
 use postmark_relay::convert::{ConvertOptions, to_postmark};
+use postmark_relay::delivery::handoff::Queued;
 use postmark_relay::session::{Acceptor, Session, SessionConfig};
 use postmark_relay::shutdown::Shutdown;
-use postmark_relay::spool::{Area, Spool, StoredMessage};
+use postmark_relay::spool::{Spool, StoredMessage};
 use postmark_relay::{Envelope, Via};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -52,7 +53,7 @@ fn submit(raw: &[u8], envelope: &Envelope, via: Via) -> Fate {
     let shm = std::path::Path::new("/dev/shm");
     let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.expect("temp dir");
     let spool = Arc::new(Spool::open(dir.path()).expect("spool"));
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
     let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), via, ConvertOptions::default(), tx).expect("acceptor"));
     let shutdown = Shutdown::new();
     let (client, server) = tokio::io::duplex(1024 * 1024);
@@ -95,9 +96,22 @@ fn submit(raw: &[u8], envelope: &Envelope, via: Via) -> Fate {
     drop(shutdown);
     match fate {
         Ok(answer) if answer.starts_with("250 ") => {
-            let ids = spool.ids(Area::Queue).expect("queue");
-            assert_eq!(ids.len(), 1, "{answer}");
-            Fate::Acknowledged(spool.load(&ids[0]).expect("spooled message"))
+            let queued = rx.try_recv().expect("announced to the worker");
+            assert!(rx.try_recv().is_err(), "one message: {answer}");
+            match queued.fresh {
+                // Handed to the worker in memory, and in the journal only: as delivery gets it,
+                // with the requests it then sends as they are.
+                Some(fresh) => {
+                    if let Some(requests) = &fresh.requests {
+                        let opts =
+                            ConvertOptions { message_stream: fresh.message.stream(), ..ConvertOptions::default() };
+                        let again = to_postmark(&fresh.message.raw, &fresh.message.header.envelope, &opts);
+                        assert_eq!(Some(requests), again.as_ref().ok(), "built at accept as delivery would build it");
+                    }
+                    Fate::Acknowledged(fresh.message)
+                }
+                None => Fate::Acknowledged(spool.load(&queued.id).expect("spooled message")),
+            }
         }
         Ok(answer) | Err(answer) => Fate::Refused(answer),
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use postmark_relay::Via;
 use postmark_relay::convert::ConvertOptions;
+use postmark_relay::delivery::handoff::Queued;
 use postmark_relay::session::{Acceptor, Session, SessionConfig};
 use postmark_relay::shutdown::Shutdown;
 use postmark_relay::spool::{Area, Spool};
@@ -53,7 +54,7 @@ thread_local! {
 pub(crate) fn run_session(input: &[u8], chunks: &[usize], max_message_size: usize) -> Run {
     let dir = temp_dir();
     let spool = Arc::new(Spool::open(dir.path()).expect("spool"));
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
     let acceptor = Arc::new(Acceptor::new(Arc::clone(&spool), Via::Api, ConvertOptions::default(), tx).unwrap());
     let cfg = Arc::new(SessionConfig { hostname: HOST.into(), max_message_size, ..SessionConfig::default() });
     let shutdown = Shutdown::new();
@@ -87,12 +88,20 @@ pub(crate) fn run_session(input: &[u8], chunks: &[usize], max_message_size: usiz
             out
         })
     });
-    let queued = spool
-        .ids(Area::Queue)
-        .expect("list queue")
-        .iter()
-        .map(|id| spool.load(id).expect("queued message loads").raw)
-        .collect();
+    // Every message queued, as the worker gets it: in memory (then in the journal only, until
+    // the acceptor's end checkpoints it), or by its id (then in a file of its own).
+    let mut queued = Vec::new();
+    let mut announced = Vec::new();
+    while let Ok(q) = rx.try_recv() {
+        announced.push(q.id.clone());
+        queued.push(match q.fresh {
+            Some(fresh) => fresh.message.raw,
+            None => spool.load(&q.id).expect("queued message loads").raw,
+        });
+    }
+    for id in spool.ids(Area::Queue).expect("list queue") {
+        assert!(announced.contains(&id), "{id} queued without a 250");
+    }
     drop(shutdown);
     Run { out, queued }
 }

@@ -1,0 +1,151 @@
+//! Reading segments back, and recovery at start-up (see the parent module).
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::super::{Area, Header, ID_LEN, QueueId, Spool, StoreError};
+use super::{
+    RECORD_LEN, RECORD_TOMBSTONE, RECORD_UNWRITTEN, SEGMENT_EXT, SEGMENT_MAGIC, SEGMENT_MAGIC_V1, UNKNOWN_BOOT,
+    checkpoint,
+};
+
+/// What [`Spool::recover_journal`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalRecovery {
+    /// Segments found (left by a process that did not stop cleanly).
+    pub segments: usize,
+    /// Messages written back to `queue/` from the journal (after a reboot).
+    pub replayed: usize,
+}
+
+/// One record read back.
+pub(super) enum Record {
+    /// A message, and whether it was committed unwritten.
+    Message { id: QueueId, header: Header, raw: Vec<u8>, unwritten: bool },
+    /// An unwritten message that was delivered.
+    Tombstone(QueueId),
+}
+
+/// One segment read back.
+pub(super) struct SegmentContents {
+    pub(super) boot_id: String,
+    pub(super) records: Vec<(QueueId, Header, Vec<u8>, bool)>,
+    pub(super) tombstones: Vec<QueueId>,
+    /// Bytes after the last trusted record (a torn batch, never acknowledged).
+    pub(super) torn_bytes: u64,
+}
+
+impl Spool {
+    /// Replays or checkpoints the journal segments a previous run left behind (see the module
+    /// documentation). Call once, holding the lock, before anything is delivered.
+    pub fn recover_journal(&self) -> io::Result<JournalRecovery> {
+        let dir = self.root.join("journal");
+        let mut paths: Vec<PathBuf> = fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXT))
+            .collect();
+        paths.sort();
+        let current_boot = boot_id();
+        let mut report = JournalRecovery::default();
+        let mut segments = Vec::with_capacity(paths.len());
+        // A tombstone may sit in a later segment than its message.
+        let mut delivered = HashSet::new();
+        for path in paths {
+            report.segments += 1;
+            let contents = read_segment(&path)?;
+            if contents.torn_bytes > 0 {
+                tracing::info!(
+                    segment = %path.display(),
+                    bytes = contents.torn_bytes,
+                    "journal segment ends in a torn batch (never acknowledged); ignoring it"
+                );
+            }
+            delivered.extend(contents.tombstones.iter().cloned());
+            segments.push((path, contents));
+        }
+        for (path, contents) in segments {
+            let ids: Vec<QueueId> = contents.records.iter().map(|(id, ..)| id.clone()).collect();
+            // Same boot: the files are as the process left them, and only a message committed
+            // unwritten can lack one. After a reboot any file may be lost.
+            let rebooted = contents.boot_id != current_boot || current_boot == UNKNOWN_BOOT;
+            for (id, header, raw, unwritten) in &contents.records {
+                if !(rebooted || *unwritten)
+                    || delivered.contains(id)
+                    || self.load(id).is_ok()
+                    || self.path(Area::Dead, id, "msg").exists()
+                {
+                    continue;
+                }
+                self.write_message(id, header, raw).map_err(|e| match e {
+                    StoreError::Full(e) | StoreError::Io(e) => e,
+                })?;
+                report.replayed += 1;
+            }
+            checkpoint(self, &path, &ids, &[])?;
+        }
+        Ok(report)
+    }
+}
+
+/// Reads a segment up to its last trusted record.
+pub(super) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
+    let mut reader = BufReader::new(File::open(path)?);
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data)?;
+    let mut contents =
+        SegmentContents { boot_id: String::new(), records: Vec::new(), tombstones: Vec::new(), torn_bytes: 0 };
+    let Some(rest) = data.strip_prefix(SEGMENT_MAGIC).or_else(|| data.strip_prefix(SEGMENT_MAGIC_V1)) else {
+        // Torn while being created: it never held anything.
+        contents.torn_bytes = data.len() as u64;
+        return Ok(contents);
+    };
+    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+        contents.torn_bytes = data.len() as u64;
+        return Ok(contents);
+    };
+    contents.boot_id = String::from_utf8_lossy(&rest[..nl]).into_owned();
+    let mut rest = &rest[nl + 1..];
+    while !rest.is_empty() {
+        let Some((record, used)) = parse_record(rest) else { break };
+        match record {
+            Record::Message { id, header, raw, unwritten } => contents.records.push((id, header, raw, unwritten)),
+            Record::Tombstone(id) => contents.tombstones.push(id),
+        }
+        rest = &rest[used..];
+    }
+    contents.torn_bytes = rest.len() as u64;
+    Ok(contents)
+}
+
+/// Parses one record, returning it and its length; `None` if it is incomplete or does not
+/// check out.
+pub(super) fn parse_record(data: &[u8]) -> Option<(Record, usize)> {
+    let word = u64::from_le_bytes(data.get(..8)?.try_into().ok()?);
+    let len = usize::try_from(word & RECORD_LEN).ok()?;
+    let payload = data.get(8..8usize.checked_add(len)?)?;
+    let id = QueueId::parse(std::str::from_utf8(payload.get(..ID_LEN)?).ok()?)?;
+    if word & RECORD_TOMBSTONE != 0 {
+        return (len == ID_LEN && word & RECORD_UNWRITTEN == 0).then_some((Record::Tombstone(id), 8 + len));
+    }
+    let mut reader = BufReader::new(&payload[ID_LEN..]);
+    let (header, body_start) = super::super::read_header(&mut reader).ok()?;
+    let raw = payload[ID_LEN..].get(usize::try_from(body_start).ok()?..)?;
+    if raw.len() as u64 != header.size || !super::super::checksum_matches(raw, &header.checksum) {
+        return None;
+    }
+    let unwritten = word & RECORD_UNWRITTEN != 0;
+    Some((Record::Message { id, header, raw: raw.to_vec(), unwritten }, 8 + len))
+}
+
+/// The kernel's boot id: it changes on every boot, so a segment written under the current one
+/// was written since the last boot and its files are still in the page cache.
+pub(super) fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .unwrap_or_else(|| UNKNOWN_BOOT.to_owned())
+}
