@@ -40,7 +40,8 @@ use crate::repair;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
     /// Size in bytes of the largest request the API path will send for it, serialized as JSON
-    /// (API path only).
+    /// (API path only; with [`validate_and_convert`] only when a bound on it came near Postmark's
+    /// limit, so that it had to be counted).
     pub json_len: Option<usize>,
     /// The message as it is to be spooled and sent, when the relay had to repair it (see
     /// [`repair`]); `None` keeps the bytes as received.
@@ -160,11 +161,15 @@ fn check(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions, build
         }
         Via::Api if build => {
             let requests = convert::convert(&message, envelope, opts)?;
-            let mut json_len = 0;
+            // Serialized only when the bound comes near the limit: delivery serializes it anyway.
+            let mut json_len = None;
             for request in &requests {
-                json_len = json_len.max(check_api_limits(request, 0)?);
+                check_body_limits(request)?;
+                if json_bound(request) > MAX_MESSAGE_BYTES {
+                    json_len = json_len.max(Some(check_api_limits(request, 0)?));
+                }
             }
-            Ok(Accepted { json_len: Some(json_len), repaired: headers_repaired, routing, requests: Some(requests) })
+            Ok(Accepted { json_len, repaired: headers_repaired, routing, requests: Some(requests) })
         }
         Via::Api => {
             let mut json_len = 0;
@@ -251,18 +256,7 @@ fn check_controls(controls: &convert::controls::Controls) -> Result<(), Rejectio
 /// Checks the limits Postmark applies to the JSON request; returns the JSON size. `content_len`
 /// is the base64 length of the attachment contents the measured request leaves out.
 fn check_api_limits(request: &SendEmailRequest, content_len: usize) -> Result<usize, Rejection> {
-    for (field, body) in [("TextBody", &request.text_body), ("HtmlBody", &request.html_body)] {
-        if let Some(body) = body
-            && body.len() > MAX_BODY_BYTES
-        {
-            return Err(Rejection::new(
-                Reject::Size,
-                552,
-                "5.3.4",
-                format!("{field} is {} bytes; Postmark accepts at most 5 MB", body.len()),
-            ));
-        }
-    }
+    check_body_limits(request)?;
     let json_len = json_len(request) + content_len;
     if json_len > MAX_MESSAGE_BYTES {
         return Err(Rejection::new(
@@ -275,6 +269,48 @@ fn check_api_limits(request: &SendEmailRequest, content_len: usize) -> Result<us
         ));
     }
     Ok(json_len)
+}
+
+/// A bound on the size of `request` as JSON, found without serializing it: every string at its
+/// worst escaping (6 bytes for a byte, `\u00XX`), attachment contents as they are (base64 needs
+/// no escaping), and a generous allowance for each field's name and punctuation.
+pub fn json_bound(request: &SendEmailRequest) -> usize {
+    const FIELD: usize = 32;
+    let text = |t: &str| FIELD + 6 * t.len();
+    let optional = |t: &Option<String>| t.as_deref().map_or(0, text);
+    let r = request;
+    // Braces, the two tracking fields, the list brackets.
+    let mut bound = 8 * FIELD;
+    bound += text(&r.from) + text(&r.to);
+    bound += [&r.cc, &r.bcc, &r.subject, &r.reply_to, &r.tag, &r.text_body, &r.html_body, &r.message_stream]
+        .into_iter()
+        .map(optional)
+        .sum::<usize>();
+    bound += r.headers.iter().map(|h| text(&h.name) + text(&h.value)).sum::<usize>();
+    bound += r.metadata.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>();
+    bound += r
+        .attachments
+        .iter()
+        .map(|a| FIELD + a.content.len() + text(&a.name) + text(&a.content_type) + optional(&a.content_id))
+        .sum::<usize>();
+    bound
+}
+
+/// Postmark's limits on the bodies (5 MB each).
+fn check_body_limits(request: &SendEmailRequest) -> Result<(), Rejection> {
+    for (field, body) in [("TextBody", &request.text_body), ("HtmlBody", &request.html_body)] {
+        if let Some(body) = body
+            && body.len() > MAX_BODY_BYTES
+        {
+            return Err(Rejection::new(
+                Reject::Size,
+                552,
+                "5.3.4",
+                format!("{field} is {} bytes; Postmark accepts at most 5 MB", body.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The size of `request` serialized as JSON, counted without building the JSON.

@@ -23,6 +23,28 @@ use crate::spool::{QueueId, StoredMessage};
 /// How many bytes of new messages the sessions may hand over in memory at once.
 pub const HANDOFF_BYTES: usize = 2 * 1024 * 1024;
 
+/// About the heap memory `requests` hold (their strings), for the budget.
+pub fn heap_bytes(requests: &[SendEmailRequest]) -> usize {
+    let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+    requests
+        .iter()
+        .map(|r| {
+            r.from.len()
+                + r.to.len()
+                + [&r.cc, &r.bcc, &r.subject, &r.reply_to, &r.tag, &r.text_body, &r.html_body, &r.message_stream]
+                    .into_iter()
+                    .map(optional)
+                    .sum::<usize>()
+                + r.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+                + r.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + r.attachments
+                    .iter()
+                    .map(|a| a.content.len() + a.name.len() + a.content_type.len() + optional(&a.content_id))
+                    .sum::<usize>()
+        })
+        .sum()
+}
+
 /// A newly queued message, as announced to the worker.
 #[derive(Debug)]
 pub struct Queued {

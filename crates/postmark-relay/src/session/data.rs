@@ -154,15 +154,25 @@ impl DataReader {
         if refused {
             return;
         }
-        // The first piece continues the current line; the last one is the new current line.
-        let mut pieces = bytes.split(|&b| b == b'\r' || b == b'\n');
-        let mut current = self.line_len + pieces.next().map_or(0, <[u8]>::len);
-        let mut longest = current;
-        for piece in pieces {
-            current = piece.len();
-            longest = longest.max(current);
-        }
-        self.line_len = current;
+        // Line lengths: the bytes before the first CR or LF continue the current line; those
+        // after the last one start the new current line.
+        let mut breaks = memchr::memchr2_iter(b'\r', b'\n', bytes);
+        let longest = match breaks.next() {
+            None => {
+                self.line_len += bytes.len();
+                self.line_len
+            }
+            Some(first) => {
+                let mut longest = self.line_len + first;
+                let mut previous = first;
+                for at in breaks {
+                    longest = longest.max(at - previous - 1);
+                    previous = at;
+                }
+                self.line_len = bytes.len() - previous - 1;
+                longest.max(self.line_len)
+            }
+        };
         if longest > MAX_TEXT_LINE {
             self.line_too_long = true;
             self.buf = Vec::new();
@@ -188,7 +198,7 @@ impl DataReader {
             match self.position {
                 Position::Text => {
                     // Copy up to and including the next CR in one go.
-                    match input.iter().position(|&c| c == b'\r') {
+                    match memchr::memchr(b'\r', input) {
                         Some(p) => {
                             let (line, tail) = input.split_at(p + 1);
                             self.push(line);
@@ -339,7 +349,7 @@ impl Acceptor {
                 // Held until delivery: no more than the message needs (the DATA buffer grows by
                 // doubling; shrinking it in place copies nothing).
                 raw.shrink_to_fit();
-                handoff.reserve(raw.capacity() + accepted.json_len.filter(|_| requests.is_some()).unwrap_or(0))
+                handoff.reserve(raw.capacity() + requests.as_deref().map_or(0, crate::delivery::handoff::heap_bytes))
             } else {
                 None
             };

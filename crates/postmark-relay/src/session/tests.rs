@@ -704,7 +704,7 @@ async fn new_messages_are_handed_over_in_memory_only_within_the_budget() {
     assert_eq!(roomy.held(), 0);
 
     // Room for one message, not for two.
-    let budget = Arc::new(Budget::new(held + held / 2));
+    let budget = Arc::new(Budget::new(held.max(3 * raw.len())));
     let (acceptor, mut rx) = accept(&budget);
     assert!(acceptor.accept(envelope(), raw.clone()).await.to_string().starts_with("250 "));
     let first = rx.recv().await.unwrap();

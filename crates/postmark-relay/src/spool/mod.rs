@@ -20,7 +20,9 @@
 //!
 //! New messages from sessions are made durable by group commit ([`journal`]): one journal append
 //! and `fdatasync` covers every message that arrived meanwhile, and the message's own file is
-//! synced later, at the segment's checkpoint. [`Spool::store_blocking`] (used by tests and tools)
+//! synced later, at the segment's checkpoint. A message handed to the delivery worker in memory
+//! gets no file at all unless it is still pending at the checkpoint or a delivery attempt fails
+//! ([`unwritten`]). [`Spool::store_blocking`] (used by tests and tools)
 //! and [`Spool::replace_envelope`] write a single file durably instead: to `tmp/`, fsync'd,
 //! renamed into `queue/`, and `queue/` fsync'd. On any failure the file is taken back, so the
 //! client's 4xx never leaves a copy behind that would later be delivered as well.
@@ -45,7 +47,7 @@ pub mod journal;
 pub mod maildrop;
 mod spares;
 mod state;
-mod unwritten;
+pub mod unwritten;
 
 pub(crate) use self::files::probe_dir;
 use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};

@@ -21,8 +21,12 @@ fn opts() -> ConvertOptions {
     ConvertOptions::default()
 }
 
+/// The refusal of `raw`, the same whether the requests are measured or built.
 fn rejected(raw: &[u8], envelope: &Envelope, via: Via) -> Rejection {
-    validate(raw, envelope, via, &opts()).expect_err("the message must be refused")
+    let refusal = validate(raw, envelope, via, &opts()).expect_err("the message must be refused");
+    let built = validate_and_convert(raw, envelope, via, &opts()).expect_err("refused when built too");
+    assert_eq!(refusal, built);
+    refusal
 }
 
 const BOTH: [Via; 2] = [Via::Api, Via::Smtp];
@@ -218,6 +222,38 @@ fn a_message_without_header_section_is_refused() {
 fn reply_lines_never_break() {
     let r = Rejection::new(Reject::Other, 554, "5.6.0", "two\r\nlines");
     assert_eq!(r.reply(), "554 5.6.0 two  lines\r\n");
+}
+
+#[test]
+fn the_json_bound_is_never_below_the_json() {
+    let envelope = env("", &["ann@example.org"]);
+    let escapes: String = (0u8..0x20).map(char::from).chain("\"\\/ä€😀".chars()).collect();
+    for raw in [fixture("filenames.eml"), fixture("related-inline.eml"), with_attachment(20_000)] {
+        let mut request = crate::convert::to_postmark(&raw, &envelope, &opts()).unwrap().remove(0);
+        let plain = serde_json::to_vec(&request).unwrap().len();
+        assert!(json_bound(&request) >= plain, "{} < {plain}", json_bound(&request));
+        // Every string at its worst: control characters, quotes, backslashes, non-ASCII.
+        request.subject = Some(escapes.repeat(50));
+        request.text_body = Some(escapes.repeat(500));
+        request.tag = Some(escapes.clone());
+        request.metadata.insert(escapes.clone(), escapes.clone());
+        request.headers.push(postmark_server::types::MessageHeader { name: escapes.clone(), value: escapes.clone() });
+        let json = serde_json::to_vec(&request).unwrap().len();
+        assert!(json_bound(&request) >= json, "{} < {json}", json_bound(&request));
+    }
+    // When the bound comes near the limit (a 1.8 MB text: six times that is over 10 MB) the
+    // requests are counted exactly, built or measured.
+    let mut raw = b"From: a@example.com\r\nTo: ann@example.org\r\n\r\n".to_vec();
+    while raw.len() < 1_800_000 {
+        raw.extend_from_slice(&[b'x'; 98]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    let built = validate_and_convert(&raw, &envelope, Via::Api, &opts()).unwrap();
+    assert!(built.json_len.is_some_and(|n| n > 1_800_000), "{:?}", built.json_len);
+    assert_eq!(built.json_len, validate(&raw, &envelope, Via::Api, &opts()).unwrap().json_len);
+    // Far from it they are not counted at all.
+    let small = validate_and_convert(&fixture("filenames.eml"), &envelope, Via::Api, &opts()).unwrap();
+    assert_eq!((small.json_len, small.requests.map(|r| r.len())), (None, Some(1)));
 }
 
 #[test]
