@@ -554,16 +554,7 @@ mod tests {
         let fresh = Fresh::new(message, None, budget.reserve(1000).unwrap());
         assert_eq!(budget.held(), 1000);
 
-        let shutdown = Shutdown::new();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let backend = Backend::DryRun(dry_run::DryRun::new(Arc::clone(&spool), Via::Smtp, Default::default()));
-        let cfg = WorkerConfig {
-            max_retry_delay: Duration::from_secs(1),
-            message_lifetime: Duration::from_secs(60),
-            rescan_interval: Duration::from_secs(60),
-        };
-        let worker = Worker::new(Arc::clone(&spool), backend, cfg, rx, shutdown.signal());
-        let task = tokio::spawn(worker.run());
+        let (tx, shutdown, task) = spawn_worker(&spool, dry_run_backend(&spool));
         tx.send(Queued { id: id.clone(), fresh: Some(fresh) }).unwrap();
         let eml = dir.path().join("dry-run").join(format!("{id}.eml"));
         for _ in 0..500 {
@@ -589,13 +580,7 @@ mod tests {
         let settings = api::ApiSettings { url: fake.url(), timeout: Duration::from_secs(10) };
         let token = postmark_core::Token::new("token");
         let backend = Backend::Api(api::Api::new(settings, &token, Default::default()).unwrap());
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shutdown = Shutdown::new();
-        let cfg = WorkerConfig {
-            max_retry_delay: Duration::from_secs(1),
-            message_lifetime: Duration::from_secs(60),
-            rescan_interval: Duration::from_secs(60),
-        };
+        let (tx, shutdown, task) = spawn_worker(&spool, backend);
         // Three messages of 600 KB: two never fit one batch of 1 MiB. None has a file (as if
         // committed unwritten): memory holds their only copy here.
         let budget = Arc::new(handoff::Budget::new(usize::MAX));
@@ -610,7 +595,6 @@ mod tests {
             let message = StoredMessage { id: id.clone(), header, raw };
             tx.send(Queued { id, fresh: Some(Fresh::new(message, None, budget.reserve(1).unwrap())) }).unwrap();
         }
-        let task = tokio::spawn(Worker::new(Arc::clone(&spool), backend, cfg, rx, shutdown.signal()).run());
         for _ in 0..500 {
             if fake.emails().len() == 3 {
                 break;
@@ -630,16 +614,7 @@ mod tests {
     async fn a_file_corrupted_after_start_is_quarantined_when_it_is_due() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path()).unwrap());
-        let shutdown = Shutdown::new();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let backend = Backend::DryRun(dry_run::DryRun::new(Arc::clone(&spool), Via::Smtp, Default::default()));
-        let cfg = WorkerConfig {
-            max_retry_delay: Duration::from_secs(1),
-            message_lifetime: Duration::from_secs(60),
-            rescan_interval: Duration::from_secs(60),
-        };
-        let worker = Worker::new(Arc::clone(&spool), backend, cfg, rx, shutdown.signal());
-        let task = tokio::spawn(worker.run());
+        let (tx, shutdown, task) = spawn_worker(&spool, dry_run_backend(&spool));
         let env = Envelope::new("s@example.com", ["r@example.com"]);
         let id = spool.store_blocking(&env, b"Subject: x\r\n\r\nbody\r\n").unwrap();
         let path = dir.path().join("queue").join(format!("{id}.msg"));
@@ -658,6 +633,27 @@ mod tests {
         assert!(!dir.path().join("dry-run").join(format!("{id}.eml")).exists());
         shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+    }
+
+    /// A running worker over `spool` delivering with `backend` (retries capped at a second), fed
+    /// on the returned sender.
+    fn spawn_worker(
+        spool: &Arc<Spool>,
+        backend: Backend,
+    ) -> (mpsc::UnboundedSender<Queued>, Shutdown, tokio::task::JoinHandle<()>) {
+        let shutdown = Shutdown::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cfg = WorkerConfig {
+            max_retry_delay: Duration::from_secs(1),
+            message_lifetime: Duration::from_secs(60),
+            rescan_interval: Duration::from_secs(60),
+        };
+        let task = tokio::spawn(Worker::new(Arc::clone(spool), backend, cfg, rx, shutdown.signal()).run());
+        (tx, shutdown, task)
+    }
+
+    fn dry_run_backend(spool: &Arc<Spool>) -> Backend {
+        Backend::DryRun(dry_run::DryRun::new(Arc::clone(spool), Via::Smtp, Default::default()))
     }
 
     /// A worker over a fresh spool holding one message, delivering with `backend`.
