@@ -394,7 +394,7 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
         return;
     }
     // Unwritten messages are only marked so; they are in the journal, which is what counts.
-    spool.add_unwritten(batch.iter().filter(|j| j.prepared.file.is_none()).map(|j| j.prepared.id.clone()));
+    spool.add_unwritten(batch.iter().filter(|j| j.prepared.file.is_none()).map(|j| j.prepared.id.clone()).collect());
     for Job { mut prepared, reply } in batch {
         let p = &mut prepared;
         let published = match &p.file {
@@ -584,7 +584,9 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    sync_dir(&spool.root.join("journal"))
+    sync_dir(&spool.root.join("journal"))?;
+    spool.checkpointed(unwritten.iter().map(|(id, _, _)| id.clone()));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -837,6 +839,13 @@ mod tests {
         let back = spool.load(&retried.id).unwrap();
         assert_eq!((back.header, back.raw), (retried.header.clone(), retried.raw.clone()));
         spool.ensure_written(retried).unwrap();
+        // Delivered at its retry, before the checkpoint: its record could still be written back
+        // after a crash, so it gets a tombstone too.
+        spool.remove(&retried.id).unwrap();
+        assert_eq!(spool.locate(&retried.id), None);
+        wait_until("the retried message's tombstone", || {
+            names(&journal).iter().any(|n| read_segment(&journal.join(n)).unwrap().tombstones.contains(&retried.id))
+        });
 
         // Still pending at the checkpoint: written from the journal record, then the segment goes.
         wait_until("the checkpoint", || !spool.is_unwritten(&pending.id));

@@ -67,6 +67,9 @@ pub struct Spool {
     spares: Mutex<Spares>,
     /// Messages committed to the journal whose file was never written (see [`unwritten`]).
     unwritten: Mutex<std::collections::HashSet<QueueId>>,
+    /// Messages committed unwritten whose journal segment is not checkpointed yet: recovery
+    /// would write them back unless a tombstone says they were delivered (see [`unwritten`]).
+    replayable: Mutex<std::collections::HashSet<QueueId>>,
     /// The running committer, told about unwritten messages delivered (see [`unwritten`]).
     committer: Mutex<Option<std::sync::mpsc::Sender<journal::Work>>>,
     /// Whether new files could be made durable in the spool at the last look (see [`unwritten`]).
@@ -85,6 +88,7 @@ impl Spool {
             root,
             spares: Mutex::default(),
             unwritten: Mutex::default(),
+            replayable: Mutex::default(),
             committer: Mutex::default(),
             files_ok: std::sync::atomic::AtomicBool::new(true),
         })
@@ -261,6 +265,11 @@ impl Spool {
         if self.is_unwritten(id) {
             return Some(Area::Queue);
         }
+        self.locate_file(id)
+    }
+
+    /// Where a message's file is, if anywhere.
+    fn locate_file(&self, id: &QueueId) -> Option<Area> {
         [Area::Queue, Area::Dead].into_iter().find(|&area| self.path(area, id, "msg").exists())
     }
 
@@ -271,16 +280,17 @@ impl Spool {
         if self.forget_unwritten(id) {
             return Ok(());
         }
+        // Committed unwritten, given a file since, its journal record not checkpointed yet.
+        self.tombstone_if_replayable(id);
         remove_if_exists(&self.path(Area::Queue, id, "state"))?;
         self.retire(&self.path(Area::Queue, id, "msg"))
     }
 
     /// Deletes a message from whichever area holds it. Returns the area, or `None` if unknown.
+    /// A message without a file (being delivered from memory) is not found, as from another
+    /// process.
     pub fn purge(&self, id: &QueueId) -> io::Result<Option<Area>> {
-        if self.forget_unwritten(id) {
-            return Ok(Some(Area::Queue));
-        }
-        let Some(area) = self.locate(id) else {
+        let Some(area) = self.locate_file(id) else {
             return Ok(None);
         };
         remove_if_exists(&self.path(area, id, "msg"))?;

@@ -15,8 +15,10 @@
 //!   message is still pending: the checkpoint writes it from the journal record, then syncs it,
 //!   before the segment goes.
 //!
-//! A message delivered while unwritten gets a *tombstone* record in the journal (written by the
-//! committer, not synced), so that recovery after a crash of the process does not send it again.
+//! A message delivered while its journal record could still be written back (it was committed
+//! unwritten, and its segment is not checkpointed yet, whether or not it got a file meanwhile)
+//! gets a *tombstone* record in the journal (written by the committer, not synced), so that
+//! recovery after a crash of the process does not send it again.
 //! Recovery writes back every unwritten record that has neither a file nor a tombstone (see
 //! [`super::journal`]).
 //!
@@ -67,18 +69,35 @@ impl Spool {
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).contains(id)
     }
 
-    /// Forgets an unwritten message (delivered, or purged) and has the committer record its
+    /// Forgets an unwritten message that was delivered and has the committer record its
     /// tombstone. Returns false if `id` has a file (or is unknown).
     pub(super) fn forget_unwritten(&self, id: &QueueId) -> bool {
         let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
         if !unwritten.remove(id) {
             return false;
         }
+        self.tombstone_if_replayable(id);
+        true
+    }
+
+    /// Has the committer record the tombstone of a delivered message whose journal record
+    /// recovery would otherwise write back (committed unwritten, segment not checkpointed).
+    pub(super) fn tombstone_if_replayable(&self, id: &QueueId) {
+        if !self.replayable.lock().unwrap_or_else(PoisonError::into_inner).remove(id) {
+            return;
+        }
         if let Some(committer) = self.committer.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             // A committer that has stopped has checkpointed its segments: no tombstone is needed.
             let _ = committer.send(Work::Delivered(id.clone()));
         }
-        true
+    }
+
+    /// Its segment checkpointed, no record of `ids` can be written back any more.
+    pub(super) fn checkpointed(&self, ids: impl IntoIterator<Item = QueueId>) {
+        let mut replayable = self.replayable.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in ids {
+            replayable.remove(&id);
+        }
     }
 
     /// Writes the file of `msg` if it has none yet (before a retry is scheduled or a dead letter
@@ -97,7 +116,8 @@ impl Spool {
     }
 
     /// Marks committed messages as unwritten (by the committer, before it answers).
-    pub(super) fn add_unwritten(&self, ids: impl IntoIterator<Item = QueueId>) {
+    pub(super) fn add_unwritten(&self, ids: Vec<QueueId>) {
+        self.replayable.lock().unwrap_or_else(PoisonError::into_inner).extend(ids.iter().cloned());
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).extend(ids);
     }
 
