@@ -166,18 +166,32 @@ impl Committer {
                 }
             };
             refill();
+            // Segments whose checkpoint failed (the spool could not take a file): tried again
+            // while the spool takes files, else at the next start.
+            let mut failed: Vec<Closed> = Vec::new();
             // Every second, and after every checkpoint: can the spool still take files?
             loop {
                 match closed_rx.recv_timeout(CHECKPOINT_EVERY) {
                     Ok(closed) => {
-                        checkpoint_logged(&checkpoint_spool, &closed);
+                        if !checkpoint_logged(&checkpoint_spool, &closed) {
+                            failed.push(closed);
+                        }
                         refill();
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
-                if let Err(e) = checkpoint_spool.probe_files() {
-                    tracing::debug!(error = %e, "the spool cannot take files; new messages get theirs at once");
+                match checkpoint_spool.probe_files() {
+                    Ok(()) => failed.retain(|closed| {
+                        let again = checkpoint(&checkpoint_spool, &closed.path, &closed.ids, &closed.unwritten);
+                        if again.is_ok() {
+                            tracing::info!(segment = %closed.path.display(), "journal checkpoint done on a later try");
+                        }
+                        again.is_err()
+                    }),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "the spool cannot take files; new messages get theirs at once");
+                    }
                 }
             }
             if let Some(unused) = spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
@@ -529,13 +543,19 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [io::IoSlice<'_>]) -> io
     Ok(())
 }
 
-fn checkpoint_logged(spool: &Spool, closed: &Closed) {
-    if let Err(e) = checkpoint(spool, &closed.path, &closed.ids, &closed.unwritten) {
-        tracing::warn!(
-            segment = %closed.path.display(),
-            error = %e,
-            "journal checkpoint failed; the segment is kept and checked again at the next start"
-        );
+/// Checkpoints `closed`; false (with a warning) if that failed.
+fn checkpoint_logged(spool: &Spool, closed: &Closed) -> bool {
+    match checkpoint(spool, &closed.path, &closed.ids, &closed.unwritten) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                segment = %closed.path.display(),
+                error = %e,
+                "journal checkpoint failed; the segment is kept, tried again while the spool takes files, \
+                 and checked at the next start"
+            );
+            false
+        }
     }
 }
 
@@ -859,6 +879,29 @@ mod tests {
         // A file written meanwhile is removed as any other.
         spool.remove(&pending.id).unwrap();
         assert_eq!(spool.locate(&pending.id), None);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_that_cannot_write_a_file_is_tried_again_once_there_is_room() {
+        let (_d, spool) = spool();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let (header, raw) = message(1);
+        let prepared = spool.prepare_unwritten(header, raw.clone()).unwrap();
+        let (id, _) = committer.commit_keeping(prepared).await.unwrap();
+        // No room for its file: the checkpoint fails and keeps the segment, and the message is
+        // still unwritten, in the journal.
+        super::super::faults::set_free(spool.root(), Some(0));
+        let journal = spool.root().join("journal");
+        let holds = |id: &QueueId| {
+            names(&journal).iter().any(|n| read_segment(&journal.join(n)).unwrap().records.iter().any(|r| &r.0 == id))
+        };
+        thread::sleep(CHECKPOINT_EVERY * 3);
+        assert!(spool.is_unwritten(&id));
+        assert!(holds(&id), "the segment is kept");
+        // Room again: the next try writes the file and lets the segment go.
+        super::super::faults::set_free(spool.root(), None);
+        wait_until("the checkpoint's second try", || !spool.is_unwritten(&id) && !holds(&id));
+        assert_eq!(spool.load(&id).unwrap().raw, raw);
     }
 
     #[test]
