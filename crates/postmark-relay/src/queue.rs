@@ -63,6 +63,20 @@ fn list(spool: &Spool, out: &mut dyn Write) -> std::io::Result<i32> {
             rows.push([entry.id.to_string(), state.into(), size, rcpts, attempts, info]);
         }
     }
+    // Messages a running relay holds in memory with no file yet (its journal shows them).
+    for (id, header) in spool.journal_pending()? {
+        if rows.iter().any(|r| r[0] == id.as_str()) {
+            continue;
+        }
+        rows.push([
+            id.to_string(),
+            "pending".into(),
+            header.size.to_string(),
+            header.envelope.rcpt_to.len().to_string(),
+            "0".into(),
+            "in the journal, being delivered (no file yet)".into(),
+        ]);
+    }
     if rows.is_empty() {
         writeln!(out, "spool {} is empty", spool.root().display())?;
         return Ok(0);

@@ -845,6 +845,20 @@ mod tests {
             assert_eq!(spool.locate(&m.id), Some(Area::Queue));
         }
 
+        // Another process (`queue list`, `mailq`) sees them in the journal.
+        let other = Spool::open(spool.root()).unwrap();
+        let listed =
+            |other: &Spool| -> Vec<QueueId> { other.journal_pending().unwrap().into_iter().map(|p| p.0).collect() };
+        assert_eq!(listed(&other), stored.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
+        let mut listing = Vec::new();
+        crate::queue::run(&other, &crate::cli::QueueAction::List, &mut listing).unwrap();
+        let listing = String::from_utf8(listing).unwrap();
+        assert!(
+            listing.contains(&format!("{}  pending", stored[0].id)) && listing.contains("in the journal"),
+            "{listing}"
+        );
+        assert!(listing.contains("3 pending, 0 dead"), "{listing}");
+
         // Delivered: forgotten, and a tombstone follows its record in the journal.
         spool.remove(&delivered.id).unwrap();
         assert!(!spool.is_unwritten(&delivered.id));
@@ -852,12 +866,14 @@ mod tests {
         wait_until("the tombstone", || {
             names(&journal).iter().any(|n| read_segment(&journal.join(n)).unwrap().tombstones.contains(&delivered.id))
         });
+        assert_eq!(listed(&other), [retried.id.clone(), pending.id.clone()]);
 
         // Not delivered at the first attempt: the worker has its file written, synced.
         spool.ensure_written(retried).unwrap();
         assert!(!spool.is_unwritten(&retried.id));
         let back = spool.load(&retried.id).unwrap();
         assert_eq!((back.header, back.raw), (retried.header.clone(), retried.raw.clone()));
+        assert_eq!(listed(&other), std::slice::from_ref(&pending.id), "with a file, it is listed from queue/");
         spool.ensure_written(retried).unwrap();
         // Delivered at its retry, before the checkpoint: its record could still be written back
         // after a crash, so it gets a tombstone too.

@@ -22,8 +22,8 @@
 //! Recovery writes back every unwritten record that has neither a file nor a tombstone (see
 //! [`super::journal`]).
 //!
-//! Other processes (`postmark-relay queue`, `mailq`) see a message in `queue/` only once it has
-//! a file: for its first second or so, a message delivered at once never shows there.
+//! Other processes see such a message only in the journal: `queue list` and `mailq` list it from
+//! there ([`Spool::journal_pending`]); `queue show` and `queue purge` need its file.
 //!
 //! Messages are committed unwritten only while the spool can take files ([`Spool::files_ok`]):
 //! the checkpoint thread probes `tmp/` and `queue/` every second (as does `/readyz`), and any

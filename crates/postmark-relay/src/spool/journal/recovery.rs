@@ -90,6 +90,35 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Messages a relay committed without a file and has not delivered yet, as its journal
+    /// shows them (a record flagged unwritten, no tombstone, no file): for `queue list` in
+    /// another process, which cannot see the relay's memory. Records being written are not
+    /// trusted yet and not listed.
+    pub fn journal_pending(&self) -> io::Result<Vec<(QueueId, Header)>> {
+        let mut segments: Vec<PathBuf> = fs::read_dir(self.root.join("journal"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXT))
+            .collect();
+        segments.sort();
+        let mut delivered = HashSet::new();
+        let mut records = Vec::new();
+        for path in segments {
+            // A segment checkpointed meanwhile is simply gone.
+            let Ok(contents) = read_segment(&path) else { continue };
+            delivered.extend(contents.tombstones);
+            records.extend(contents.records.into_iter().filter(|r| r.3).map(|(id, header, _, _)| (id, header)));
+        }
+        records.retain(|(id, _)| {
+            !delivered.contains(id)
+                && !self.path(Area::Queue, id, "msg").exists()
+                && !self.path(Area::Dead, id, "msg").exists()
+        });
+        Ok(records)
+    }
+}
+
 /// Reads a segment up to its last trusted record.
 pub(super) fn read_segment(path: &Path) -> io::Result<SegmentContents> {
     let mut reader = BufReader::new(File::open(path)?);
