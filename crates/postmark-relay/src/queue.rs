@@ -64,17 +64,17 @@ fn list(spool: &Spool, out: &mut dyn Write) -> std::io::Result<i32> {
         }
     }
     // Messages a running relay holds in memory with no file yet (its journal shows them).
-    for (id, header) in spool.journal_pending()? {
-        if rows.iter().any(|r| r[0] == id.as_str()) {
+    for msg in spool.journal_pending()? {
+        if rows.iter().any(|r| r[0] == msg.id.as_str()) {
             continue;
         }
         rows.push([
-            id.to_string(),
+            msg.id.to_string(),
             "pending".into(),
-            header.size.to_string(),
-            header.envelope.rcpt_to.len().to_string(),
+            msg.header.size.to_string(),
+            msg.header.envelope.rcpt_to.len().to_string(),
             "0".into(),
-            "in the journal, being delivered (no file yet)".into(),
+            IN_JOURNAL.into(),
         ]);
     }
     if rows.is_empty() {
@@ -94,20 +94,30 @@ fn show(spool: &Spool, id: &str, out: &mut dyn Write) -> std::io::Result<i32> {
     let Some(id) = parse_id(id, out)? else {
         return Ok(1);
     };
-    let Some(area) = spool.locate(&id) else {
-        writeln!(out, "error: no message {id} in {}", spool.root().display())?;
-        return Ok(1);
-    };
-    let msg = match spool.load_from(area, &id) {
-        Ok(m) => m,
-        Err(e) => {
-            writeln!(out, "error: {id}: {e}")?;
-            return Ok(1);
-        }
+    let (area, msg) = match spool.locate(&id) {
+        Some(area) => match spool.load_from(area, &id) {
+            Ok(m) => (Some(area), m),
+            Err(e) => {
+                writeln!(out, "error: {id}: {e}")?;
+                return Ok(1);
+            }
+        },
+        None => match in_journal(spool, &id)? {
+            Some(m) => (None, m),
+            None => {
+                writeln!(out, "error: no message {id} in {}", spool.root().display())?;
+                return Ok(1);
+            }
+        },
     };
     let h = &msg.header;
     writeln!(out, "id:          {id}")?;
-    writeln!(out, "state:       {}", if area == Area::Queue { "pending" } else { "dead" })?;
+    let state = match area {
+        Some(Area::Queue) => "pending",
+        Some(Area::Dead) => "dead",
+        None => IN_JOURNAL,
+    };
+    writeln!(out, "state:       {state}")?;
     writeln!(out, "received:    {}", rfc3339(h.received_ms))?;
     writeln!(out, "size:        {} bytes", h.size)?;
     writeln!(out, "mail from:   <{}>", h.envelope.mail_from)?;
@@ -115,7 +125,8 @@ fn show(spool: &Spool, id: &str, out: &mut dyn Write) -> std::io::Result<i32> {
         writeln!(out, "rcpt to:     <{rcpt}>")?;
     }
     match area {
-        Area::Queue => {
+        None => {}
+        Some(Area::Queue) => {
             let st = spool.state(&id);
             writeln!(out, "attempts:    {}", st.attempts)?;
             if let Some(t) = st.next_attempt_ms {
@@ -125,7 +136,7 @@ fn show(spool: &Spool, id: &str, out: &mut dyn Write) -> std::io::Result<i32> {
                 writeln!(out, "last error:  {e}")?;
             }
         }
-        Area::Dead => {
+        Some(Area::Dead) => {
             if let Some(r) = spool.dead_reason(&id) {
                 writeln!(out, "attempts:    {}", r.attempts)?;
                 writeln!(out, "dead since:  {}", rfc3339(r.dead_ms))?;
@@ -185,12 +196,28 @@ fn purge(spool: &Spool, id: &str, out: &mut dyn Write) -> std::io::Result<i32> {
     match spool.purge(&id)? {
         Some(Area::Queue) => writeln!(out, "{id}: purged from the queue (it will not be sent)")?,
         Some(Area::Dead) => writeln!(out, "{id}: purged from dead letters")?,
+        None if in_journal(spool, &id)?.is_some() => {
+            writeln!(
+                out,
+                "error: {id} is being delivered by the running relay and has no file to purge; \
+                 if it is not delivered, it gets one within seconds"
+            )?;
+            return Ok(1);
+        }
         None => {
             writeln!(out, "error: no message {id} in {}", spool.root().display())?;
             return Ok(1);
         }
     }
     Ok(0)
+}
+
+/// How `list` and `show` describe a message a running relay holds without a file.
+const IN_JOURNAL: &str = "pending, in the journal, being delivered (no file yet)";
+
+/// `id`, if a running relay holds it without a file (see [`Spool::journal_pending`]).
+fn in_journal(spool: &Spool, id: &QueueId) -> std::io::Result<Option<crate::spool::StoredMessage>> {
+    Ok(spool.journal_pending()?.into_iter().find(|m| &m.id == id))
 }
 
 fn find_header_end(raw: &[u8]) -> usize {

@@ -848,7 +848,7 @@ mod tests {
         // Another process (`queue list`, `mailq`) sees them in the journal.
         let other = Spool::open(spool.root()).unwrap();
         let listed =
-            |other: &Spool| -> Vec<QueueId> { other.journal_pending().unwrap().into_iter().map(|p| p.0).collect() };
+            |other: &Spool| -> Vec<QueueId> { other.journal_pending().unwrap().into_iter().map(|m| m.id).collect() };
         assert_eq!(listed(&other), stored.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
         let mut listing = Vec::new();
         crate::queue::run(&other, &crate::cli::QueueAction::List, &mut listing).unwrap();
@@ -858,6 +858,18 @@ mod tests {
             "{listing}"
         );
         assert!(listing.contains("3 pending, 0 dead"), "{listing}");
+        let mut shown = Vec::new();
+        let show = crate::cli::QueueAction::Show { id: stored[1].id.to_string() };
+        assert_eq!(crate::queue::run(&other, &show, &mut shown).unwrap(), 0);
+        let shown = String::from_utf8(shown).unwrap();
+        assert!(
+            shown.contains("state:       pending, in the journal") && shown.contains("Subject: journal 1"),
+            "{shown}"
+        );
+        let mut purged = Vec::new();
+        let purge = crate::cli::QueueAction::Purge { id: stored[1].id.to_string() };
+        assert_eq!(crate::queue::run(&other, &purge, &mut purged).unwrap(), 1);
+        assert!(String::from_utf8(purged).unwrap().contains("being delivered by the running relay"));
 
         // Delivered: forgotten, and a tombstone follows its record in the journal.
         spool.remove(&delivered.id).unwrap();

@@ -22,8 +22,8 @@
 //! Recovery writes back every unwritten record that has neither a file nor a tombstone (see
 //! [`super::journal`]).
 //!
-//! Other processes see such a message only in the journal: `queue list` and `mailq` list it from
-//! there ([`Spool::journal_pending`]); `queue show` and `queue purge` need its file.
+//! Other processes see such a message only in the journal: `queue list`, `queue show` and
+//! `mailq` read it from there ([`Spool::journal_pending`]); `queue purge` needs its file.
 //!
 //! Messages are committed unwritten only while the spool can take files ([`Spool::files_ok`]):
 //! the checkpoint thread probes `tmp/` and `queue/` every second (as does `/readyz`), and any

@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::super::{Area, Header, ID_LEN, QueueId, Spool, StoreError};
+use super::super::{Area, Header, ID_LEN, QueueId, Spool, StoreError, StoredMessage};
 use super::{
     RECORD_LEN, RECORD_TOMBSTONE, RECORD_UNWRITTEN, SEGMENT_EXT, SEGMENT_MAGIC, SEGMENT_MAGIC_V1, UNKNOWN_BOOT,
     checkpoint,
@@ -92,10 +92,10 @@ impl Spool {
 
 impl Spool {
     /// Messages a relay committed without a file and has not delivered yet, as its journal
-    /// shows them (a record flagged unwritten, no tombstone, no file): for `queue list` in
-    /// another process, which cannot see the relay's memory. Records being written are not
-    /// trusted yet and not listed.
-    pub fn journal_pending(&self) -> io::Result<Vec<(QueueId, Header)>> {
+    /// shows them (a record flagged unwritten, no tombstone, no file): for `queue list` and
+    /// `queue show` in another process, which cannot see the relay's memory. Records being
+    /// written are not trusted yet and not listed.
+    pub fn journal_pending(&self) -> io::Result<Vec<StoredMessage>> {
         let mut segments: Vec<PathBuf> = fs::read_dir(self.root.join("journal"))?
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -108,12 +108,16 @@ impl Spool {
             // A segment checkpointed meanwhile is simply gone.
             let Ok(contents) = read_segment(&path) else { continue };
             delivered.extend(contents.tombstones);
-            records.extend(contents.records.into_iter().filter(|r| r.3).map(|(id, header, _, _)| (id, header)));
+            records.extend(contents.records.into_iter().filter(|r| r.3).map(|(id, header, raw, _)| StoredMessage {
+                id,
+                header,
+                raw,
+            }));
         }
-        records.retain(|(id, _)| {
-            !delivered.contains(id)
-                && !self.path(Area::Queue, id, "msg").exists()
-                && !self.path(Area::Dead, id, "msg").exists()
+        records.retain(|m| {
+            !delivered.contains(&m.id)
+                && !self.path(Area::Queue, &m.id, "msg").exists()
+                && !self.path(Area::Dead, &m.id, "msg").exists()
         });
         Ok(records)
     }
