@@ -178,6 +178,21 @@ pub fn measure(
     Ok(address_to(request, hidden).into_iter().map(|request| Measured { request, content_len }).collect())
 }
 
+/// Every text of `request` (addresses, subject, bodies, headers, metadata, attachment names
+/// and types), without the attachments' base64 contents: what JSON escaping applies to.
+pub fn request_texts(request: &SendEmailRequest) -> impl Iterator<Item = &str> {
+    let r = request;
+    let single = [&r.cc, &r.bcc, &r.subject, &r.reply_to, &r.tag, &r.text_body, &r.html_body, &r.message_stream];
+    [r.from.as_str(), r.to.as_str()]
+        .into_iter()
+        .chain(single.into_iter().filter_map(|t| t.as_deref()))
+        .chain(r.headers.iter().flat_map(|h| [h.name.as_str(), h.value.as_str()]))
+        .chain(r.metadata.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
+        .chain(r.attachments.iter().flat_map(|a| {
+            [Some(a.name.as_str()), Some(a.content_type.as_str()), a.content_id.as_deref()].into_iter().flatten()
+        }))
+}
+
 /// Makes sure every request has a `To` (see [`convert`]); `hidden` are the `Bcc` recipients.
 fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEmailRequest> {
     if !request.to.is_empty() {

@@ -276,24 +276,11 @@ fn check_api_limits(request: &SendEmailRequest, content_len: usize) -> Result<us
 /// no escaping), and a generous allowance for each field's name and punctuation.
 pub fn json_bound(request: &SendEmailRequest) -> usize {
     const FIELD: usize = 32;
-    let text = |t: &str| FIELD + 6 * t.len();
-    let optional = |t: &Option<String>| t.as_deref().map_or(0, text);
-    let r = request;
     // Braces, the two tracking fields, the list brackets.
-    let mut bound = 8 * FIELD;
-    bound += text(&r.from) + text(&r.to);
-    bound += [&r.cc, &r.bcc, &r.subject, &r.reply_to, &r.tag, &r.text_body, &r.html_body, &r.message_stream]
-        .into_iter()
-        .map(optional)
-        .sum::<usize>();
-    bound += r.headers.iter().map(|h| text(&h.name) + text(&h.value)).sum::<usize>();
-    bound += r.metadata.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>();
-    bound += r
-        .attachments
-        .iter()
-        .map(|a| FIELD + a.content.len() + text(&a.name) + text(&a.content_type) + optional(&a.content_id))
-        .sum::<usize>();
-    bound
+    let frame = 8 * FIELD;
+    let texts: usize = convert::request_texts(request).map(|t| FIELD + 6 * t.len()).sum();
+    let contents: usize = request.attachments.iter().map(|a| FIELD + a.content.len()).sum();
+    frame + texts + contents
 }
 
 /// Postmark's limits on the bodies (5 MB each).

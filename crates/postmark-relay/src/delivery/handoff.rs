@@ -25,22 +25,11 @@ pub const HANDOFF_BYTES: usize = 2 * 1024 * 1024;
 
 /// About the heap memory `requests` hold (their strings), for the budget.
 pub fn heap_bytes(requests: &[SendEmailRequest]) -> usize {
-    let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
     requests
         .iter()
         .map(|r| {
-            r.from.len()
-                + r.to.len()
-                + [&r.cc, &r.bcc, &r.subject, &r.reply_to, &r.tag, &r.text_body, &r.html_body, &r.message_stream]
-                    .into_iter()
-                    .map(optional)
-                    .sum::<usize>()
-                + r.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
-                + r.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-                + r.attachments
-                    .iter()
-                    .map(|a| a.content.len() + a.name.len() + a.content_type.len() + optional(&a.content_id))
-                    .sum::<usize>()
+            crate::convert::request_texts(r).map(str::len).sum::<usize>()
+                + r.attachments.iter().map(|a| a.content.len()).sum::<usize>()
         })
         .sum()
 }
@@ -139,6 +128,37 @@ impl Drop for Reservation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_counted_by_its_strings() {
+        use postmark_server::types::{EmailAttachment, MessageHeader};
+        // 5 + 5 + 7 + 4, a header of 3 + 1, metadata of 1 + 2, an attachment of 5 + 4 + 15.
+        let request = SendEmailRequest {
+            from: "a@b.c".into(),
+            to: "d@e.f".into(),
+            cc: None,
+            bcc: None,
+            subject: Some("subject".into()),
+            reply_to: None,
+            tag: None,
+            text_body: Some("body".into()),
+            html_body: None,
+            headers: vec![MessageHeader { name: "X-A".into(), value: "1".into() }],
+            track_opens: None,
+            track_links: None,
+            metadata: [("k".to_string(), "vv".to_string())].into(),
+            attachments: vec![EmailAttachment {
+                name: "a.pdf".into(),
+                content: "QUJD".into(),
+                content_type: "application/pdf".into(),
+                content_id: None,
+            }],
+            message_stream: None,
+        };
+        assert_eq!(heap_bytes(std::slice::from_ref(&request)), 5 + 5 + 7 + 4 + 4 + 3 + 5 + 4 + 15);
+        assert_eq!(heap_bytes(&[request.clone(), request]), 2 * 52);
+        assert_eq!(heap_bytes(&[]), 0);
+    }
 
     #[test]
     fn the_budget_refuses_what_does_not_fit_and_frees_what_is_dropped() {

@@ -566,25 +566,24 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
     if !unwritten.is_empty() {
         let journal = File::open(segment)?;
         let mut record = Vec::new();
-        let at: std::collections::HashMap<&QueueId, (u64, u64)> =
-            unwritten.iter().map(|(id, offset, len)| (id, (*offset, *len))).collect();
-        spool.write_unwritten(unwritten.iter().map(|(id, _, _)| id), |id, tmp| {
-            let Some((offset, len)) = at.get(id) else { return Ok(()) };
-            record.resize(usize::try_from(*len).map_err(io::Error::other)?, 0);
-            journal.read_exact_at(&mut record, *offset)?;
-            match parse_record(&record) {
-                Some((Record::Message { id: found, .. }, _)) if &found == id => {
-                    // The spool file, as the journal holds it; synced below with the others.
-                    let file = &record[8 + ID_LEN..];
-                    super::faults::charge(&spool.root, file.len() as u64)?;
-                    private_file().write(true).create_new(true).open(tmp)?.write_all(file)
+        for (id, offset, len) in unwritten {
+            spool.write_unwritten(id, |tmp| {
+                record.resize(usize::try_from(*len).map_err(io::Error::other)?, 0);
+                journal.read_exact_at(&mut record, *offset)?;
+                match parse_record(&record) {
+                    Some((Record::Message { id: found, .. }, _)) if &found == id => {
+                        // The spool file, as the journal holds it; synced below with the others.
+                        let file = &record[8 + ID_LEN..];
+                        super::faults::charge(&spool.root, file.len() as u64)?;
+                        private_file().write(true).create_new(true).open(tmp)?.write_all(file)
+                    }
+                    _ => Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("journal record of {id} does not check out"),
+                    )),
                 }
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("journal record of {id} does not check out"),
-                )),
-            }
-        })?;
+            })?;
+        }
     }
     for id in ids {
         for area in [Area::Queue, Area::Dead] {

@@ -121,36 +121,33 @@ impl Spool {
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).extend(ids);
     }
 
-    /// Gives each of `ids` still unwritten its file: `write` writes it to a temporary path
-    /// without the lock held (the worker goes on delivering meanwhile), then, under the lock, it
-    /// is renamed into `queue/` if the message is still unwritten, and dropped if it was
-    /// delivered meanwhile.
-    pub(super) fn write_unwritten<'a>(
+    /// Gives `id`, if still unwritten, its file: `write` writes it to a temporary path without
+    /// the lock held (the worker goes on delivering meanwhile), then, under the lock, it is
+    /// renamed into `queue/` if the message is still unwritten, and dropped if it was delivered
+    /// meanwhile.
+    pub(super) fn write_unwritten(
         &self,
-        ids: impl IntoIterator<Item = &'a QueueId>,
-        mut write: impl FnMut(&QueueId, &std::path::Path) -> std::io::Result<()>,
+        id: &QueueId,
+        write: impl FnOnce(&std::path::Path) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        for id in ids {
-            if !self.is_unwritten(id) {
-                continue;
-            }
-            let tmp = self.root.join("tmp").join(format!("{id}.checkpoint"));
-            let written = write(id, &tmp).and_then(|()| {
-                let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
-                if !unwritten.contains(id) {
-                    return std::fs::remove_file(&tmp);
-                }
-                std::fs::rename(&tmp, self.path(super::Area::Queue, id, "msg"))?;
-                unwritten.remove(id);
-                Ok(())
-            });
-            if written.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            self.note_files(written.is_ok());
-            written?;
+        if !self.is_unwritten(id) {
+            return Ok(());
         }
-        Ok(())
+        let tmp = self.root.join("tmp").join(format!("{id}.checkpoint"));
+        let written = write(&tmp).and_then(|()| {
+            let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
+            if !unwritten.contains(id) {
+                return std::fs::remove_file(&tmp);
+            }
+            std::fs::rename(&tmp, self.path(super::Area::Queue, id, "msg"))?;
+            unwritten.remove(id);
+            Ok(())
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        self.note_files(written.is_ok());
+        written
     }
 
     /// Registers (or, with `None`, forgets) the running committer.
