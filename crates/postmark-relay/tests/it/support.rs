@@ -281,3 +281,28 @@ pub fn spawn_logged(mut cmd: std::process::Command) -> (std::process::Child, std
     });
     (child, log)
 }
+
+/// Set (to anything) where the real third-party mail clients must be present: CI installs them
+/// (`.ci/interop-packages`, `.ci/run`) and sets this, so a missing client fails there instead of
+/// skipping.
+pub const REQUIRE_CLIENTS: &str = "POSTMARK_TEST_REQUIRE_CLIENTS";
+
+/// The path of a real third-party program (a mail client the interoperability tests drive), or
+/// `None` after printing one `NOT RUN` line when it is not installed here. Where
+/// [`REQUIRE_CLIENTS`] is set, a missing program is a test failure instead.
+pub fn real_client(program: &str, test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os(REQUIRE_CLIENTS).is_none(),
+            "{test}: {program} is not installed, and {REQUIRE_CLIENTS} says it must be (see .ci/interop-packages)"
+        );
+        eprintln!("NOT RUN {test}: {program} is not installed (see .ci/interop-packages)");
+    }
+    found
+}
