@@ -36,6 +36,24 @@ fn generator_panics_name_the_spec_and_operation() {
     assert!(msg.contains("get_x") && msg.contains("GET /x"), "{msg}");
 }
 
+#[test]
+fn a_spelling_alias_without_its_field_fails_generation() {
+    // A renamed schema or property must not silently drop the alias the spec asks for.
+    let root = xtask::workspace_root();
+    let code = xtask::generate_fixture(&root.join("openapi/fixtures/spelling_aliases.yaml")).expect("fixture");
+    let mut file = syn::parse_file(&code).expect("generated code parses");
+    let alias = |schema: &str, property: &str| xtask::SpellingAlias {
+        schema: schema.into(),
+        property: property.into(),
+        aliases: vec!["x".into()],
+    };
+    let err = xtask::apply_aliases(&mut file, &[alias("BulkReceipt", "Status"), alias("BulkReceipt", "Gone")])
+        .expect_err("no field is renamed Gone");
+    assert_eq!(err.to_string(), "no generated field for BulkReceipt.Gone");
+    let err = xtask::apply_aliases(&mut file, &[alias("Receipt", "ID")]).expect_err("no such type");
+    assert_eq!(err.to_string(), "no generated field for Receipt.ID");
+}
+
 fn fixture_specs() -> Vec<PathBuf> {
     let dir = xtask::workspace_root().join("openapi/fixtures");
     let mut specs: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -43,8 +43,10 @@ async fn invalid_request_422_300_is_permanent() {
     fake.push_fault(Fault::api_error(422, 300, "Invalid 'To' address: 'nope'."));
     let err = Error::from(client.send_email().body(email("nope")).send().await.expect_err("422"));
     match &err {
-        Error::Api { status, code, message, operation } => {
+        Error::Api { status, code, message, errors, request_id, operation } => {
             assert_eq!(*status, 422);
+            assert!(errors.is_empty(), "no `Errors` in the body: {errors:?}");
+            assert_eq!(request_id.as_deref(), Some(fake.requests()[0].request_id.as_str()));
             assert_eq!(*code, ErrorCode::InvalidEmailRequest);
             assert!(message.contains("Invalid 'To'"));
             assert_eq!(operation.as_ref().map(|o| o.id.as_str()), Some("send_email"));
@@ -105,8 +107,9 @@ async fn non_json_5xx_keeps_status_and_text() {
     fake.push_fault(Fault::Status { status: 502, body: "<html><body>Bad gateway</body></html>".into() });
     let err = Error::from(client.get_server().send().await.expect_err("502"));
     match &err {
-        Error::UnexpectedResponse { status, body, operation } => {
+        Error::UnexpectedResponse { status, body, request_id, operation } => {
             assert_eq!(*status, 502);
+            assert_eq!(request_id.as_deref(), Some(fake.requests()[0].request_id.as_str()), "kept on non-JSON errors");
             assert!(body.contains("Bad gateway"));
             assert_eq!(operation.as_ref().map(|o| o.id.as_str()), Some("get_server"));
         }
@@ -274,4 +277,88 @@ async fn a_forbidden_attachment_built_by_hand_is_refused_before_sending() {
     assert!(results[1].is_ok());
     let refused = results[0].as_ref().expect_err("refused by Postmark");
     assert_eq!(refused.error_code(), Some(ErrorCode::ForbiddenAttachmentType), "{refused:?}");
+}
+
+fn bulk_request() -> types::SendBulkEmailRequest {
+    serde_json::from_value(json!({"From": "sender@example.com", "Subject": "Hi", "TextBody": "Hello",
+        "Messages": [{"To": "not an address"}]}))
+    .expect("bulk request")
+}
+
+#[tokio::test]
+async fn per_field_errors_are_kept_shown_and_listed_one_per_line() {
+    let (fake, client) = setup().await;
+    // The shape of a bulk validation error (postmark-rs PR 56).
+    fake.push_fault(Fault::field_errors(
+        422,
+        11,
+        "The request is invalid.",
+        &[
+            ("From", 300, "Invalid 'From' address."),
+            ("Messages[0].To", 300, "Invalid 'To' address: 'not an address'."),
+            ("Messages[0].To", 303, "Too many recipients."),
+        ],
+    ));
+    let err = Error::from(client.send_bulk_email().body(bulk_request()).send().await.expect_err("422"));
+    assert_eq!(err.error_code(), Some(ErrorCode::from_i64(11)));
+    let fields = err.field_errors();
+    assert_eq!(fields.keys().collect::<Vec<_>>(), ["From", "Messages[0].To"]);
+    assert_eq!(fields["From"][0].error_code, 300);
+    assert_eq!(fields["From"][0].message, "Invalid 'From' address.");
+    assert_eq!(fields["Messages[0].To"].iter().map(|e| e.error_code).collect::<Vec<_>>(), [300, 303]);
+
+    let id = fake.requests()[0].request_id.clone();
+    assert_eq!(err.request_id(), Some(id.as_str()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Postmark answered HTTP 422 with ErrorCode 11: The request is invalid. [From: ErrorCode 300: Invalid 'From' \
+             address.; Messages[0].To: ErrorCode 300: Invalid 'To' address: 'not an address'.; Messages[0].To: \
+             ErrorCode 303: Too many recipients.] (request id {id})"
+        )
+    );
+    assert_eq!(
+        format!("{err:#}"),
+        format!(
+            "Postmark answered HTTP 422 with ErrorCode 11: The request is invalid. (request id {id})\n  \
+             From: ErrorCode 300: Invalid 'From' address.\n  \
+             Messages[0].To: ErrorCode 300: Invalid 'To' address: 'not an address'.\n  \
+             Messages[0].To: ErrorCode 303: Too many recipients."
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_error_body_with_null_or_odd_field_errors_still_decodes() {
+    let (fake, client) = setup().await;
+    fake.push_fault(Fault::Status { status: 422, body: r#"{"ErrorCode":300,"Message":"Bad.","Errors":null}"#.into() });
+    fake.push_fault(Fault::Status {
+        status: 422,
+        body: r#"{"ErrorCode":11,"Message":"Bad.","Errors":{"From":[{}]}}"#.into(),
+    });
+    let err = Error::from(client.send_bulk_email().body(bulk_request()).send().await.expect_err("422"));
+    assert!(err.field_errors().is_empty());
+    assert!(!err.to_string().contains('['), "{err}");
+    let err = Error::from(client.send_bulk_email().body(bulk_request()).send().await.expect_err("422"));
+    assert_eq!(err.field_errors()["From"], [postmark_core::FieldError::default()]);
+}
+
+#[tokio::test]
+async fn the_request_id_is_in_the_message_and_a_fault_can_set_its_own() {
+    let (fake, client) = setup().await;
+    fake.push_fault(Fault::Respond {
+        status: 401,
+        headers: vec![("X-Request-Id".into(), "6f1c0a52-0d0e-4c55-9b7e-2f1d1e0c9a11".into())],
+        body: json!({"ErrorCode": 10, "Message": "Bad token."}).to_string(),
+    });
+    let err = Error::from(client.get_server().send().await.expect_err("401"));
+    assert_eq!(err.request_id(), Some("6f1c0a52-0d0e-4c55-9b7e-2f1d1e0c9a11"));
+    assert_eq!(
+        err.to_string(),
+        "Postmark answered HTTP 401 with ErrorCode 10: Bad token. (request id 6f1c0a52-0d0e-4c55-9b7e-2f1d1e0c9a11)"
+    );
+    // Errors without an answer have no request id.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let offline = ServerClient::builder(TOKEN).base_url(format!("http://127.0.0.1:{port}")).build().expect("client");
+    assert_eq!(Error::from(offline.get_server().send().await.expect_err("refused")).request_id(), None);
 }

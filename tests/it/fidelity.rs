@@ -441,3 +441,72 @@ fn explicit_nulls_from_a_stored_request_round_trip() {
     let back = serde_json::to_value(&req).expect("encodes");
     assert_eq!(back, serde_json::json!({"From":"a@example.com","To":"b@example.org","TextBody":"hi"}));
 }
+
+/// Response fields whose JSON key is spelled with another case in a recorded or peer-documented sample than in the
+/// spec: (schema, property as the spec spells it, the other spelling, the operation whose sample holds it, who
+/// spells it so). Postmark's JSON is case-insensitive and its docs do not settle these, so the spec lists the other
+/// spelling in `x-postmark-aliases` and the field decodes from both.
+const OTHER_SPELLINGS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "SendBulkEmailResponse",
+        "ID",
+        "Id",
+        "send_bulk_email",
+        "postmark.js 5.1 (BulkEmailSendingResponse), postmark-dotnet",
+    ),
+    ("BulkEmailStatus", "Id", "ID", "get_bulk_email_status", "postmark-rs (GetBulkStatusResponse encodes `ID`)"),
+];
+
+/// Decodes `v` as the success body of `op` and encodes it again (the spec's spellings).
+fn reencoded(op: &str, v: Value) -> Result<Value, String> {
+    use postmark_server::types as s;
+    fn again<T: DeserializeOwned + serde::Serialize>(v: Value) -> Result<Value, String> {
+        let t: T = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        serde_json::to_value(t).map_err(|e| e.to_string())
+    }
+    match op {
+        "send_bulk_email" => again::<s::SendBulkEmailResponse>(v),
+        "get_bulk_email_status" => again::<s::BulkEmailStatus>(v),
+        other => Err(format!("no re-encoder for {other}: add it to reencoded")),
+    }
+}
+
+#[test]
+fn every_field_peers_spell_otherwise_decodes_both_ways() {
+    let ops = operations();
+    for &(schema, property, other, id, who) in OTHER_SPELLINGS {
+        let (op, _, _) = ops.iter().find(|(o, _, _)| o.id == id).expect("operation");
+        let sample = op.response.clone();
+        let value = sample.get(property).unwrap_or_else(|| panic!("{id}: the sample spells it {property}")).clone();
+        let mut respelled = sample.clone();
+        let map = respelled.as_object_mut().expect("object");
+        map.remove(property);
+        map.insert(other.to_string(), value.clone());
+        let spec = reencoded(id, sample).unwrap_or_else(|e| panic!("{id}: {e}"));
+        let peer = reencoded(id, respelled.clone()).unwrap_or_else(|e| panic!("{schema}.{other} ({who}): {e}"));
+        assert_eq!(peer, spec, "{schema}: `{other}` decodes to the same value as `{property}`");
+        assert_eq!(peer.get(property), Some(&value), "{schema} encodes as the spec spells it");
+        // Decoding is not case-blind: a spelling nobody uses is still a missing required field.
+        let mut unknown = respelled;
+        let map = unknown.as_object_mut().expect("object");
+        map.remove(other);
+        map.insert(property.to_lowercase(), value);
+        let err = reencoded(id, unknown).expect_err("a third spelling is refused");
+        assert!(err.contains(&format!("missing field `{property}`")), "{err}");
+    }
+}
+
+#[test]
+fn the_spec_lists_exactly_the_other_spellings_the_test_knows() {
+    let mut declared: Vec<(String, String, String)> = Vec::new();
+    for api in ["server", "account"] {
+        for a in xtask::spelling_aliases(bundled(api)) {
+            declared.extend(a.aliases.iter().map(|x| (a.schema.clone(), a.property.clone(), x.clone())));
+        }
+    }
+    declared.sort();
+    let mut known: Vec<(String, String, String)> =
+        OTHER_SPELLINGS.iter().map(|(s, p, o, _, _)| (s.to_string(), p.to_string(), o.to_string())).collect();
+    known.sort();
+    assert_eq!(declared, known, "`x-postmark-aliases` in openapi/ and OTHER_SPELLINGS must agree");
+}

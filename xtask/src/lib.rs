@@ -372,7 +372,83 @@ pub fn generate_code(doc: &Value, spec_name: &str) -> Result<String> {
     };
     let mut file: syn::File = syn::parse2(tokens).context("progenitor produced unparsable Rust")?;
     null_tolerant_collections(&mut file);
+    apply_aliases(&mut file, &spelling_aliases(doc)).with_context(|| format!("{spec_name}: {ALIASES_EXTENSION}"))?;
     Ok(format_code(&file))
+}
+
+/// The property extension that lists other spellings of a response field's JSON key (`x-postmark-aliases: [Id]` on
+/// a property spelled `ID`). Postmark's JSON is case-insensitive and peers disagree on the case of some keys; the
+/// generated field then decodes from every listed spelling (`#[serde(alias = ...)]`) and encodes as the spec spells it.
+pub const ALIASES_EXTENSION: &str = "x-postmark-aliases";
+
+/// One field that decodes from more than one spelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpellingAlias {
+    /// The component schema, which is also the generated type's name.
+    pub schema: String,
+    /// The property as the spec spells it (the field's `rename`).
+    pub property: String,
+    /// The other spellings.
+    pub aliases: Vec<String>,
+}
+
+/// Every [`ALIASES_EXTENSION`] on a property of a component schema of a bundled document.
+pub fn spelling_aliases(doc: &Value) -> Vec<SpellingAlias> {
+    let mut out = Vec::new();
+    let schemas = doc.pointer("/components/schemas").and_then(Value::as_object).into_iter().flatten();
+    for (schema, body) in schemas {
+        for (property, prop) in body.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            let Some(list) = prop.get(ALIASES_EXTENSION).and_then(Value::as_array) else { continue };
+            let aliases = list.iter().filter_map(Value::as_str).map(str::to_string).collect();
+            out.push(SpellingAlias { schema: schema.clone(), property: property.clone(), aliases });
+        }
+    }
+    out
+}
+
+/// Adds `alias = "..."` to the serde attribute of each aliased field: the field of the struct named after the schema
+/// whose `rename` is the property. Fails when an alias finds no such field (a renamed schema or property), so the
+/// extension can never be silently dropped.
+pub fn apply_aliases(file: &mut syn::File, aliases: &[SpellingAlias]) -> Result<()> {
+    struct Visitor<'a> {
+        aliases: &'a [SpellingAlias],
+        applied: Vec<bool>,
+    }
+    impl syn::visit_mut::VisitMut for Visitor<'_> {
+        fn visit_item_struct_mut(&mut self, item: &mut syn::ItemStruct) {
+            for (i, alias) in self.aliases.iter().enumerate() {
+                if item.ident != alias.schema {
+                    continue;
+                }
+                let rename = format!("rename = \"{}\"", alias.property);
+                for attr in item.fields.iter_mut().flat_map(|f| f.attrs.iter_mut()) {
+                    let syn::Meta::List(list) = &mut attr.meta else { continue };
+                    if !list.path.is_ident("serde") || !list.tokens.to_string().contains(&rename) {
+                        continue;
+                    }
+                    for name in &alias.aliases {
+                        let extra: proc_macro2::TokenStream =
+                            format!(", alias = \"{name}\"").parse().expect("valid tokens");
+                        list.tokens.extend(extra);
+                    }
+                    self.applied[i] = true;
+                }
+            }
+            syn::visit_mut::visit_item_struct_mut(self, item);
+        }
+    }
+    let mut v = Visitor { aliases, applied: vec![false; aliases.len()] };
+    syn::visit_mut::VisitMut::visit_file_mut(&mut v, file);
+    let missing: Vec<String> = aliases
+        .iter()
+        .zip(&v.applied)
+        .filter(|(_, done)| !**done)
+        .map(|(a, _)| format!("{}.{}", a.schema, a.property))
+        .collect();
+    if !missing.is_empty() {
+        bail!("no generated field for {}", missing.join(", "));
+    }
+    Ok(())
 }
 
 /// Formats generated code. progenitor's usage snippets are ```ignore blocks, which rustdoc lists as ignored tests;

@@ -108,7 +108,8 @@ fn describe(e: anyhow::Error) -> (String, ExitClass) {
         Err(e) => e,
     };
     if let Some(pm) = e.downcast_ref::<Error>() {
-        return (pm.to_string(), classify(pm));
+        // The alternate form: Postmark's request id on the first line, then each field error on its own line.
+        return (format!("{pm:#}"), classify(pm));
     }
     let input = e.chain().any(|c| c.is::<std::io::Error>() || c.is::<serde_json::Error>());
     (format!("{e:#}"), if input { ExitClass::Usage } else { ExitClass::Other })

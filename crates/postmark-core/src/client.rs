@@ -178,7 +178,7 @@ impl<K: ApiKind> ClientBuilder<K> {
         headers.insert(K::TOKEN_HEADER, token);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
+        let http = crate::tls::configure(reqwest::Client::builder())?
             .default_headers(headers)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)

@@ -154,15 +154,13 @@ async fn inspect_error(
         .flatten()
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let error = match serde_json::from_slice::<ApiErrorBody>(&bytes) {
-        Ok(body) if !headers.contains_key(SYNTHETIC_HEADER) => Error::Api {
-            status: status.as_u16(),
-            code: body.code(),
-            message: body.message,
-            operation: Some(operation.clone()),
-        },
+        Ok(body) if !headers.contains_key(SYNTHETIC_HEADER) => {
+            Error::api(status.as_u16(), &headers, body, Some(operation.clone()))
+        }
         _ => Error::UnexpectedResponse {
             status: status.as_u16(),
             body: String::new(),
+            request_id: crate::error::request_id_of(&headers),
             operation: Some(operation.clone()),
         },
     };

@@ -46,6 +46,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
+    /// The `X-Request-Id` the fake answered with (UUID-shaped, unique in the process), as Postmark sends one.
+    pub request_id: String,
 }
 
 impl RecordedRequest {
@@ -90,6 +92,20 @@ impl Fault {
     /// An error status with Postmark's JSON error body.
     pub fn api_error(status: u16, code: i64, message: &str) -> Fault {
         Fault::Status { status, body: json!({"ErrorCode": code, "Message": message}).to_string() }
+    }
+
+    /// An error body with per-field errors, as Postmark answers a bulk request that fails validation (postmark-rs
+    /// PR 56): `{"ErrorCode": 11, "Message": ..., "Errors": {"From": [{"ErrorCode": 300, "Message": ...}], ...}}`.
+    /// `errors` is (field path, ErrorCode, Message), one entry per reason; a field may appear more than once.
+    pub fn field_errors(status: u16, code: i64, message: &str, errors: &[(&str, i64, &str)]) -> Fault {
+        let mut fields = serde_json::Map::new();
+        for (field, code, message) in errors {
+            let list = fields.entry(field.to_string()).or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(list) = list {
+                list.push(json!({"ErrorCode": code, "Message": message}));
+            }
+        }
+        Fault::Status { status, body: json!({"ErrorCode": code, "Message": message, "Errors": fields}).to_string() }
     }
 }
 
@@ -253,7 +269,19 @@ fn api_error(status: u16, code: i64, message: &str) -> Response {
 
 const ACCOUNT_PREFIXES: &[&str] = &["/servers", "/domains", "/senders", "/data-removals", "/templates/push"];
 
-async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request) -> Response {
+/// Answers a request, with an `X-Request-Id` on every response (unless a fault set its own), as Postmark does.
+async fn handle(state: AxumState<Arc<Mutex<State>>>, request: Request) -> Response {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let request_id = format!("{:08x}-fa4e-4000-8000-{n:012x}", std::process::id());
+    let mut response = answer(state, request, &request_id).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().entry("x-request-id").or_insert(v);
+    }
+    response
+}
+
+async fn answer(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request, request_id: &str) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.map(|b| b.to_vec()).unwrap_or_default();
     let recorded = RecordedRequest {
@@ -262,6 +290,7 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
         query: parts.uri.query().map(url_pairs).unwrap_or_default(),
         headers: headers_of(&parts.headers),
         body,
+        request_id: request_id.to_string(),
     };
     let fault = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());

@@ -36,7 +36,7 @@ async fn falls_back_when_postmark_says_the_recipient_is_inactive() {
         when.body(
             &types::SendEmailRequest::new("alerts@example.com", "old@example.org").subject("Alert").text_body("!"),
         );
-        then.unprocessable_entity(&ApiErrorBody { error_code: 406, message: "Inactive recipient".into() });
+        then.unprocessable_entity(&ApiErrorBody::new(406, "Inactive recipient"));
     });
     let fallback = server.send_email(|when, then| {
         when.body(
@@ -54,7 +54,7 @@ async fn other_errors_are_not_papered_over() {
     let server = MockServer::start_async().await;
     let client = ServerClient::builder("token").base_url(server.base_url()).build().expect("client");
     let refused = server.send_email(|_, then| {
-        then.unauthorized(&ApiErrorBody { error_code: 10, message: "Bad token".into() });
+        then.unauthorized(&ApiErrorBody::new(10, "Bad token"));
     });
     let err = notify(&client, "a@example.org", "b@example.org").await.expect_err("401");
     assert!(err.is_unauthorized());

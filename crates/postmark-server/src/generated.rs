@@ -458,7 +458,7 @@ soft, transient, blocked, ...; see `Type`).
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct BulkEmailStatus {
         ///ID of the bulk request (UUID text). Note the `Id` spelling.
-        #[serde(rename = "Id")]
+        #[serde(rename = "Id", alias = "ID")]
         pub id: ::std::string::String,
         ///Share of the messages processed so far.
         #[serde(
@@ -3006,7 +3006,7 @@ Give either literal content (`Subject` with `HtmlBody` and/or
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, PartialEq)]
     pub struct SendBulkEmailResponse {
         ///ID of the bulk request (UUID text); spelled `ID` here but `Id` in the status response.
-        #[serde(rename = "ID")]
+        #[serde(rename = "ID", alias = "Id")]
         pub id: ::std::string::String,
         ///Processing state. Known values: `Accepted`, `Processing`, `Completed`, `Failed`.
         #[serde(rename = "Status")]

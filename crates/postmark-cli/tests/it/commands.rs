@@ -157,6 +157,29 @@ async fn api_errors_print_error_code_and_message_and_exit_by_class() {
 }
 
 #[tokio::test]
+async fn field_errors_are_printed_one_per_line_after_the_request_id() {
+    let fake = fake().await;
+    fake.push_fault(Fault::field_errors(
+        422,
+        11,
+        "The request is invalid.",
+        &[("From", 300, "Invalid 'From' address."), ("Messages[0].To", 300, "Invalid 'To' address.")],
+    ));
+    let args = ["--retries", "0", "send", "--from", "a@example.com", "--to", "b@example.org", "--text", "x"];
+    let run = postmark(&fake, &server_env(), &args).await;
+    assert_eq!(run.code, 5, "{run:?}");
+    let id = &fake.requests()[0].request_id;
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: Postmark answered HTTP 422 with ErrorCode 11: The request is invalid. (request id {id})\n  \
+             From: ErrorCode 300: Invalid 'From' address.\n  \
+             Messages[0].To: ErrorCode 300: Invalid 'To' address.\n"
+        )
+    );
+}
+
+#[tokio::test]
 async fn retries_are_on_by_default_for_what_is_safe() {
     let fake = fake().await;
     fake.respond("GET", "/server", 200, SERVER_JSON);

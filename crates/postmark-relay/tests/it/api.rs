@@ -86,6 +86,10 @@ async fn an_inactive_recipient_goes_to_dead_letters_and_is_not_retried() {
     let reason: serde_json::Value =
         serde_json::from_slice(&std::fs::read(relay.spool.join("dead").join(format!("{id}.json"))).unwrap()).unwrap();
     assert!(reason["reason"].as_str().unwrap().contains("406"), "{reason}");
+    // The reason (which the delivery log line carries too) names Postmark's request id, for its support.
+    let requests = fake.requests();
+    let post = requests.iter().find(|r| r.path.starts_with("/email")).expect("the send");
+    assert!(reason["reason"].as_str().unwrap().ends_with(&format!("(request id {})", post.request_id)), "{reason}");
     // Well past several retry delays: still exactly one attempt.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(email_posts(&fake), 1);
