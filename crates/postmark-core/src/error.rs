@@ -109,8 +109,8 @@ pub enum Error {
         errors: FieldErrors,
         /// Postmark's request id (`X-Request-Id`, else `X-Postmark-Request-Id`), when the response had one.
         request_id: Option<String>,
-        /// The operation (`operationId`) and HTTP method, when known.
-        operation: Option<Operation>,
+        /// The operation (`operationId`) and HTTP method, when known (boxed: it keeps `Error` small).
+        operation: Option<Box<Operation>>,
     },
     /// Postmark (or something in front of it) answered with an error status and a body that is not Postmark's
     /// JSON error, such as an HTML maintenance page.
@@ -122,7 +122,7 @@ pub enum Error {
         /// The response's request id, when it had one.
         request_id: Option<String>,
         /// The operation and method, when known.
-        operation: Option<Operation>,
+        operation: Option<Box<Operation>>,
     },
     /// The request failed on the way to Postmark or while waiting for the answer.
     Transport {
@@ -216,7 +216,7 @@ impl Error {
         status: u16,
         headers: &reqwest::header::HeaderMap,
         body: ApiErrorBody,
-        operation: Option<Operation>,
+        operation: Option<Box<Operation>>,
     ) -> Self {
         Error::Api {
             status,
@@ -231,7 +231,7 @@ impl Error {
     /// The operation the error came from, when Postmark answered.
     pub fn operation(&self) -> Option<&Operation> {
         match self {
-            Error::Api { operation, .. } | Error::UnexpectedResponse { operation, .. } => operation.as_ref(),
+            Error::Api { operation, .. } | Error::UnexpectedResponse { operation, .. } => operation.as_deref(),
             _ => None,
         }
     }
@@ -249,10 +249,10 @@ impl Error {
                 *status == 429
                     || *code == ErrorCode::RateLimitExceeded
                     || *code == ErrorCode::Maintenance
-                    || (*status >= 500 && operation.as_ref().is_some_and(Operation::is_idempotent))
+                    || (*status >= 500 && operation.as_deref().is_some_and(Operation::is_idempotent))
             }
             Error::UnexpectedResponse { status, operation, .. } => {
-                *status == 429 || (*status >= 500 && operation.as_ref().is_some_and(Operation::is_idempotent))
+                *status == 429 || (*status >= 500 && operation.as_deref().is_some_and(Operation::is_idempotent))
             }
             _ => false,
         }
@@ -280,10 +280,10 @@ fn truncate(bytes: &[u8]) -> String {
     s
 }
 
-fn operation_of(headers: &reqwest::header::HeaderMap) -> Option<Operation> {
+fn operation_of(headers: &reqwest::header::HeaderMap) -> Option<Box<Operation>> {
     let id = headers.get(OPERATION_HEADER)?.to_str().ok()?.to_string();
     let method = headers.get(METHOD_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    Some(Operation { id, method })
+    Some(Box::new(Operation { id, method }))
 }
 
 impl From<reqwest::Error> for Error {

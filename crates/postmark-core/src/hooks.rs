@@ -155,13 +155,13 @@ async fn inspect_error(
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let error = match serde_json::from_slice::<ApiErrorBody>(&bytes) {
         Ok(body) if !headers.contains_key(SYNTHETIC_HEADER) => {
-            Error::api(status.as_u16(), &headers, body, Some(operation.clone()))
+            Error::api(status.as_u16(), &headers, body, Some(Box::new(operation.clone())))
         }
         _ => Error::UnexpectedResponse {
             status: status.as_u16(),
             body: String::new(),
             request_id: crate::error::request_id_of(&headers),
-            operation: Some(operation.clone()),
+            operation: Some(Box::new(operation.clone())),
         },
     };
     let mut rebuilt = http::Response::new(bytes.to_vec());

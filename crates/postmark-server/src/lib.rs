@@ -17,7 +17,8 @@ pub use batch::{BatchItemError, BatchResult, MAX_BATCH};
 pub use generated::{ByteStream, Client, ResponseValue, builder, types};
 pub use postmark_core::paging::ItemStream;
 pub use postmark_core::{
-    ApiErrorBody, Error, ErrorCode, Operation, ResultExt, RetryEvent, RetryPolicy, TEST_TOKEN, Token, TransportFailure,
+    ApiErrorBody, Error, ErrorCode, FieldError, FieldErrors, Operation, ResultExt, RetryEvent, RetryPolicy, TEST_TOKEN,
+    Token, TransportFailure,
 };
 
 postmark_core::define_client! {
