@@ -43,8 +43,8 @@
 //! only if it is complete and its spool file checks out (magic, length, checksum); reading stops
 //! at the first one that is not (a batch torn by a crash was never acknowledged).
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,13 +55,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{
-    Area, Header, ID_LEN, QueueId, Spool, StoreError, encode_head, is_storage_full, now_ms, private_file, sync_dir,
-};
+use super::{Area, Header, ID_LEN, QueueId, Spool, StoreError, disk, encode_head, is_storage_full, now_ms, sync_dir};
 
 /// How long a journal segment stays open before it is closed and checkpointed; also bounds how
 /// much recent traffic a reboot can make the relay send twice.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Tombstones (the marks of delivered messages) wait at most this long for a group commit to
+/// sync them before the committer syncs them alone.
+pub const TOMBSTONE_SYNC_AFTER: Duration = Duration::from_millis(20);
 /// A segment is closed early once it holds this much.
 pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Most messages one sync covers (a bound on the latency of the last one in a batch).
@@ -86,10 +87,12 @@ const UNKNOWN_BOOT: &str = "unknown";
 static SEGMENT_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 mod recovery;
+mod tombstones;
 pub use self::recovery::JournalRecovery;
 #[cfg(test)]
 use self::recovery::read_segment;
 use self::recovery::{Record, boot_id, parse_record};
+use self::tombstones::{append_tombstones, sync_tombstones};
 
 /// A message written to its own file (a spare, or a new file in `tmp/`) but not yet committed:
 /// [`Spool::prepare`] makes one, on the caller's thread, so that sessions write their files in
@@ -284,21 +287,21 @@ impl Segment {
         let dir = spool.root.join("journal");
         let seq = SEGMENT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{:016x}-{seq:08x}.{SEGMENT_EXT}", now_ms()));
-        let mut file = private_file().append(true).create_new(true).open(&path)?;
+        let mut file = disk::create_new_append(&path)?;
         let result = (|| {
             let mut head = SEGMENT_MAGIC.to_vec();
-            head.extend_from_slice(boot_id().as_bytes());
+            head.extend_from_slice(boot_id(&spool.root).as_bytes());
             head.push(b'\n');
             super::faults::charge(&spool.root, head.len() as u64)?;
-            file.write_all(&head)?;
-            file.sync_all()?;
+            disk::write_all(&mut file, &path, &head)?;
+            disk::sync_all(&file, &path)?;
             sync_dir(&dir)?;
             Ok(head.len() as u64)
         })();
         match result {
             Ok(len) => Ok(Self { path, file, len, opened: Instant::now(), ids: Vec::new(), unwritten: Vec::new() }),
             Err(e) => {
-                let _ = fs::remove_file(&path);
+                let _ = disk::remove_file(&path);
                 Err(e)
             }
         }
@@ -313,9 +316,15 @@ impl Segment {
 fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>, spare: &SpareSegment) {
     let mut segment: Option<Segment> = None;
     let mut stopping = false;
+    // When the oldest tombstone that is not synced yet was appended.
+    let mut unsynced: Option<Instant> = None;
     while !stopping {
-        let first = match &segment {
-            Some(s) => match jobs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(s.opened.elapsed())) {
+        let wait = segment.as_ref().map(|s| {
+            let close = CHECKPOINT_EVERY.saturating_sub(s.opened.elapsed());
+            unsynced.map_or(close, |t| close.min(TOMBSTONE_SYNC_AFTER.saturating_sub(t.elapsed())))
+        });
+        let first = match wait {
+            Some(wait) => match jobs.recv_timeout(wait) {
                 Ok(work) => Some(work),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -325,10 +334,14 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>
                 Err(_) => break,
             },
         };
-        if segment.as_ref().is_some_and(|s| s.opened.elapsed() >= CHECKPOINT_EVERY || s.len >= MAX_SEGMENT_BYTES)
-            && let Some(s) = segment.take()
-        {
-            let _ = closed.send(s.close());
+        if unsynced.is_some_and(|t| t.elapsed() >= TOMBSTONE_SYNC_AFTER) {
+            sync_tombstones(&segment, &mut unsynced);
+        }
+        if segment.as_ref().is_some_and(|s| s.opened.elapsed() >= CHECKPOINT_EVERY || s.len >= MAX_SEGMENT_BYTES) {
+            sync_tombstones(&segment, &mut unsynced);
+            if let Some(s) = segment.take() {
+                let _ = closed.send(s.close());
+            }
         }
         let Some(first) = first else { continue };
         let mut batch = Vec::new();
@@ -357,43 +370,23 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>
                 s.opened = Instant::now();
             }
         }
-        if !delivered.is_empty() {
-            append_tombstones(spool, &mut segment, &delivered);
+        if !delivered.is_empty() && append_tombstones(spool, &mut segment, &delivered) && unsynced.is_none() {
+            unsynced = Some(Instant::now());
         }
-        if !batch.is_empty() {
-            commit(spool, &mut segment, closed, batch);
+        // The batch's sync covers the tombstones appended before it.
+        if !batch.is_empty() && commit(spool, &mut segment, closed, batch) {
+            unsynced = None;
         }
     }
+    sync_tombstones(&segment, &mut unsynced);
     if let Some(s) = segment.take() {
         let _ = closed.send(s.close());
     }
 }
 
-/// Appends the tombstones of unwritten messages that were delivered, without syncing: they
-/// only have to survive a crash of the process (after a reboot such a message may be sent
-/// again, as any message delivered within the last second). A failure costs at most that.
-fn append_tombstones(spool: &Spool, segment: &mut Option<Segment>, ids: &[QueueId]) {
-    if segment.is_none() {
-        *segment = Segment::create(spool).ok();
-    }
-    let Some(seg) = segment.as_mut() else { return };
-    let mut records = Vec::with_capacity(ids.len() * (8 + ID_LEN));
-    for id in ids {
-        records.extend_from_slice(&(ID_LEN as u64 | RECORD_TOMBSTONE).to_le_bytes());
-        records.extend_from_slice(id.as_str().as_bytes());
-    }
-    let written = super::faults::charge(&spool.root, records.len() as u64).and_then(|()| seg.file.write_all(&records));
-    match written {
-        Ok(()) => seg.len += records.len() as u64,
-        // Nothing may land behind a torn record.
-        Err(_) => {
-            let _ = seg.file.set_len(seg.len);
-        }
-    }
-}
-
-/// Commits one batch: files to `tmp/`, one journal append and sync, renames, answers.
-fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Closed>, batch: Vec<Job>) {
+/// Commits one batch: files to `tmp/`, one journal append and sync, renames, answers. Returns
+/// whether the journal was appended to and synced.
+fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Closed>, batch: Vec<Job>) -> bool {
     let mut result = append(spool, segment, closed, &batch);
     if result.as_ref().is_err_and(is_storage_full) && spool.drop_spares() > 0 {
         // The spares held the space the journal needs: try once more without them.
@@ -405,14 +398,14 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
             drop(prepared);
             let _ = reply.send(Err(StoreError::from_io(io::Error::new(e.kind(), e.to_string()))));
         }
-        return;
+        return false;
     }
     // Unwritten messages are only marked so; they are in the journal, which is what counts.
     spool.add_unwritten(batch.iter().filter(|j| j.prepared.file.is_none()).map(|j| j.prepared.id.clone()).collect());
     for Job { mut prepared, reply } in batch {
         let p = &mut prepared;
         let published = match &p.file {
-            Some(file) => fs::rename(file, spool.path(Area::Queue, &p.id, "msg")),
+            Some(file) => disk::rename(file, &spool.path(Area::Queue, &p.id, "msg")),
             None => Ok(()),
         };
         let result = match published {
@@ -430,6 +423,7 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
         drop(prepared);
         let _ = reply.send(result);
     }
+    true
 }
 
 /// Writes a message over a spare file, or else to `tmp/<id>.msg`, without syncing. Returns the
@@ -438,28 +432,28 @@ fn write_file(spool: &Spool, id: &QueueId, header: &Header, raw: &[u8]) -> io::R
     let head = encode_head(header)?;
     let len = (head.len() + raw.len()) as u64;
     // One gathered write; a file that was longer (a spare) is cut to the new length.
-    let write = |file: &mut File, old_len: u64| -> io::Result<()> {
-        write_all_vectored(file, &mut [io::IoSlice::new(&head), io::IoSlice::new(raw)])?;
-        if old_len > len { file.set_len(len) } else { Ok(()) }
+    let write = |file: &mut File, path: &Path, old_len: u64| -> io::Result<()> {
+        disk::write(file, path, &mut [io::IoSlice::new(&head), io::IoSlice::new(raw)])?;
+        if old_len > len { disk::set_len(file, path, len) } else { Ok(()) }
     };
     if let Some((spare, spare_len)) = spool.take_spare() {
-        let result = File::options().write(true).open(&spare).and_then(|mut f| write(&mut f, spare_len));
+        let result = disk::open_existing(&spare).and_then(|mut f| write(&mut f, &spare, spare_len));
         match result {
             Ok(()) => return Ok((head, spare)),
             Err(_) => {
                 // An unusable spare: drop it and write a new file instead.
-                let _ = fs::remove_file(&spare);
+                let _ = disk::remove_file(&spare);
             }
         }
     }
     let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
     let attempt = || match super::faults::charge(&spool.root, len)
-        .and_then(|()| private_file().write(true).create_new(true).open(&tmp))
-        .and_then(|mut f| write(&mut f, 0))
+        .and_then(|()| disk::create_new(&tmp))
+        .and_then(|mut f| write(&mut f, &tmp, 0))
     {
         Ok(()) => Ok(()),
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk::remove_file(&tmp);
             Err(e)
         }
     };
@@ -508,8 +502,8 @@ fn append(
     }
     let total: usize = heads.len() + batch.iter().map(|j| j.prepared.raw.len()).sum::<usize>();
     let written = super::faults::charge(&spool.root, total as u64)
-        .and_then(|()| write_all_vectored(&mut seg.file, &mut slices))
-        .and_then(|()| seg.file.sync_data());
+        .and_then(|()| disk::write(&mut seg.file, &seg.path, &mut slices))
+        .and_then(|()| disk::sync_data(&seg.file, &seg.path));
     match written {
         Ok(()) => {
             seg.len += total as u64;
@@ -520,7 +514,9 @@ fn append(
         Err(e) => {
             // Nothing of this batch was acknowledged; make sure a later batch does not land behind
             // a torn record (reading stops there), or give the segment up.
-            if seg.file.set_len(seg.len).and_then(|()| seg.file.sync_data()).is_err()
+            if disk::set_len(&seg.file, &seg.path, seg.len)
+                .and_then(|()| disk::sync_data(&seg.file, &seg.path))
+                .is_err()
                 && let Some(s) = segment.take()
             {
                 let _ = closed.send(s.close());
@@ -528,19 +524,6 @@ fn append(
             Err(e)
         }
     }
-}
-
-/// `Write::write_all_vectored`, which is not stable yet.
-fn write_all_vectored(file: &mut File, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the journal took no bytes")),
-            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Checkpoints `closed`; false (with a warning) if that failed.
@@ -575,7 +558,7 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
                         // The spool file, as the journal holds it; synced below with the others.
                         let file = &record[8 + ID_LEN..];
                         super::faults::charge(&spool.root, file.len() as u64)?;
-                        private_file().write(true).create_new(true).open(tmp)?.write_all(file)
+                        disk::write_all(&mut disk::create_new(tmp)?, tmp, file)
                     }
                     _ => Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -587,9 +570,10 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
     }
     for id in ids {
         for area in [Area::Queue, Area::Dead] {
-            match File::open(spool.path(area, id, "msg")) {
+            let path = spool.path(area, id, "msg");
+            match File::open(&path) {
                 Ok(file) => {
-                    file.sync_all()?;
+                    disk::sync_all(&file, &path)?;
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -599,17 +583,18 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
     }
     sync_dir(&spool.root.join("queue"))?;
     sync_dir(&spool.root.join("dead"))?;
-    match fs::remove_file(segment) {
+    match disk::remove_file(segment) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     sync_dir(&spool.root.join("journal"))?;
-    spool.checkpointed(unwritten.iter().map(|(id, _, _)| id.clone()));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::envelope::Envelope;
 
@@ -692,7 +677,7 @@ mod tests {
             .collect();
         assert_eq!(used.len(), 1, "{used:?}");
         let contents = read_segment(&used[0]).unwrap();
-        assert_eq!(contents.boot_id, boot_id());
+        assert_eq!(contents.boot_id, boot_id(spool.root()));
         assert_eq!(contents.records.len(), 200);
         assert_eq!(contents.torn_bytes, 0);
         for (id, raw) in &stored {
@@ -780,7 +765,7 @@ mod tests {
         fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), bytes).unwrap();
 
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2 });
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2, delivered: 0 });
         for (id, _, raw) in &recs[..3] {
             assert_eq!(&spool.load(id).unwrap().raw, raw, "{id} is queued intact");
         }
@@ -797,10 +782,13 @@ mod tests {
         let recs = records(2);
         // 0 was delivered (unlinked) before the process died; 1 is still queued.
         spool.write_message(&recs[1].0, &recs[1].1, &recs[1].2).unwrap();
-        fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), segment_bytes(&boot_id(), &recs))
-            .unwrap();
+        fs::write(
+            spool.root().join("journal").join("0000000000000001-00000000.wal"),
+            segment_bytes(&boot_id(spool.root()), &recs),
+        )
+        .unwrap();
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0 });
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0, delivered: 0 });
         assert!(spool.load(&recs[0].0).is_err(), "a delivered message is not sent again");
         assert!(spool.load(&recs[1].0).is_ok());
         assert!(names(&spool.root().join("journal")).is_empty());
@@ -942,12 +930,16 @@ mod tests {
         recs[2].3 = false;
         spool.write_message(&recs[3].0, &recs[3].1, &recs[3].2).unwrap();
         let journal = spool.root().join("journal");
-        fs::write(journal.join("0000000000000001-00000000.wal"), segment_v2(&boot_id(), &recs, &[])).unwrap();
-        fs::write(journal.join("0000000000000002-00000001.wal"), segment_v2(&boot_id(), &[], &[recs[1].0.clone()]))
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment_v2(&boot_id(spool.root()), &recs, &[]))
             .unwrap();
+        fs::write(
+            journal.join("0000000000000002-00000001.wal"),
+            segment_v2(&boot_id(spool.root()), &[], &[recs[1].0.clone()]),
+        )
+        .unwrap();
 
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1 });
+        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1, delivered: 0 });
         assert_eq!(spool.load(&recs[0].0).unwrap().raw, recs[0].2);
         assert!(spool.load(&recs[1].0).is_err(), "delivered before the crash");
         assert!(spool.load(&recs[2].0).is_err(), "delivered before the crash");
@@ -958,7 +950,7 @@ mod tests {
         // comes back.
         let old = records(1);
         fs::write(journal.join("0000000000000003-00000002.wal"), segment_bytes("another-boot", &old)).unwrap();
-        assert_eq!(spool.recover_journal().unwrap(), JournalRecovery { segments: 1, replayed: 1 });
+        assert_eq!(spool.recover_journal().unwrap(), JournalRecovery { segments: 1, replayed: 1, delivered: 0 });
         assert_eq!(spool.load(&old[0].0).unwrap().raw, old[0].2);
     }
 

@@ -76,27 +76,16 @@ impl Spool {
         if !unwritten.remove(id) {
             return false;
         }
-        self.tombstone_if_replayable(id);
+        drop(unwritten);
+        self.tombstone(id);
         true
     }
 
-    /// Has the committer record the tombstone of a delivered message whose journal record
-    /// recovery would otherwise write back (committed unwritten, segment not checkpointed).
-    pub(super) fn tombstone_if_replayable(&self, id: &QueueId) {
-        if !self.replayable.lock().unwrap_or_else(PoisonError::into_inner).remove(id) {
-            return;
-        }
+    /// Has the committer record the tombstone of a delivered message (see [`Spool::remove`]).
+    pub(super) fn tombstone(&self, id: &QueueId) {
         if let Some(committer) = self.committer.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             // A committer that has stopped has checkpointed its segments: no tombstone is needed.
             let _ = committer.send(Work::Delivered(id.clone()));
-        }
-    }
-
-    /// Its segment checkpointed, no record of `ids` can be written back any more.
-    pub(super) fn checkpointed(&self, ids: impl IntoIterator<Item = QueueId>) {
-        let mut replayable = self.replayable.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in ids {
-            replayable.remove(&id);
         }
     }
 
@@ -117,7 +106,6 @@ impl Spool {
 
     /// Marks committed messages as unwritten (by the committer, before it answers).
     pub(super) fn add_unwritten(&self, ids: Vec<QueueId>) {
-        self.replayable.lock().unwrap_or_else(PoisonError::into_inner).extend(ids.iter().cloned());
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).extend(ids);
     }
 
@@ -137,14 +125,14 @@ impl Spool {
         let written = write(&tmp).and_then(|()| {
             let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
             if !unwritten.contains(id) {
-                return std::fs::remove_file(&tmp);
+                return super::disk::remove_file(&tmp);
             }
-            std::fs::rename(&tmp, self.path(super::Area::Queue, id, "msg"))?;
+            super::disk::rename(&tmp, &self.path(super::Area::Queue, id, "msg"))?;
             unwritten.remove(id);
             Ok(())
         });
         if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = super::disk::remove_file(&tmp);
         }
         self.note_files(written.is_ok());
         written

@@ -18,6 +18,9 @@ pub struct JournalRecovery {
     pub segments: usize,
     /// Messages written back to `queue/` from the journal (after a reboot).
     pub replayed: usize,
+    /// Files in `queue/` of messages the journal says were delivered (their removal was lost
+    /// in a power cut), removed.
+    pub delivered: usize,
 }
 
 /// One record read back.
@@ -48,7 +51,7 @@ impl Spool {
             .filter(|p| p.extension().is_some_and(|e| e == SEGMENT_EXT))
             .collect();
         paths.sort();
-        let current_boot = boot_id();
+        let current_boot = boot_id(&self.root);
         let mut report = JournalRecovery::default();
         let mut segments = Vec::with_capacity(paths.len());
         // A tombstone may sit in a later segment than its message.
@@ -65,6 +68,15 @@ impl Spool {
             }
             delivered.extend(contents.tombstones.iter().cloned());
             segments.push((path, contents));
+        }
+        // Delivered, but the removal of its file did not survive a power cut: not sent again.
+        // (Made durable by the checkpoints below, before the segments holding the tombstones go.)
+        for id in &delivered {
+            if self.path(Area::Queue, id, "msg").exists() {
+                super::super::files::remove_if_exists(&self.path(Area::Queue, id, "state"))?;
+                super::super::files::remove_if_exists(&self.path(Area::Queue, id, "msg"))?;
+                report.delivered += 1;
+            }
         }
         for (path, contents) in segments {
             let ids: Vec<QueueId> = contents.records.iter().map(|(id, ..)| id.clone()).collect();
@@ -175,7 +187,13 @@ pub(super) fn parse_record(data: &[u8]) -> Option<(Record, usize)> {
 
 /// The kernel's boot id: it changes on every boot, so a segment written under the current one
 /// was written since the last boot and its files are still in the page cache.
-pub(super) fn boot_id() -> String {
+pub(super) fn boot_id(root: &Path) -> String {
+    #[cfg(test)]
+    if let Some(id) = super::super::faults::power::boot_id(root) {
+        return id;
+    }
+    #[cfg(not(test))]
+    let _ = root;
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .ok()
         .map(|s| s.trim().to_owned())
