@@ -765,7 +765,7 @@ mod tests {
         fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), bytes).unwrap();
 
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2, delivered: 0 });
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2, ..JournalRecovery::default() });
         for (id, _, raw) in &recs[..3] {
             assert_eq!(&spool.load(id).unwrap().raw, raw, "{id} is queued intact");
         }
@@ -774,6 +774,71 @@ mod tests {
         assert!(names(&spool.root().join("journal")).is_empty(), "the segment is gone");
         // Recovery is idempotent.
         assert_eq!(spool.recover_journal().unwrap(), JournalRecovery::default());
+    }
+
+    #[test]
+    fn bad_bytes_on_disk_are_kept_in_quarantine_never_delivered_and_never_stop_the_start() {
+        let (_d, spool) = spool();
+        let recs = records(4);
+        for (id, header, raw) in &recs {
+            spool.write_message(id, header, raw).unwrap();
+        }
+        let file = |id: &QueueId| spool.path(Area::Queue, id, "msg");
+        // 0: its file has a flipped bit, the process never left it so (same boot).
+        let mut bytes = fs::read(file(&recs[0].0)).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x04;
+        fs::write(file(&recs[0].0), bytes).unwrap();
+        // 1: its journal record has a flipped bit (its file is good); 2 follows it, intact.
+        let journal = spool.root().join("journal");
+        let mut segment = segment_bytes(&boot_id(spool.root()), &recs[..3]);
+        let end_of_1 = segment_bytes("x", &recs[..2]).len() - "x".len() + boot_id(spool.root()).len();
+        segment[end_of_1 - 5] ^= 0x10;
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment).unwrap();
+        // 3: a zero-length file left by a power cut; its segment was written before the reboot.
+        fs::write(file(&recs[3].0), b"").unwrap();
+        fs::write(journal.join("0000000000000002-00000001.wal"), segment_bytes("an-earlier-boot", &recs[3..])).unwrap();
+        // A zero-length segment, created just before the cut.
+        fs::write(journal.join("0000000000000003-00000002.wal"), b"").unwrap();
+
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 3, replayed: 2, delivered: 0, damaged: 2 });
+        for (id, _, raw) in &recs {
+            assert_eq!(&spool.load(id).unwrap().raw, raw, "{id} is queued intact");
+        }
+        let quarantine = spool.root().join("quarantine");
+        assert_eq!(
+            names(&quarantine),
+            [
+                format!("{}.json", recs[0].0),
+                format!("{}.msg", recs[0].0),
+                format!("{}.journal", recs[1].0),
+                format!("{}.json", recs[1].0)
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        let note = fs::read_to_string(quarantine.join(format!("{}.json", recs[1].0))).unwrap();
+        assert!(note.contains("\"good_copy_queued\":true"), "{note}");
+        let kept = fs::read(quarantine.join(format!("{}.journal", recs[1].0))).unwrap();
+        assert_eq!(&kept[8..8 + ID_LEN], recs[1].0.as_str().as_bytes(), "the damaged record as it was");
+        assert!(names(&journal).is_empty());
+    }
+
+    #[test]
+    fn a_damaged_record_without_a_good_copy_is_not_delivered_and_the_rest_is() {
+        let (_d, spool) = spool();
+        let recs = records(3);
+        let mut segment = segment_bytes("an-earlier-boot", &recs);
+        let end_of_0 = segment_bytes("an-earlier-boot", &recs[..1]).len();
+        segment[end_of_0 + 40] ^= 0x01;
+        let journal = spool.root().join("journal");
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment).unwrap();
+        let report = spool.recover_journal().unwrap();
+        assert_eq!((report.replayed, report.damaged), (2, 1));
+        assert_eq!(spool.ids(Area::Queue).unwrap(), [recs[0].0.clone(), recs[2].0.clone()]);
+        assert!(spool.root().join("quarantine").join(format!("{}.journal", recs[1].0)).exists());
     }
 
     #[test]
@@ -788,7 +853,7 @@ mod tests {
         )
         .unwrap();
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0, delivered: 0 });
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0, ..JournalRecovery::default() });
         assert!(spool.load(&recs[0].0).is_err(), "a delivered message is not sent again");
         assert!(spool.load(&recs[1].0).is_ok());
         assert!(names(&spool.root().join("journal")).is_empty());
@@ -939,7 +1004,7 @@ mod tests {
         .unwrap();
 
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1, delivered: 0 });
+        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1, ..JournalRecovery::default() });
         assert_eq!(spool.load(&recs[0].0).unwrap().raw, recs[0].2);
         assert!(spool.load(&recs[1].0).is_err(), "delivered before the crash");
         assert!(spool.load(&recs[2].0).is_err(), "delivered before the crash");
@@ -950,7 +1015,10 @@ mod tests {
         // comes back.
         let old = records(1);
         fs::write(journal.join("0000000000000003-00000002.wal"), segment_bytes("another-boot", &old)).unwrap();
-        assert_eq!(spool.recover_journal().unwrap(), JournalRecovery { segments: 1, replayed: 1, delivered: 0 });
+        assert_eq!(
+            spool.recover_journal().unwrap(),
+            JournalRecovery { segments: 1, replayed: 1, ..JournalRecovery::default() }
+        );
         assert_eq!(spool.load(&old[0].0).unwrap().raw, old[0].2);
     }
 
@@ -993,13 +1061,30 @@ mod tests {
             let expect = ends.iter().filter(|&&e| e <= cut).count();
             assert_eq!(c.records.len(), expect, "cut at {cut}");
         }
-        // A flipped byte in the second message stops reading there.
+        // A flipped byte in the second message: that record is damaged, the third still counts.
         let mut bad = good.clone();
         bad[ends[1] - 4] ^= 0x20;
         fs::write(&path, &bad).unwrap();
         let c = read_segment(&path).unwrap();
-        assert_eq!(c.records.len(), 1);
-        assert_eq!(c.torn_bytes as usize, bad.len() - ends[0]);
+        assert_eq!(c.records.iter().map(|r| &r.0).collect::<Vec<_>>(), [&recs[0].0, &recs[2].0]);
+        assert_eq!(c.torn_bytes, 0);
+        assert_eq!(c.damaged.len(), 1);
+        let (offset, bytes, id) = &c.damaged[0];
+        assert_eq!((*offset as usize, bytes.len(), id.as_ref()), (ends[0], ends[1] - ends[0], Some(&recs[1].0)));
+        // A flipped bit in a record's length word: its id is still read, the next record found.
+        let mut bad = good.clone();
+        bad[ends[0] + 3] ^= 0x01;
+        fs::write(&path, &bad).unwrap();
+        let c = read_segment(&path).unwrap();
+        assert_eq!(c.records.len(), 2);
+        assert_eq!(c.damaged[0].2.as_ref(), Some(&recs[1].0));
+        // The last record damaged is a torn tail: never acknowledged, not reported as damage.
+        let mut bad = good.clone();
+        bad[ends[2] - 4] ^= 0x20;
+        fs::write(&path, &bad).unwrap();
+        let c = read_segment(&path).unwrap();
+        assert_eq!((c.records.len(), c.damaged.len()), (2, 0));
+        assert_eq!(c.torn_bytes as usize, ends[2] - ends[1]);
         // A length field larger than the file, or absurd, is not trusted either.
         let mut huge = segment_bytes("b", &[]);
         huge.extend_from_slice(&u64::MAX.to_le_bytes());
