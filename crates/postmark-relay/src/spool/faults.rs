@@ -51,7 +51,7 @@ pub(crate) fn charge(_root: &Path, _bytes: u64) -> io::Result<()> {
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
-mod model;
+pub(crate) mod model;
 #[cfg(test)]
 pub(crate) mod power;
 #[cfg(test)]

@@ -24,17 +24,27 @@
 //! was written, the page cache survived, and every file it names is exactly as the dead process
 //! left it: the segment is only checkpointed. After a reboot (power loss, kernel crash) the
 //! files may be lost or torn, so every message of the segment that is neither a valid file in
-//! `queue/` nor a dead letter is written back to `queue/` from the journal. A message delivered
-//! in the last second before such a crash can therefore be sent again: at-least-once, as
-//! documented for the spool.
+//! `queue/`, nor a dead letter, nor marked delivered is written back to `queue/` from the journal.
+//!
+//! **Tombstones.** Every delivered message gets a *tombstone* (its id) in the journal, appended
+//! by the committer after the message's file was retired, and synced by the next group commit or
+//! within [`TOMBSTONE_SYNC_AFTER`] (see the `tombstones` module). Recovery neither writes back a
+//! message with a tombstone nor keeps its file in `queue/` (a removal the power cut undid); a
+//! checkpoint syncs `queue/` before deleting the segment, so those removals are durable by then.
+//! After a power cut only a message whose request was in flight (or delivered within the last
+//! [`TOMBSTONE_SYNC_AFTER`]) can be sent again: at-least-once, as documented for the spool.
 //!
 //! **Unwritten messages** (see [`super::unwritten`]). A message the session hands to the worker
 //! in memory is committed without a file: step 1 is skipped, and in step 3 it is only marked
-//! unwritten. If it is delivered before its segment's checkpoint, the committer appends a
-//! *tombstone* for it (not synced: it only has to survive a crash of the process); otherwise the
-//! checkpoint writes its file from the journal record before the segment goes. Recovery writes
-//! back every unwritten record that has neither a file nor a tombstone, after a crash of the
-//! process as after a reboot.
+//! unwritten. If it is delivered before its segment's checkpoint, its tombstone is all that is
+//! needed; otherwise the checkpoint writes its file from the journal record before the segment
+//! goes. Recovery writes back every unwritten record that has neither a file nor a tombstone,
+//! after a crash of the process as after a reboot.
+//!
+//! **Bad bytes.** A record that does not check out but is followed by one that does is damage,
+//! not a torn tail: it is logged, kept in `quarantine/`, and reading resumes at the next trusted
+//! record; a message file damaged without a reboot is kept there too and written again from the
+//! journal (see [`JournalRecovery::damaged`]).
 //!
 //! A segment is `PMWAL2 <boot id>\n` (`PMWAL1` segments of earlier versions are read the same
 //! way) followed by records: a little-endian `u64` whose low 62 bits are the payload length and
@@ -824,6 +834,52 @@ mod tests {
         let kept = fs::read(quarantine.join(format!("{}.journal", recs[1].0))).unwrap();
         assert_eq!(&kept[8..8 + ID_LEN], recs[1].0.as_str().as_bytes(), "the damaged record as it was");
         assert!(names(&journal).is_empty());
+    }
+
+    #[test]
+    fn a_delivered_message_whose_removal_a_power_cut_undid_is_not_sent_again() {
+        let (_d, spool) = spool();
+        let recs = records(2);
+        // Both have files; 0 was delivered (its tombstone synced), but the cut brought its file back.
+        for (id, header, raw) in &recs {
+            spool.write_message(id, header, raw).unwrap();
+        }
+        let recs: Vec<_> = recs.into_iter().map(|(id, h, r)| (id, h, r, false)).collect();
+        let journal = spool.root().join("journal");
+        fs::write(
+            journal.join("0000000000000001-00000000.wal"),
+            segment_v2("an-earlier-boot", &recs, &[recs[0].0.clone()]),
+        )
+        .unwrap();
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0, delivered: 1, damaged: 0 });
+        assert_eq!(spool.ids(Area::Queue).unwrap(), [recs[1].0.clone()]);
+    }
+
+    #[tokio::test]
+    async fn every_delivered_message_gets_a_synced_tombstone_without_a_batch_to_ride_on() {
+        use super::super::faults::model::Op;
+        use super::super::faults::power::{Cut, Watch};
+        let (_d, spool) = spool();
+        let watch = Watch::start(spool.root(), "this-boot", Cut::Never).unwrap();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let (header, raw) = message(1);
+        let id = committer.store(header, raw).await.unwrap();
+        // Committed with a file: delivered, it gets a tombstone too, and with no batch after it
+        // the committer syncs it alone, within TOMBSTONE_SYNC_AFTER.
+        spool.remove(&id).unwrap();
+        let synced = || {
+            let (_, ops) = watch.record();
+            let Some(at) = ops.iter().position(|op| {
+                matches!(op, Op::Write { data, .. } if data.len() == 8 + ID_LEN && data.ends_with(id.as_str().as_bytes()))
+            }) else {
+                return false;
+            };
+            let Op::Write { path, .. } = &ops[at] else { unreachable!() };
+            ops[at..].iter().any(|op| matches!(op, Op::Sync(p) if p == path))
+        };
+        wait_until("the tombstone written and synced", synced);
+        watch.stop();
     }
 
     #[test]

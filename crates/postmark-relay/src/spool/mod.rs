@@ -29,8 +29,9 @@
 //!
 //! **Duplicate window.** A message leaves `queue/` only after Postmark accepted it. If the relay
 //! dies (or the answer is lost on the way back) after Postmark accepted the message but before the
-//! file was removed, the message is sent again after restart. That is the one window in which a
-//! duplicate is possible; delivery is at-least-once.
+//! file was removed (and, for a power cut, its tombstone synced: see [`journal`]), the message is
+//! sent again after restart. That is the one window in which a duplicate is possible; delivery is
+//! at-least-once.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};

@@ -15,10 +15,8 @@
 //!   message is still pending: the checkpoint writes it from the journal record, then syncs it,
 //!   before the segment goes.
 //!
-//! A message delivered while its journal record could still be written back (it was committed
-//! unwritten, and its segment is not checkpointed yet, whether or not it got a file meanwhile)
-//! gets a *tombstone* record in the journal (written by the committer, not synced), so that
-//! recovery after a crash of the process does not send it again.
+//! A delivered message gets a *tombstone* record in the journal (as every delivered message
+//! does: see [`super::journal`]), so that recovery does not write its record back.
 //! Recovery writes back every unwritten record that has neither a file nor a tombstone (see
 //! [`super::journal`]).
 //!
