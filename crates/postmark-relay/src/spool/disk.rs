@@ -26,7 +26,7 @@ impl Gate {
     #[inline(always)]
     fn cut(&self, _path: &Path, _len: u64) {}
     #[inline(always)]
-    fn synced(&self, _path: &Path) {}
+    fn synced(&self, _file: &File, _path: &Path) {}
     #[inline(always)]
     fn renamed(&self, _from: &Path, _to: &Path) {}
     #[inline(always)]
@@ -111,7 +111,7 @@ pub(crate) fn set_len(file: &File, path: &Path, len: u64) -> io::Result<()> {
 pub(crate) fn sync_all(file: &File, path: &Path) -> io::Result<()> {
     let g = gate(path)?;
     file.sync_all()?;
-    g.synced(path);
+    g.synced(file, path);
     Ok(())
 }
 
@@ -119,7 +119,7 @@ pub(crate) fn sync_all(file: &File, path: &Path) -> io::Result<()> {
 pub(crate) fn sync_data(file: &File, path: &Path) -> io::Result<()> {
     let g = gate(path)?;
     file.sync_data()?;
-    g.synced(path);
+    g.synced(file, path);
     Ok(())
 }
 
@@ -142,7 +142,8 @@ pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
 /// `fsync` of a directory: the names created, renamed and unlinked in it are on disk.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     let g = gate(dir)?;
-    File::open(dir)?.sync_all()?;
-    g.synced(dir);
+    let file = File::open(dir)?;
+    file.sync_all()?;
+    g.synced(&file, dir);
     Ok(())
 }

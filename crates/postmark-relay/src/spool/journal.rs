@@ -876,7 +876,11 @@ mod tests {
                 return false;
             };
             let Op::Write { path, .. } = &ops[at] else { unreachable!() };
-            ops[at..].iter().any(|op| matches!(op, Op::Sync(p) if p == path))
+            let created = ops[..at].iter().rev().find_map(|op| match op {
+                Op::Create(p, ino) if p == path => Some(*ino),
+                _ => None,
+            });
+            ops[at..].iter().any(|op| matches!(op, Op::Sync(i) if Some(*i) == created))
         };
         wait_until("the tombstone written and synced", synced);
         watch.stop();

@@ -23,14 +23,14 @@ use rand::Rng;
 /// One change to the spool's files, paths relative to its root.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
-    /// A new, empty file.
-    Create(PathBuf),
+    /// A new, empty file, and its inode number.
+    Create(PathBuf, u64),
     /// Bytes written at an offset.
     Write { path: PathBuf, offset: u64, data: Vec<u8> },
     /// The file cut or extended to a length.
     SetLen { path: PathBuf, len: u64 },
-    /// `fsync`/`fdatasync` of a file.
-    Sync(PathBuf),
+    /// `fsync`/`fdatasync` of a file, by its inode number.
+    Sync(u64),
     /// `fsync` of a directory.
     SyncDir,
     /// A rename.
@@ -40,11 +40,21 @@ pub(crate) enum Op {
 }
 
 /// A spool's files: directories and every file's bytes, paths relative to the root.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Image {
     pub(crate) dirs: BTreeSet<PathBuf>,
     pub(crate) files: BTreeMap<PathBuf, Vec<u8>>,
+    /// Each file's inode number where it was read (not compared).
+    pub(crate) inos: BTreeMap<PathBuf, u64>,
 }
+
+impl PartialEq for Image {
+    fn eq(&self, other: &Image) -> bool {
+        self.dirs == other.dirs && self.files == other.files
+    }
+}
+
+impl Eq for Image {}
 
 /// Files of the spool that are not the spool's data (the lock file), and are not compared.
 const IGNORED: &[&str] = &["relay.lock"];
@@ -62,6 +72,8 @@ impl Image {
                     image.dirs.insert(path.clone());
                     todo.push(path);
                 } else if !IGNORED.iter().any(|i| Path::new(i) == path) {
+                    use std::os::unix::fs::MetadataExt;
+                    image.inos.insert(path.clone(), entry.metadata()?.ino());
                     image.files.insert(path, fs::read(entry.path())?);
                 }
             }
@@ -128,7 +140,12 @@ struct Replay {
 fn replay(initial: &Image, ops: &[Op]) -> Result<Replay, String> {
     let mut inodes = Vec::new();
     let mut names = HashMap::new();
+    // Real inode number → ours.
+    let mut by_ino = HashMap::new();
     for (path, bytes) in &initial.files {
+        if let Some(&ino) = initial.inos.get(path) {
+            by_ino.insert(ino, inodes.len());
+        }
         names.insert(path.clone(), inodes.len());
         inodes.push(Inode { durable: bytes.clone(), pending: Vec::new(), live: bytes.clone() });
     }
@@ -140,10 +157,11 @@ fn replay(initial: &Image, ops: &[Op]) -> Result<Replay, String> {
     };
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::Create(path) => {
+            Op::Create(path, ino) => {
                 if names.contains_key(path) {
                     return Err(format!("op {i}: {} created twice", path.display()));
                 }
+                by_ino.insert(*ino, inodes.len());
                 names.insert(path.clone(), inodes.len());
                 name_ops.push(NameOp::Link(path.clone(), inodes.len()));
                 inodes.push(Inode::default());
@@ -160,8 +178,8 @@ fn replay(initial: &Image, ops: &[Op]) -> Result<Replay, String> {
                 apply(&mut inodes[n].live, &change);
                 inodes[n].pending.push(change);
             }
-            Op::Sync(path) => {
-                let n = ino(&names, path, i)?;
+            Op::Sync(real) => {
+                let n = *by_ino.get(real).ok_or_else(|| format!("op {i}: inode {real} is not a file"))?;
                 let inode = &mut inodes[n];
                 inode.durable = inode.live.clone();
                 inode.pending.clear();
@@ -188,7 +206,7 @@ fn replay(initial: &Image, ops: &[Op]) -> Result<Replay, String> {
 pub(crate) fn live(initial: &Image, ops: &[Op]) -> Result<Image, String> {
     let replay = replay(initial, ops)?;
     let files = replay.names.iter().map(|(path, &n)| (path.clone(), replay.inodes[n].live.clone())).collect();
-    Ok(Image { dirs: initial.dirs.clone(), files })
+    Ok(Image { dirs: initial.dirs.clone(), files, inos: BTreeMap::new() })
 }
 
 /// What the disk holds after a power cut following `ops`, with the cut's choices drawn from `rng`.
@@ -228,5 +246,5 @@ pub(crate) fn after_cut(initial: &Image, ops: &[Op], rng: &mut impl Rng) -> Resu
         }
         files.insert(path, bytes);
     }
-    Ok(Image { dirs: initial.dirs.clone(), files })
+    Ok(Image { dirs: initial.dirs.clone(), files, inos: BTreeMap::new() })
 }

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -161,7 +161,7 @@ impl Gate {
     }
 
     pub(crate) fn created(&self, path: &Path) {
-        self.record(|w| Op::Create(w.relative(path)));
+        self.record(|w| Op::Create(w.relative(path), std::fs::metadata(path).expect("the file just created").ino()));
     }
 
     /// `len` bytes were just written to `file` at `path`, ending at its position.
@@ -181,8 +181,13 @@ impl Gate {
         self.record(|w| Op::SetLen { path: w.relative(path), len });
     }
 
-    pub(crate) fn synced(&self, path: &Path) {
-        self.record(|w| if path.is_dir() { Op::SyncDir } else { Op::Sync(w.relative(path)) });
+    /// A file or directory was synced (by its inode: the checkpoint may sync a file whose name
+    /// the worker has just renamed).
+    pub(crate) fn synced(&self, file: &File, _path: &Path) {
+        self.record(|_| {
+            let meta = file.metadata().expect("the synced file's metadata");
+            if meta.is_dir() { Op::SyncDir } else { Op::Sync(meta.ino()) }
+        });
     }
 
     pub(crate) fn renamed(&self, from: &Path, to: &Path) {
