@@ -120,6 +120,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         tracing::info!(
             segments = journal.segments,
             replayed = journal.replayed,
+            delivered = journal.delivered,
+            damaged = journal.damaged,
             "checked the journal left by an earlier run (replayed messages are ones a reboot lost from queue/)"
         );
     }
@@ -159,6 +161,8 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
 
     let shutdown = Shutdown::new();
     let metrics = Arc::new(Metrics::default());
+    // Damaged journal records and spool files found by the recovery (each logged there).
+    (0..journal.damaged).for_each(|_| metrics.quarantined());
     let (queued_tx, queued_rx) = mpsc::unbounded_channel();
     let worker = Worker::new(Arc::clone(&spool), backend, config.worker.clone(), queued_rx, shutdown.signal())
         .with_metrics(Arc::clone(&metrics));

@@ -49,4 +49,10 @@ pub(crate) fn charge(_root: &Path, _bytes: u64) -> io::Result<()> {
 }
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+pub(crate) mod model;
+#[cfg(test)]
+pub(crate) mod power;
+#[cfg(test)]
 mod tests;

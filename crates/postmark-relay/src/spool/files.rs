@@ -1,8 +1,10 @@
 //! File-system helpers of the spool: private directories and files, synced renames.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::Path;
+
+use super::disk;
 
 /// Creates `dir` (and its parents) readable by the owner only: spooled mail is private.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -27,12 +29,10 @@ pub(crate) fn private_file() -> OpenOptions {
     options
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(crate) use super::disk::sync_dir;
 
 pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
+    match disk::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -45,20 +45,20 @@ pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Res
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
     let result = (|| {
-        let mut file = private_file().write(true).create_new(true).open(&tmp)?;
-        file.write_all(bytes)?;
+        let mut file = disk::create_new(&tmp)?;
+        disk::write_all(&mut file, &tmp, bytes)?;
         if durable {
-            file.sync_all()?;
+            disk::sync_all(&file, &tmp)?;
         }
         drop(file);
-        fs::rename(&tmp, path)?;
+        disk::rename(&tmp, path)?;
         if durable {
             sync_dir(dir)?;
         }
         Ok(())
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = disk::remove_file(&tmp);
     }
     result
 }
@@ -66,14 +66,12 @@ pub(crate) fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Res
 /// Creates, writes, fsyncs and unlinks the file `name` in `dir`: whether new files can be made
 /// durable there. The error says which step failed, for which path.
 pub(crate) fn probe_dir(dir: &Path, name: &str) -> Result<(), String> {
-    use std::io::Write as _;
     let path = dir.join(name);
     let fail = |what: &str, e: io::Error| format!("{what} {}: {e}", path.display());
-    let mut file =
-        private_file().write(true).create(true).truncate(true).open(&path).map_err(|e| fail("cannot create", e))?;
-    let written = file.write_all(b"ok\n").and_then(|()| file.sync_all());
+    let mut file = disk::create_truncate(&path).map_err(|e| fail("cannot create", e))?;
+    let written = disk::write_all(&mut file, &path, b"ok\n").and_then(|()| disk::sync_all(&file, &path));
     drop(file);
-    let removed = std::fs::remove_file(&path);
+    let removed = disk::remove_file(&path);
     written.map_err(|e| fail("cannot write and fsync", e))?;
     removed.map_err(|e| fail("cannot remove", e))
 }

@@ -24,17 +24,27 @@
 //! was written, the page cache survived, and every file it names is exactly as the dead process
 //! left it: the segment is only checkpointed. After a reboot (power loss, kernel crash) the
 //! files may be lost or torn, so every message of the segment that is neither a valid file in
-//! `queue/` nor a dead letter is written back to `queue/` from the journal. A message delivered
-//! in the last second before such a crash can therefore be sent again: at-least-once, as
-//! documented for the spool.
+//! `queue/`, nor a dead letter, nor marked delivered is written back to `queue/` from the journal.
+//!
+//! **Tombstones.** Every delivered message gets a *tombstone* (its id) in the journal, appended
+//! by the committer after the message's file was retired, and synced by the next group commit or
+//! within [`TOMBSTONE_SYNC_AFTER`] (see the `tombstones` module). Recovery neither writes back a
+//! message with a tombstone nor keeps its file in `queue/` (a removal the power cut undid); a
+//! checkpoint syncs `queue/` before deleting the segment, so those removals are durable by then.
+//! After a power cut only a message whose request was in flight (or delivered within the last
+//! [`TOMBSTONE_SYNC_AFTER`]) can be sent again: at-least-once, as documented for the spool.
 //!
 //! **Unwritten messages** (see [`super::unwritten`]). A message the session hands to the worker
 //! in memory is committed without a file: step 1 is skipped, and in step 3 it is only marked
-//! unwritten. If it is delivered before its segment's checkpoint, the committer appends a
-//! *tombstone* for it (not synced: it only has to survive a crash of the process); otherwise the
-//! checkpoint writes its file from the journal record before the segment goes. Recovery writes
-//! back every unwritten record that has neither a file nor a tombstone, after a crash of the
-//! process as after a reboot.
+//! unwritten. If it is delivered before its segment's checkpoint, its tombstone is all that is
+//! needed; otherwise the checkpoint writes its file from the journal record before the segment
+//! goes. Recovery writes back every unwritten record that has neither a file nor a tombstone,
+//! after a crash of the process as after a reboot.
+//!
+//! **Bad bytes.** A record that does not check out but is followed by one that does is damage,
+//! not a torn tail: it is logged, kept in `quarantine/`, and reading resumes at the next trusted
+//! record; a message file damaged without a reboot is kept there too and written again from the
+//! journal (see [`JournalRecovery::damaged`]).
 //!
 //! A segment is `PMWAL2 <boot id>\n` (`PMWAL1` segments of earlier versions are read the same
 //! way) followed by records: a little-endian `u64` whose low 62 bits are the payload length and
@@ -43,8 +53,8 @@
 //! only if it is complete and its spool file checks out (magic, length, checksum); reading stops
 //! at the first one that is not (a batch torn by a crash was never acknowledged).
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,13 +65,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{
-    Area, Header, ID_LEN, QueueId, Spool, StoreError, encode_head, is_storage_full, now_ms, private_file, sync_dir,
-};
+use super::{Area, Header, ID_LEN, QueueId, Spool, StoreError, disk, encode_head, is_storage_full, now_ms, sync_dir};
 
 /// How long a journal segment stays open before it is closed and checkpointed; also bounds how
 /// much recent traffic a reboot can make the relay send twice.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Tombstones (the marks of delivered messages) wait at most this long for a group commit to
+/// sync them before the committer syncs them alone.
+pub const TOMBSTONE_SYNC_AFTER: Duration = Duration::from_millis(20);
 /// A segment is closed early once it holds this much.
 pub const MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Most messages one sync covers (a bound on the latency of the last one in a batch).
@@ -86,10 +97,12 @@ const UNKNOWN_BOOT: &str = "unknown";
 static SEGMENT_SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 mod recovery;
+mod tombstones;
 pub use self::recovery::JournalRecovery;
 #[cfg(test)]
 use self::recovery::read_segment;
 use self::recovery::{Record, boot_id, parse_record};
+use self::tombstones::{append_tombstones, sync_tombstones};
 
 /// A message written to its own file (a spare, or a new file in `tmp/`) but not yet committed:
 /// [`Spool::prepare`] makes one, on the caller's thread, so that sessions write their files in
@@ -284,21 +297,21 @@ impl Segment {
         let dir = spool.root.join("journal");
         let seq = SEGMENT_SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{:016x}-{seq:08x}.{SEGMENT_EXT}", now_ms()));
-        let mut file = private_file().append(true).create_new(true).open(&path)?;
+        let mut file = disk::create_new_append(&path)?;
         let result = (|| {
             let mut head = SEGMENT_MAGIC.to_vec();
-            head.extend_from_slice(boot_id().as_bytes());
+            head.extend_from_slice(boot_id(&spool.root).as_bytes());
             head.push(b'\n');
             super::faults::charge(&spool.root, head.len() as u64)?;
-            file.write_all(&head)?;
-            file.sync_all()?;
+            disk::write_all(&mut file, &path, &head)?;
+            disk::sync_all(&file, &path)?;
             sync_dir(&dir)?;
             Ok(head.len() as u64)
         })();
         match result {
             Ok(len) => Ok(Self { path, file, len, opened: Instant::now(), ids: Vec::new(), unwritten: Vec::new() }),
             Err(e) => {
-                let _ = fs::remove_file(&path);
+                let _ = disk::remove_file(&path);
                 Err(e)
             }
         }
@@ -313,9 +326,15 @@ impl Segment {
 fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>, spare: &SpareSegment) {
     let mut segment: Option<Segment> = None;
     let mut stopping = false;
+    // When the oldest tombstone that is not synced yet was appended.
+    let mut unsynced: Option<Instant> = None;
     while !stopping {
-        let first = match &segment {
-            Some(s) => match jobs.recv_timeout(CHECKPOINT_EVERY.saturating_sub(s.opened.elapsed())) {
+        let wait = segment.as_ref().map(|s| {
+            let close = CHECKPOINT_EVERY.saturating_sub(s.opened.elapsed());
+            unsynced.map_or(close, |t| close.min(TOMBSTONE_SYNC_AFTER.saturating_sub(t.elapsed())))
+        });
+        let first = match wait {
+            Some(wait) => match jobs.recv_timeout(wait) {
                 Ok(work) => Some(work),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -325,10 +344,14 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>
                 Err(_) => break,
             },
         };
-        if segment.as_ref().is_some_and(|s| s.opened.elapsed() >= CHECKPOINT_EVERY || s.len >= MAX_SEGMENT_BYTES)
-            && let Some(s) = segment.take()
-        {
-            let _ = closed.send(s.close());
+        if unsynced.is_some_and(|t| t.elapsed() >= TOMBSTONE_SYNC_AFTER) {
+            sync_tombstones(&segment, &mut unsynced);
+        }
+        if segment.as_ref().is_some_and(|s| s.opened.elapsed() >= CHECKPOINT_EVERY || s.len >= MAX_SEGMENT_BYTES) {
+            sync_tombstones(&segment, &mut unsynced);
+            if let Some(s) = segment.take() {
+                let _ = closed.send(s.close());
+            }
         }
         let Some(first) = first else { continue };
         let mut batch = Vec::new();
@@ -357,43 +380,23 @@ fn run(spool: &Spool, jobs: &mpsc::Receiver<Work>, closed: &mpsc::Sender<Closed>
                 s.opened = Instant::now();
             }
         }
-        if !delivered.is_empty() {
-            append_tombstones(spool, &mut segment, &delivered);
+        if !delivered.is_empty() && append_tombstones(spool, &mut segment, &delivered) && unsynced.is_none() {
+            unsynced = Some(Instant::now());
         }
-        if !batch.is_empty() {
-            commit(spool, &mut segment, closed, batch);
+        // The batch's sync covers the tombstones appended before it.
+        if !batch.is_empty() && commit(spool, &mut segment, closed, batch) {
+            unsynced = None;
         }
     }
+    sync_tombstones(&segment, &mut unsynced);
     if let Some(s) = segment.take() {
         let _ = closed.send(s.close());
     }
 }
 
-/// Appends the tombstones of unwritten messages that were delivered, without syncing: they
-/// only have to survive a crash of the process (after a reboot such a message may be sent
-/// again, as any message delivered within the last second). A failure costs at most that.
-fn append_tombstones(spool: &Spool, segment: &mut Option<Segment>, ids: &[QueueId]) {
-    if segment.is_none() {
-        *segment = Segment::create(spool).ok();
-    }
-    let Some(seg) = segment.as_mut() else { return };
-    let mut records = Vec::with_capacity(ids.len() * (8 + ID_LEN));
-    for id in ids {
-        records.extend_from_slice(&(ID_LEN as u64 | RECORD_TOMBSTONE).to_le_bytes());
-        records.extend_from_slice(id.as_str().as_bytes());
-    }
-    let written = super::faults::charge(&spool.root, records.len() as u64).and_then(|()| seg.file.write_all(&records));
-    match written {
-        Ok(()) => seg.len += records.len() as u64,
-        // Nothing may land behind a torn record.
-        Err(_) => {
-            let _ = seg.file.set_len(seg.len);
-        }
-    }
-}
-
-/// Commits one batch: files to `tmp/`, one journal append and sync, renames, answers.
-fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Closed>, batch: Vec<Job>) {
+/// Commits one batch: files to `tmp/`, one journal append and sync, renames, answers. Returns
+/// whether the journal was appended to and synced.
+fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Closed>, batch: Vec<Job>) -> bool {
     let mut result = append(spool, segment, closed, &batch);
     if result.as_ref().is_err_and(is_storage_full) && spool.drop_spares() > 0 {
         // The spares held the space the journal needs: try once more without them.
@@ -405,14 +408,14 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
             drop(prepared);
             let _ = reply.send(Err(StoreError::from_io(io::Error::new(e.kind(), e.to_string()))));
         }
-        return;
+        return false;
     }
     // Unwritten messages are only marked so; they are in the journal, which is what counts.
     spool.add_unwritten(batch.iter().filter(|j| j.prepared.file.is_none()).map(|j| j.prepared.id.clone()).collect());
     for Job { mut prepared, reply } in batch {
         let p = &mut prepared;
         let published = match &p.file {
-            Some(file) => fs::rename(file, spool.path(Area::Queue, &p.id, "msg")),
+            Some(file) => disk::rename(file, &spool.path(Area::Queue, &p.id, "msg")),
             None => Ok(()),
         };
         let result = match published {
@@ -430,6 +433,7 @@ fn commit(spool: &Spool, segment: &mut Option<Segment>, closed: &mpsc::Sender<Cl
         drop(prepared);
         let _ = reply.send(result);
     }
+    true
 }
 
 /// Writes a message over a spare file, or else to `tmp/<id>.msg`, without syncing. Returns the
@@ -438,28 +442,28 @@ fn write_file(spool: &Spool, id: &QueueId, header: &Header, raw: &[u8]) -> io::R
     let head = encode_head(header)?;
     let len = (head.len() + raw.len()) as u64;
     // One gathered write; a file that was longer (a spare) is cut to the new length.
-    let write = |file: &mut File, old_len: u64| -> io::Result<()> {
-        write_all_vectored(file, &mut [io::IoSlice::new(&head), io::IoSlice::new(raw)])?;
-        if old_len > len { file.set_len(len) } else { Ok(()) }
+    let write = |file: &mut File, path: &Path, old_len: u64| -> io::Result<()> {
+        disk::write(file, path, &mut [io::IoSlice::new(&head), io::IoSlice::new(raw)])?;
+        if old_len > len { disk::set_len(file, path, len) } else { Ok(()) }
     };
     if let Some((spare, spare_len)) = spool.take_spare() {
-        let result = File::options().write(true).open(&spare).and_then(|mut f| write(&mut f, spare_len));
+        let result = disk::open_existing(&spare).and_then(|mut f| write(&mut f, &spare, spare_len));
         match result {
             Ok(()) => return Ok((head, spare)),
             Err(_) => {
                 // An unusable spare: drop it and write a new file instead.
-                let _ = fs::remove_file(&spare);
+                let _ = disk::remove_file(&spare);
             }
         }
     }
     let tmp = spool.root.join("tmp").join(format!("{id}.msg"));
     let attempt = || match super::faults::charge(&spool.root, len)
-        .and_then(|()| private_file().write(true).create_new(true).open(&tmp))
-        .and_then(|mut f| write(&mut f, 0))
+        .and_then(|()| disk::create_new(&tmp))
+        .and_then(|mut f| write(&mut f, &tmp, 0))
     {
         Ok(()) => Ok(()),
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk::remove_file(&tmp);
             Err(e)
         }
     };
@@ -508,8 +512,8 @@ fn append(
     }
     let total: usize = heads.len() + batch.iter().map(|j| j.prepared.raw.len()).sum::<usize>();
     let written = super::faults::charge(&spool.root, total as u64)
-        .and_then(|()| write_all_vectored(&mut seg.file, &mut slices))
-        .and_then(|()| seg.file.sync_data());
+        .and_then(|()| disk::write(&mut seg.file, &seg.path, &mut slices))
+        .and_then(|()| disk::sync_data(&seg.file, &seg.path));
     match written {
         Ok(()) => {
             seg.len += total as u64;
@@ -520,7 +524,9 @@ fn append(
         Err(e) => {
             // Nothing of this batch was acknowledged; make sure a later batch does not land behind
             // a torn record (reading stops there), or give the segment up.
-            if seg.file.set_len(seg.len).and_then(|()| seg.file.sync_data()).is_err()
+            if disk::set_len(&seg.file, &seg.path, seg.len)
+                .and_then(|()| disk::sync_data(&seg.file, &seg.path))
+                .is_err()
                 && let Some(s) = segment.take()
             {
                 let _ = closed.send(s.close());
@@ -528,19 +534,6 @@ fn append(
             Err(e)
         }
     }
-}
-
-/// `Write::write_all_vectored`, which is not stable yet.
-fn write_all_vectored(file: &mut File, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the journal took no bytes")),
-            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Checkpoints `closed`; false (with a warning) if that failed.
@@ -575,7 +568,7 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
                         // The spool file, as the journal holds it; synced below with the others.
                         let file = &record[8 + ID_LEN..];
                         super::faults::charge(&spool.root, file.len() as u64)?;
-                        private_file().write(true).create_new(true).open(tmp)?.write_all(file)
+                        disk::write_all(&mut disk::create_new(tmp)?, tmp, file)
                     }
                     _ => Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -587,9 +580,10 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
     }
     for id in ids {
         for area in [Area::Queue, Area::Dead] {
-            match File::open(spool.path(area, id, "msg")) {
+            let path = spool.path(area, id, "msg");
+            match File::open(&path) {
                 Ok(file) => {
-                    file.sync_all()?;
+                    disk::sync_all(&file, &path)?;
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -599,17 +593,18 @@ fn checkpoint(spool: &Spool, segment: &Path, ids: &[QueueId], unwritten: &[(Queu
     }
     sync_dir(&spool.root.join("queue"))?;
     sync_dir(&spool.root.join("dead"))?;
-    match fs::remove_file(segment) {
+    match disk::remove_file(segment) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     sync_dir(&spool.root.join("journal"))?;
-    spool.checkpointed(unwritten.iter().map(|(id, _, _)| id.clone()));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::envelope::Envelope;
 
@@ -692,7 +687,7 @@ mod tests {
             .collect();
         assert_eq!(used.len(), 1, "{used:?}");
         let contents = read_segment(&used[0]).unwrap();
-        assert_eq!(contents.boot_id, boot_id());
+        assert_eq!(contents.boot_id, boot_id(spool.root()));
         assert_eq!(contents.records.len(), 200);
         assert_eq!(contents.torn_bytes, 0);
         for (id, raw) in &stored {
@@ -780,7 +775,7 @@ mod tests {
         fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), bytes).unwrap();
 
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2 });
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 2, ..JournalRecovery::default() });
         for (id, _, raw) in &recs[..3] {
             assert_eq!(&spool.load(id).unwrap().raw, raw, "{id} is queued intact");
         }
@@ -792,15 +787,133 @@ mod tests {
     }
 
     #[test]
+    fn bad_bytes_on_disk_are_kept_in_quarantine_never_delivered_and_never_stop_the_start() {
+        let (_d, spool) = spool();
+        let recs = records(4);
+        for (id, header, raw) in &recs {
+            spool.write_message(id, header, raw).unwrap();
+        }
+        let file = |id: &QueueId| spool.path(Area::Queue, id, "msg");
+        // 0: its file has a flipped bit, the process never left it so (same boot).
+        let mut bytes = fs::read(file(&recs[0].0)).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x04;
+        fs::write(file(&recs[0].0), bytes).unwrap();
+        // 1: its journal record has a flipped bit (its file is good); 2 follows it, intact.
+        let journal = spool.root().join("journal");
+        let mut segment = segment_bytes(&boot_id(spool.root()), &recs[..3]);
+        let end_of_1 = segment_bytes("x", &recs[..2]).len() - "x".len() + boot_id(spool.root()).len();
+        segment[end_of_1 - 5] ^= 0x10;
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment).unwrap();
+        // 3: a zero-length file left by a power cut; its segment was written before the reboot.
+        fs::write(file(&recs[3].0), b"").unwrap();
+        fs::write(journal.join("0000000000000002-00000001.wal"), segment_bytes("an-earlier-boot", &recs[3..])).unwrap();
+        // A zero-length segment, created just before the cut.
+        fs::write(journal.join("0000000000000003-00000002.wal"), b"").unwrap();
+
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 3, replayed: 2, delivered: 0, damaged: 2 });
+        for (id, _, raw) in &recs {
+            assert_eq!(&spool.load(id).unwrap().raw, raw, "{id} is queued intact");
+        }
+        let quarantine = spool.root().join("quarantine");
+        assert_eq!(
+            names(&quarantine),
+            [
+                format!("{}.json", recs[0].0),
+                format!("{}.msg", recs[0].0),
+                format!("{}.journal", recs[1].0),
+                format!("{}.json", recs[1].0)
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        let note = fs::read_to_string(quarantine.join(format!("{}.json", recs[1].0))).unwrap();
+        assert!(note.contains("\"good_copy_queued\":true"), "{note}");
+        let kept = fs::read(quarantine.join(format!("{}.journal", recs[1].0))).unwrap();
+        assert_eq!(&kept[8..8 + ID_LEN], recs[1].0.as_str().as_bytes(), "the damaged record as it was");
+        assert!(names(&journal).is_empty());
+    }
+
+    #[test]
+    fn a_delivered_message_whose_removal_a_power_cut_undid_is_not_sent_again() {
+        let (_d, spool) = spool();
+        let recs = records(2);
+        // Both have files; 0 was delivered (its tombstone synced), but the cut brought its file back.
+        for (id, header, raw) in &recs {
+            spool.write_message(id, header, raw).unwrap();
+        }
+        let recs: Vec<_> = recs.into_iter().map(|(id, h, r)| (id, h, r, false)).collect();
+        let journal = spool.root().join("journal");
+        fs::write(
+            journal.join("0000000000000001-00000000.wal"),
+            segment_v2("an-earlier-boot", &recs, &[recs[0].0.clone()]),
+        )
+        .unwrap();
+        let report = spool.recover_journal().unwrap();
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0, delivered: 1, damaged: 0 });
+        assert_eq!(spool.ids(Area::Queue).unwrap(), [recs[1].0.clone()]);
+    }
+
+    #[tokio::test]
+    async fn every_delivered_message_gets_a_synced_tombstone_without_a_batch_to_ride_on() {
+        use super::super::faults::model::Op;
+        use super::super::faults::power::{Cut, Watch};
+        let (_d, spool) = spool();
+        let watch = Watch::start(spool.root(), "this-boot", Cut::Never).unwrap();
+        let committer = Committer::start(Arc::clone(&spool)).unwrap();
+        let (header, raw) = message(1);
+        let id = committer.store(header, raw).await.unwrap();
+        // Committed with a file: delivered, it gets a tombstone too, and with no batch after it
+        // the committer syncs it alone, within TOMBSTONE_SYNC_AFTER.
+        spool.remove(&id).unwrap();
+        let synced = || {
+            let (_, ops) = watch.record();
+            let Some(at) = ops.iter().position(|op| {
+                matches!(op, Op::Write { data, .. } if data.len() == 8 + ID_LEN && data.ends_with(id.as_str().as_bytes()))
+            }) else {
+                return false;
+            };
+            let Op::Write { path, .. } = &ops[at] else { unreachable!() };
+            let created = ops[..at].iter().rev().find_map(|op| match op {
+                Op::Create(p, ino) if p == path => Some(*ino),
+                _ => None,
+            });
+            ops[at..].iter().any(|op| matches!(op, Op::Sync(i) if Some(*i) == created))
+        };
+        wait_until("the tombstone written and synced", synced);
+        watch.stop();
+    }
+
+    #[test]
+    fn a_damaged_record_without_a_good_copy_is_not_delivered_and_the_rest_is() {
+        let (_d, spool) = spool();
+        let recs = records(3);
+        let mut segment = segment_bytes("an-earlier-boot", &recs);
+        let end_of_0 = segment_bytes("an-earlier-boot", &recs[..1]).len();
+        segment[end_of_0 + 40] ^= 0x01;
+        let journal = spool.root().join("journal");
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment).unwrap();
+        let report = spool.recover_journal().unwrap();
+        assert_eq!((report.replayed, report.damaged), (2, 1));
+        assert_eq!(spool.ids(Area::Queue).unwrap(), [recs[0].0.clone(), recs[2].0.clone()]);
+        assert!(spool.root().join("quarantine").join(format!("{}.journal", recs[1].0)).exists());
+    }
+
+    #[test]
     fn without_a_reboot_the_journal_is_only_checkpointed() {
         let (_d, spool) = spool();
         let recs = records(2);
         // 0 was delivered (unlinked) before the process died; 1 is still queued.
         spool.write_message(&recs[1].0, &recs[1].1, &recs[1].2).unwrap();
-        fs::write(spool.root().join("journal").join("0000000000000001-00000000.wal"), segment_bytes(&boot_id(), &recs))
-            .unwrap();
+        fs::write(
+            spool.root().join("journal").join("0000000000000001-00000000.wal"),
+            segment_bytes(&boot_id(spool.root()), &recs),
+        )
+        .unwrap();
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0 });
+        assert_eq!(report, JournalRecovery { segments: 1, replayed: 0, ..JournalRecovery::default() });
         assert!(spool.load(&recs[0].0).is_err(), "a delivered message is not sent again");
         assert!(spool.load(&recs[1].0).is_ok());
         assert!(names(&spool.root().join("journal")).is_empty());
@@ -942,12 +1055,16 @@ mod tests {
         recs[2].3 = false;
         spool.write_message(&recs[3].0, &recs[3].1, &recs[3].2).unwrap();
         let journal = spool.root().join("journal");
-        fs::write(journal.join("0000000000000001-00000000.wal"), segment_v2(&boot_id(), &recs, &[])).unwrap();
-        fs::write(journal.join("0000000000000002-00000001.wal"), segment_v2(&boot_id(), &[], &[recs[1].0.clone()]))
+        fs::write(journal.join("0000000000000001-00000000.wal"), segment_v2(&boot_id(spool.root()), &recs, &[]))
             .unwrap();
+        fs::write(
+            journal.join("0000000000000002-00000001.wal"),
+            segment_v2(&boot_id(spool.root()), &[], &[recs[1].0.clone()]),
+        )
+        .unwrap();
 
         let report = spool.recover_journal().unwrap();
-        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1 });
+        assert_eq!(report, JournalRecovery { segments: 2, replayed: 1, ..JournalRecovery::default() });
         assert_eq!(spool.load(&recs[0].0).unwrap().raw, recs[0].2);
         assert!(spool.load(&recs[1].0).is_err(), "delivered before the crash");
         assert!(spool.load(&recs[2].0).is_err(), "delivered before the crash");
@@ -958,7 +1075,10 @@ mod tests {
         // comes back.
         let old = records(1);
         fs::write(journal.join("0000000000000003-00000002.wal"), segment_bytes("another-boot", &old)).unwrap();
-        assert_eq!(spool.recover_journal().unwrap(), JournalRecovery { segments: 1, replayed: 1 });
+        assert_eq!(
+            spool.recover_journal().unwrap(),
+            JournalRecovery { segments: 1, replayed: 1, ..JournalRecovery::default() }
+        );
         assert_eq!(spool.load(&old[0].0).unwrap().raw, old[0].2);
     }
 
@@ -1001,13 +1121,30 @@ mod tests {
             let expect = ends.iter().filter(|&&e| e <= cut).count();
             assert_eq!(c.records.len(), expect, "cut at {cut}");
         }
-        // A flipped byte in the second message stops reading there.
+        // A flipped byte in the second message: that record is damaged, the third still counts.
         let mut bad = good.clone();
         bad[ends[1] - 4] ^= 0x20;
         fs::write(&path, &bad).unwrap();
         let c = read_segment(&path).unwrap();
-        assert_eq!(c.records.len(), 1);
-        assert_eq!(c.torn_bytes as usize, bad.len() - ends[0]);
+        assert_eq!(c.records.iter().map(|r| &r.0).collect::<Vec<_>>(), [&recs[0].0, &recs[2].0]);
+        assert_eq!(c.torn_bytes, 0);
+        assert_eq!(c.damaged.len(), 1);
+        let (offset, bytes, id) = &c.damaged[0];
+        assert_eq!((*offset as usize, bytes.len(), id.as_ref()), (ends[0], ends[1] - ends[0], Some(&recs[1].0)));
+        // A flipped bit in a record's length word: its id is still read, the next record found.
+        let mut bad = good.clone();
+        bad[ends[0] + 3] ^= 0x01;
+        fs::write(&path, &bad).unwrap();
+        let c = read_segment(&path).unwrap();
+        assert_eq!(c.records.len(), 2);
+        assert_eq!(c.damaged[0].2.as_ref(), Some(&recs[1].0));
+        // The last record damaged is a torn tail: never acknowledged, not reported as damage.
+        let mut bad = good.clone();
+        bad[ends[2] - 4] ^= 0x20;
+        fs::write(&path, &bad).unwrap();
+        let c = read_segment(&path).unwrap();
+        assert_eq!((c.records.len(), c.damaged.len()), (2, 0));
+        assert_eq!(c.torn_bytes as usize, ends[2] - ends[1]);
         // A length field larger than the file, or absurd, is not trusted either.
         let mut huge = segment_bytes("b", &[]);
         huge.extend_from_slice(&u64::MAX.to_le_bytes());

@@ -29,17 +29,19 @@
 //!
 //! **Duplicate window.** A message leaves `queue/` only after Postmark accepted it. If the relay
 //! dies (or the answer is lost on the way back) after Postmark accepted the message but before the
-//! file was removed, the message is sent again after restart. That is the one window in which a
-//! duplicate is possible; delivery is at-least-once.
+//! file was removed (and, for a power cut, its tombstone synced: see [`journal`]), the message is
+//! sent again after restart. That is the one window in which a duplicate is possible; delivery is
+//! at-least-once.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::clock::now_ms;
 use crate::envelope::Envelope;
 
+mod disk;
 mod faults;
 mod files;
 mod format;
@@ -50,7 +52,7 @@ mod state;
 pub mod unwritten;
 
 pub(crate) use self::files::probe_dir;
-use self::files::{create_private_dir, private_file, remove_if_exists, sync_dir, write_replace};
+use self::files::{create_private_dir, remove_if_exists, sync_dir, write_replace};
 pub use self::format::{Header, InvalidQueueId, QueueId, StoredMessage, checksum, checksum_matches};
 use self::format::{ID_LEN, encode_head, read_header};
 pub use self::journal::{CHECKPOINT_EVERY, Committer, JournalRecovery, MAX_SEGMENT_BYTES, Prepared};
@@ -67,9 +69,6 @@ pub struct Spool {
     spares: Mutex<Spares>,
     /// Messages committed to the journal whose file was never written (see [`unwritten`]).
     unwritten: Mutex<std::collections::HashSet<QueueId>>,
-    /// Messages committed unwritten whose journal segment is not checkpointed yet: recovery
-    /// would write them back unless a tombstone says they were delivered (see [`unwritten`]).
-    replayable: Mutex<std::collections::HashSet<QueueId>>,
     /// The running committer, told about unwritten messages delivered (see [`unwritten`]).
     committer: Mutex<Option<std::sync::mpsc::Sender<journal::Work>>>,
     /// Whether new files could be made durable in the spool at the last look (see [`unwritten`]).
@@ -88,7 +87,6 @@ impl Spool {
             root,
             spares: Mutex::default(),
             unwritten: Mutex::default(),
-            replayable: Mutex::default(),
             committer: Mutex::default(),
             files_ok: std::sync::atomic::AtomicBool::new(true),
         })
@@ -125,14 +123,14 @@ impl Spool {
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
-                fs::remove_file(entry.path())?;
+                disk::remove_file(&entry.path())?;
                 removed += 1;
             }
         }
         for entry in fs::read_dir(self.root.join("spare"))? {
             let entry = entry?;
             if entry.file_type()?.is_file() {
-                fs::remove_file(entry.path())?;
+                disk::remove_file(&entry.path())?;
             }
         }
         Ok(removed)
@@ -169,22 +167,22 @@ impl Spool {
         let tmp = self.root.join("tmp").join(format!("{id}.msg"));
         let dest = self.path(Area::Queue, id, "msg");
         let result = (|| -> io::Result<()> {
-            let mut file = private_file().write(true).create_new(true).open(&tmp)?;
-            file.write_all(&encode_head(header)?)?;
-            file.write_all(raw)?;
-            file.sync_all()?;
+            let mut file = disk::create_new(&tmp)?;
+            let head = encode_head(header)?;
+            disk::write(&mut file, &tmp, &mut [io::IoSlice::new(&head), io::IoSlice::new(raw)])?;
+            disk::sync_all(&file, &tmp)?;
             drop(file);
-            fs::rename(&tmp, &dest)?;
+            disk::rename(&tmp, &dest)?;
             Ok(())
         })();
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
+            let _ = disk::remove_file(&tmp);
             return Err(StoreError::from_io(e));
         }
         if let Err(e) = sync_dir(&self.root.join("queue")) {
             // The rename may not survive a crash, and the client is about to hear 4xx: take the
             // message back out so it is not delivered as well as resent by the client.
-            let _ = fs::remove_file(&dest);
+            let _ = disk::remove_file(&dest);
             return Err(StoreError::from_io(e));
         }
         Ok(())
@@ -273,17 +271,20 @@ impl Spool {
         [Area::Queue, Area::Dead].into_iter().find(|&area| self.path(area, id, "msg").exists())
     }
 
-    /// Removes a message Postmark accepted (its file becomes a spare for a new message). Not
-    /// fsync'd: if the removal is lost in a crash the message is sent again (the documented
-    /// duplicate window).
+    /// Removes a message Postmark accepted (its file becomes a spare for a new message), and has
+    /// the committer record its tombstone, synced with the next group commit or within
+    /// [`journal::TOMBSTONE_SYNC_AFTER`]: after a power cut neither its journal record nor a
+    /// file whose removal was lost sends it again (see [`journal`]).
     pub fn remove(&self, id: &QueueId) -> io::Result<()> {
         if self.forget_unwritten(id) {
             return Ok(());
         }
-        // Committed unwritten, given a file since, its journal record not checkpointed yet.
-        self.tombstone_if_replayable(id);
         remove_if_exists(&self.path(Area::Queue, id, "state"))?;
-        self.retire(&self.path(Area::Queue, id, "msg"))
+        let retired = self.retire(&self.path(Area::Queue, id, "msg"));
+        // After the rename: the checkpoint that deletes the tombstone's segment syncs `queue/`
+        // first, so the removal is durable by then.
+        self.tombstone(id);
+        retired
     }
 
     /// Deletes a message from whichever area holds it. Returns the area, or `None` if unknown.
@@ -325,7 +326,7 @@ impl Spool {
     pub fn kill(&self, id: &QueueId, reason: &DeadReason) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(reason).map_err(io::Error::other)?;
         write_replace(&self.path(Area::Dead, id, "json"), &bytes, true)?;
-        fs::rename(self.path(Area::Queue, id, "msg"), self.path(Area::Dead, id, "msg"))?;
+        disk::rename(&self.path(Area::Queue, id, "msg"), &self.path(Area::Dead, id, "msg"))?;
         sync_dir(&self.root.join("dead"))?;
         remove_if_exists(&self.path(Area::Queue, id, "state"))
     }
@@ -357,7 +358,7 @@ impl Spool {
         }
         let state = RetryState { revived_ms: Some(now_ms()), ..RetryState::default() };
         self.save_state(id, &state)?;
-        fs::rename(&from, self.path(Area::Queue, id, "msg"))?;
+        disk::rename(&from, &self.path(Area::Queue, id, "msg"))?;
         sync_dir(&self.root.join("queue"))?;
         remove_if_exists(&self.path(Area::Dead, id, "json"))?;
         Ok(true)
@@ -369,7 +370,7 @@ impl Spool {
         let dest = dir.join(format!("{id}.msg"));
         let note = serde_json::json!({ "reason": reason, "quarantined_ms": now_ms() });
         write_replace(&dir.join(format!("{id}.json")), note.to_string().as_bytes(), false)?;
-        fs::rename(self.path(area, id, "msg"), &dest)?;
+        disk::rename(&self.path(area, id, "msg"), &dest)?;
         remove_if_exists(&self.path(area, id, "state"))?;
         Ok(dest)
     }
@@ -385,7 +386,7 @@ impl Spool {
         for entry in fs::read_dir(self.root.join("retry"))? {
             let entry = entry?;
             let name = entry.file_name();
-            let _ = fs::remove_file(entry.path());
+            let _ = disk::remove_file(&entry.path());
             if let Some(id) = name.to_str().and_then(QueueId::parse) {
                 ids.push(id);
             }

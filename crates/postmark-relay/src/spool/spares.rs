@@ -38,7 +38,7 @@ impl Spool {
     pub(crate) fn drop_spares(&self) -> usize {
         let files = std::mem::take(&mut *self.spares.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).files;
         for (path, _) in &files {
-            let _ = fs::remove_file(path);
+            let _ = super::disk::remove_file(path);
         }
         files.len()
     }
@@ -55,7 +55,7 @@ impl Spool {
         if spares.files.len() < MAX_SPARES && spares.bytes + len <= MAX_SPARE_BYTES {
             let seq = SPARE_SEQUENCE.fetch_add(1, Ordering::Relaxed);
             let spare = self.root.join("spare").join(format!("{seq:08x}-{:08x}", rand::random::<u32>()));
-            match fs::rename(path, &spare) {
+            match super::disk::rename(path, &spare) {
                 Ok(()) => {
                     spares.files.push((spare, len));
                     spares.bytes += len;

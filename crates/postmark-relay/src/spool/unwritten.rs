@@ -15,10 +15,8 @@
 //!   message is still pending: the checkpoint writes it from the journal record, then syncs it,
 //!   before the segment goes.
 //!
-//! A message delivered while its journal record could still be written back (it was committed
-//! unwritten, and its segment is not checkpointed yet, whether or not it got a file meanwhile)
-//! gets a *tombstone* record in the journal (written by the committer, not synced), so that
-//! recovery after a crash of the process does not send it again.
+//! A delivered message gets a *tombstone* record in the journal (as every delivered message
+//! does: see [`super::journal`]), so that recovery does not write its record back.
 //! Recovery writes back every unwritten record that has neither a file nor a tombstone (see
 //! [`super::journal`]).
 //!
@@ -76,27 +74,16 @@ impl Spool {
         if !unwritten.remove(id) {
             return false;
         }
-        self.tombstone_if_replayable(id);
+        drop(unwritten);
+        self.tombstone(id);
         true
     }
 
-    /// Has the committer record the tombstone of a delivered message whose journal record
-    /// recovery would otherwise write back (committed unwritten, segment not checkpointed).
-    pub(super) fn tombstone_if_replayable(&self, id: &QueueId) {
-        if !self.replayable.lock().unwrap_or_else(PoisonError::into_inner).remove(id) {
-            return;
-        }
+    /// Has the committer record the tombstone of a delivered message (see [`Spool::remove`]).
+    pub(super) fn tombstone(&self, id: &QueueId) {
         if let Some(committer) = self.committer.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             // A committer that has stopped has checkpointed its segments: no tombstone is needed.
             let _ = committer.send(Work::Delivered(id.clone()));
-        }
-    }
-
-    /// Its segment checkpointed, no record of `ids` can be written back any more.
-    pub(super) fn checkpointed(&self, ids: impl IntoIterator<Item = QueueId>) {
-        let mut replayable = self.replayable.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in ids {
-            replayable.remove(&id);
         }
     }
 
@@ -117,7 +104,6 @@ impl Spool {
 
     /// Marks committed messages as unwritten (by the committer, before it answers).
     pub(super) fn add_unwritten(&self, ids: Vec<QueueId>) {
-        self.replayable.lock().unwrap_or_else(PoisonError::into_inner).extend(ids.iter().cloned());
         self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).extend(ids);
     }
 
@@ -137,14 +123,14 @@ impl Spool {
         let written = write(&tmp).and_then(|()| {
             let mut unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner);
             if !unwritten.contains(id) {
-                return std::fs::remove_file(&tmp);
+                return super::disk::remove_file(&tmp);
             }
-            std::fs::rename(&tmp, self.path(super::Area::Queue, id, "msg"))?;
+            super::disk::rename(&tmp, &self.path(super::Area::Queue, id, "msg"))?;
             unwritten.remove(id);
             Ok(())
         });
         if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = super::disk::remove_file(&tmp);
         }
         self.note_files(written.is_ok());
         written
