@@ -308,7 +308,7 @@ impl Policy {
     }
 
     /// Whether `domain` names this host (`localhost`, its host names, its mail name).
-    fn is_this_host(&self, domain: &str) -> bool {
+    pub fn is_this_host(&self, domain: &str) -> bool {
         self.local_hosts.iter().any(|h| h.eq_ignore_ascii_case(domain))
     }
 

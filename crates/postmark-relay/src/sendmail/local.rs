@@ -33,19 +33,23 @@ pub(super) fn header_recipients(raw: &[u8]) -> Vec<String> {
     out
 }
 
-/// The message's `From` with every bare local name qualified by `qualify` (`From: root (Cron
-/// Daemon)` becomes `From: Cron Daemon <root@host.example>`, the comment kept as the display
-/// name); `None` when it has none. `Err` names the local name `qualify` could not qualify.
+/// The message's `From` with every address as `qualify` gives it (a bare local name or an
+/// address at this host qualified: `From: root (Cron Daemon)` becomes `From: Cron Daemon
+/// <root@host.example>`, the comment kept as the display name); `None` when that changes
+/// nothing. `Err` names the address `qualify` could not qualify.
 pub(super) fn qualified_from(raw: &[u8], qualify: &dyn Fn(&str) -> Option<String>) -> Result<Option<Vec<u8>>, String> {
     let Some(message) = crate::convert::parse(raw) else { return Ok(None) };
     let Some(from) = message.from() else { return Ok(None) };
     let entries: Vec<(Option<&str>, &str)> = from.iter().filter_map(entry).collect();
-    if !entries.iter().any(|(_, address)| !address.contains('@')) {
+    let qualified: Vec<String> = entries
+        .iter()
+        .map(|(_, address)| qualify(address).ok_or_else(|| (*address).to_owned()))
+        .collect::<Result<_, _>>()?;
+    if entries.iter().zip(&qualified).all(|((_, given), address)| given == address) {
         return Ok(None);
     }
     let mut mailboxes = Vec::with_capacity(entries.len());
-    for (name, address) in entries {
-        let address = if address.contains('@') { address.to_owned() } else { qualify(address).ok_or(address)? };
+    for ((name, _), address) in entries.into_iter().zip(qualified) {
         mailboxes.push(match name.map(one_line) {
             Some(name) if name.is_ascii() => format!("{} <{address}>", crate::convert::quote_display_name(&name)),
             Some(name) => {
@@ -86,7 +90,9 @@ mod tests {
 
     #[test]
     fn a_bare_from_is_qualified_and_its_comment_becomes_the_display_name() {
-        let q = |name: &str| Some(format!("{name}@host.example"));
+        let q = |name: &str| {
+            Some(if name.contains('@') { name.replace("@vm", "@host.example") } else { format!("{name}@host.example") })
+        };
         let out = |raw: &[u8]| qualified_from(raw, &q).unwrap().map(|b| String::from_utf8(b).unwrap());
         let cron = out(b"From: root (Cron Daemon)\r\nTo: root\r\nSubject: s\r\n\r\nbody\r\n").unwrap();
         assert_eq!(cron, "From: Cron Daemon <root@host.example>\r\nTo: root\r\nSubject: s\r\n\r\nbody\r\n");
@@ -97,7 +103,9 @@ mod tests {
         );
         assert_eq!(out(b"From: root@example.com (Cron Daemon)\r\n\r\nx\r\n"), None, "already qualified: unchanged");
         assert_eq!(out(b"Subject: no from\r\n\r\nx\r\n"), None);
-        let none = |_: &str| None;
+        // mutt's: an address at this host.
+        assert_eq!(out(b"From: root <root@vm>\r\n\r\nx\r\n").unwrap(), "From: root <root@host.example>\r\n\r\nx\r\n");
+        let none = |a: &str| a.contains('@').then(|| a.to_owned());
         assert_eq!(qualified_from(b"From: root\r\n\r\nx\r\n", &none), Err("root".to_owned()));
     }
 

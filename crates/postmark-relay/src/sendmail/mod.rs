@@ -128,7 +128,12 @@ impl Settings {
 
     /// A bare local name as a full address: `local_domain`, else the host's mail domain, else a
     /// configured host name with a dot; `None` when there is nothing to qualify it with.
+    /// An address at this host (`root@vm`, `root@localhost`) counts as its local name.
     fn qualify(&self, name: &str) -> Option<String> {
+        let name = match name.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() && self.policy.is_this_host(domain) => local,
+            _ => name,
+        };
         let address = self.policy.qualify(name);
         if address.is_empty() || address.contains('@') {
             return Some(address);

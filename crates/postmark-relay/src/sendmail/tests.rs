@@ -285,7 +285,7 @@ fn the_mail_name_or_the_full_host_name_is_the_default_domain() {
     assert!(text.contains("\r\nFrom: Cron Daemon <root@vm.example.org>\r\n"), "{text}");
     assert_eq!(env.rcpt_to, ["ops@example.com"]);
     let (env, _) = &dropped[1];
-    assert_eq!(env.mail_from, "root@vm");
+    assert_eq!(env.mail_from, "root@mail.example.net", "-f root@<host name> is local: it takes the mail name");
     assert_eq!(env.rcpt_to, ["ops@example.com"], "root@<the FQDN> is local");
     // A bare sender now takes the mail name.
     run.sendmail(&["root"], b"Subject: s\n\nx\n").0.unwrap();
@@ -359,4 +359,23 @@ fn dash_bs_answers_451_when_the_maildrop_cannot_be_written_and_queues_nothing() 
     let (result, out) = run.sendmail(&["-bs"], b"EHLO x\r\nNOOP\r\n");
     assert!(result.unwrap().is_empty());
     assert!(out.starts_with("220 ") && out.ends_with("250 2.0.0 OK\r\n"), "{out}");
+}
+
+#[test]
+fn mutts_addresses_at_this_host_are_local_in_the_envelope_and_the_from() {
+    let run = Run::new(LOCAL);
+    // mutt in sendmail mode: `sendmail -oem -oi -- root@vm`, From and To at the host name.
+    let msg = b"Date: Tue, 8 Dec 2026 01:46:21 +0000\nFrom: root <root@vm>\nTo: root <root@vm>\nSubject: report\n\
+                Message-ID: <axdh@vm>\n\nall fine\n";
+    run.sendmail(&["-oem", "-oi", "--", "root@vm"], msg).0.unwrap();
+    // mailutils: `sendmail -oi -f root@vm -t`, no From.
+    run.sendmail(&["-oi", "-f", "root@vm", "-t"], b"Subject: report\nTo: root\n\nall fine\n").0.unwrap();
+    for (env, text) in run.dropped() {
+        assert_eq!(env.rcpt_to, ["ops@example.com"]);
+        assert!(env.mail_from == "cron@host.example" || env.mail_from == "root@host.example", "{env:?}");
+        assert!(
+            text.contains("From: root <root@host.example>\r\n") || text.contains("From: root@host.example\r\n"),
+            "{text}"
+        );
+    }
 }
