@@ -280,11 +280,16 @@ impl Policy {
         &self.routes
     }
 
-    /// A sender's `address` with `local_domain` (else the host's mail domain) added when it has
-    /// no domain.
+    /// A sender's `address` with `local_domain` (else the host's mail domain) as its domain when
+    /// it has none or is an address at this host (`root@localhost`, `root@<hostname>`); else as
+    /// it is.
     pub fn qualify(&self, address: &str) -> String {
-        match self.local_domain.as_ref().or(self.mail_domain.as_ref()) {
-            Some(domain) if !address.is_empty() && !address.contains('@') => format!("{address}@{domain}"),
+        let Some(domain) = self.local_domain.as_ref().or(self.mail_domain.as_ref()) else {
+            return address.to_owned();
+        };
+        match address.rsplit_once('@') {
+            None if !address.is_empty() => format!("{address}@{domain}"),
+            Some((local, host)) if !local.is_empty() && self.is_this_host(host) => format!("{local}@{domain}"),
             _ => address.to_owned(),
         }
     }

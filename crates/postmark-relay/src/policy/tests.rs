@@ -51,6 +51,10 @@ fn addresses_at_this_host_are_local_and_never_sent_as_they_are() {
     // A bare sender takes local_domain, else the host's mail domain.
     assert_eq!(on_host(None).qualify("cron"), "cron@web1.example.org");
     assert_eq!(on_host(Some("example.org")).qualify("cron"), "cron@example.org");
+    assert_eq!(on_host(Some("example.org")).qualify("cron@web1"), "cron@example.org", "mutt's sender");
+    assert_eq!(on_host(Some("example.org")).qualify("cron@localhost"), "cron@example.org");
+    assert_eq!(on_host(None).qualify("cron@localhost"), "cron@web1.example.org");
+    assert_eq!(on_host(None).qualify("cron@example.net"), "cron@example.net");
     assert_eq!(Policy::default().qualify("cron"), "cron", "no domain to add");
 }
 
