@@ -110,6 +110,25 @@ mod tests {
     }
 
     #[test]
+    fn the_comment_form_name_reaches_postmark_as_the_from_name() {
+        // What the relay's converter makes of the qualified header, and of the comment form as
+        // an SMTP client may send it already qualified.
+        let envelope = crate::envelope::Envelope::new("root@host.example", ["ops@example.com"]);
+        for raw in [
+            qualified_from(b"From: root (Cron Daemon)\r\nTo: root\r\nSubject: s\r\n\r\nx\r\n", &|n: &str| {
+                Some(format!("{n}@host.example"))
+            })
+            .unwrap()
+            .unwrap(),
+            b"From: root@host.example (Cron Daemon)\r\nSubject: s\r\n\r\nx\r\n".to_vec(),
+        ] {
+            let requests = crate::convert::to_postmark(&raw, &envelope, &Default::default()).unwrap();
+            assert_eq!(requests[0].from, "Cron Daemon <root@host.example>");
+            assert_eq!(requests[0].to, "ops@example.com");
+        }
+    }
+
+    #[test]
     fn a_leading_mbox_from_line_is_dropped_and_nothing_else() {
         assert_eq!(
             without_mbox_from(b"From root@vm Tue Dec  8 01:00:00 2026\nFrom: a@b.example\n\nx\n"),
