@@ -33,9 +33,14 @@ fn setup(extra: &str) -> Setup {
 
 /// Runs `program args…` with `input` on stdin; returns (exit code, stderr).
 fn run(program: &Path, args: &[&str], config: &Path, input: &[u8]) -> (i32, String) {
+    run_after(program, &[], args, config, input)
+}
+
+/// [`run`] with the relay's own flags `global` before the subcommand.
+fn run_after(program: &Path, global: &[&str], args: &[&str], config: &Path, input: &[u8]) -> (i32, String) {
     let mut cmd = Command::new(program);
     if program.file_name().is_some_and(|n| n != "sendmail") {
-        cmd.arg("sendmail");
+        cmd.args(global).arg("sendmail");
     }
     let mut child = cmd
         .args(args)
@@ -163,18 +168,7 @@ fn the_relays_global_spool_and_config_are_honoured_and_its_other_flags_refused()
     let other_config = setup.dir.path().join("other.toml");
     std::fs::write(&other_config, "[aliases]\nroot = \"ops@example.com\"\n").unwrap();
     let sendmail = |global: &[&str], input: &[u8]| {
-        let mut child = Command::new(binary())
-            .args(global)
-            .args(["sendmail", "-f", "a@example.com", "root"])
-            .env("RELAY_CONFIG", &setup.config)
-            .env_remove("RELAY_SPOOL")
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(input);
-        let out = child.wait_with_output().unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        run_after(&binary(), global, &["-f", "a@example.com", "root"], &setup.config, input)
     };
     let spool = other.to_str().unwrap();
     let (code, err) = sendmail(&["--spool", spool], b"Subject: s\n\nx\n");
