@@ -1,7 +1,8 @@
 //! The names this host goes by in mail, which make an address local (`root@localhost`,
 //! `root@<hostname>`, as mutt and mailutils write them), and the mail domain a bare sender
 //! (`root`, `www-data`) gets when `local_domain` is not set: Debian's `/etc/mailname` (what
-//! Debian's MTAs use), else the host's fully-qualified name.
+//! Debian's MTAs use), else the host's fully-qualified name. The mail name only qualifies: an
+//! address at it is not local (it is usually a real domain with mailboxes elsewhere).
 
 use std::path::PathBuf;
 
@@ -73,11 +74,13 @@ impl HostNames {
         self.mailname.as_deref().or(self.fqdn.as_deref())
     }
 
-    /// Every domain that means this host: `localhost`, `localhost.localdomain` and the names
-    /// found.
+    /// Every domain that means this host: `localhost`, `localhost.localdomain` and the host's
+    /// names. Not the mail name: that is often the organisation's real mail domain
+    /// (`example.com` on `web1.example.com`), whose other mailboxes are elsewhere (as Postfix's
+    /// `myorigin` is not its `mydestination`).
     pub fn local_domains(&self) -> Vec<String> {
         let mut out = vec!["localhost".to_owned(), "localhost.localdomain".to_owned()];
-        for name in [&self.hostname, &self.fqdn, &self.mailname].into_iter().flatten() {
+        for name in [&self.hostname, &self.fqdn].into_iter().flatten() {
             if !out.contains(name) {
                 out.push(name.clone());
             }
@@ -124,10 +127,7 @@ mod tests {
         assert_eq!(names.mailname.as_deref(), Some("mail.example.com"));
         assert_eq!(names.fqdn.as_deref(), Some("web1.example.com"));
         assert_eq!(names.mail_domain(), Some("mail.example.com"));
-        assert_eq!(
-            names.local_domains(),
-            ["localhost", "localhost.localdomain", "web1", "web1.example.com", "mail.example.com"]
-        );
+        assert_eq!(names.local_domains(), ["localhost", "localhost.localdomain", "web1", "web1.example.com"]);
     }
 
     #[test]

@@ -312,7 +312,7 @@ impl Policy {
         (local_domain && self.aliases.contains_key(local)).then(|| local.to_owned())
     }
 
-    /// Whether `domain` names this host (`localhost`, its host names, its mail name).
+    /// Whether `domain` names this host (`localhost`, its host names; not its mail name).
     pub fn is_this_host(&self, domain: &str) -> bool {
         self.local_hosts.iter().any(|h| h.eq_ignore_ascii_case(domain))
     }

@@ -287,9 +287,13 @@ fn the_mail_name_or_the_full_host_name_is_the_default_domain() {
     let (env, _) = &dropped[1];
     assert_eq!(env.mail_from, "root@mail.example.net", "-f root@<host name> is local: it takes the mail name");
     assert_eq!(env.rcpt_to, ["ops@example.com"], "root@<the FQDN> is local");
-    // A bare sender now takes the mail name.
-    run.sendmail(&["root"], b"Subject: s\n\nx\n").0.unwrap();
-    assert!(run.dropped().iter().any(|(e, _)| e.mail_from == "cron@mail.example.net"));
+    // A bare sender now takes the mail name; an address at the mail name is not local (it is
+    // usually the organisation's real domain).
+    run.sendmail(&["root", "colleague@mail.example.net"], b"Subject: s\n\nx\n").0.unwrap();
+    let third = run.dropped().into_iter().find(|(e, _)| e.mail_from == "cron@mail.example.net").unwrap();
+    assert_eq!(third.0.rcpt_to, ["ops@example.com", "colleague@mail.example.net"]);
+    let (result, _) = run.sendmail(&["-f", "a@example.com", "www-data@vm"], b"Subject: s\n\nx\n");
+    assert!(result.unwrap_err().message.contains("\"www-data@vm\" is an address at this host and no alias"));
 }
 
 #[test]
