@@ -245,6 +245,8 @@ mod tests {
         assert_eq!(p(&["-C", "/etc/relay.toml"]).unwrap().config, Some(PathBuf::from("/etc/relay.toml")));
         assert_eq!(p(&["-r", "bounce@example.com"]).unwrap().sender.as_deref(), Some("bounce@example.com"));
         assert_eq!(p(&["-bs"]).unwrap().action, Action::Smtp);
+        // Laravel's default: `sendmail -bs -i`.
+        assert_eq!(p(&["-bs", "-i"]).unwrap().action, Action::Smtp);
         assert_eq!(p(&["--help"]).unwrap().action, Action::Help);
     }
 
