@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use postmark_relay::cli::{Cli, Command};
 use postmark_relay::config::{Config, resolve_logging, resolve_metrics, resolve_spool};
 use postmark_relay::shutdown::os_signal;
@@ -24,7 +24,8 @@ fn main() -> ExitCode {
         }
         return sendmail(&args);
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let (log_format, log_addresses) = resolve_logging(&cli.args);
     postmark_relay::logging::init(log_format, log_addresses);
     let env = |name: &str| std::env::var(name).ok();
@@ -55,7 +56,18 @@ fn main() -> ExitCode {
             };
             ExitCode::from(postmark_relay::probe::run(&url, &mut std::io::stdout().lock()))
         }
-        Some(Command::Sendmail { args }) => sendmail(args),
+        // The relay's --config and --spool apply; any other of its flags would be ignored, so
+        // it is refused.
+        Some(Command::Sendmail { args }) => match postmark_relay::sendmail::args::relay_options(&matches) {
+            Ok(mut given) => {
+                given.extend(args.iter().cloned());
+                sendmail(&given)
+            }
+            Err(e) => {
+                eprintln!("sendmail: {e}");
+                ExitCode::from(postmark_relay::policy::exit::USAGE)
+            }
+        },
         Some(Command::Queue { action }) => {
             let spool = match resolve_spool(&cli.args, &env)
                 .map_err(|e| e.to_string())
@@ -127,7 +139,8 @@ fn sendmail(args: &[String]) -> ExitCode {
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
     let user = postmark_relay::sendmail::current_user(&env);
-    let mut cx = postmark_relay::sendmail::Context { env: &env, stdin: &mut stdin, stdout: &mut stdout, user };
+    let host = postmark_relay::policy::host::HostFiles::system();
+    let mut cx = postmark_relay::sendmail::Context { env: &env, stdin: &mut stdin, stdout: &mut stdout, user, host };
     match postmark_relay::sendmail::run(args, &mut cx) {
         Ok(_) => ExitCode::SUCCESS,
         Err(failure) => {

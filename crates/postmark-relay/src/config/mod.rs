@@ -150,10 +150,18 @@ pub struct Config {
 /// How often the account's senders are read again by default.
 pub const DEFAULT_SENDER_REFRESH: Duration = Duration::from_secs(600);
 
-/// The sender and recipient policy the file sets (no secrets needed: `sendmail` uses it too).
+/// The sender and recipient policy the file sets (no secrets needed: `sendmail` uses it too),
+/// on this host (see [`crate::policy::host`]).
 pub(crate) fn policy_from(file: &FileConfig) -> Result<Policy, ConfigError> {
+    let host = crate::policy::host::HostNames::detect(&crate::policy::host::HostFiles::system());
+    policy_on(file, host)
+}
+
+/// [`policy_from`] on a host with the names `host`.
+pub(crate) fn policy_on(file: &FileConfig, host: crate::policy::host::HostNames) -> Result<Policy, ConfigError> {
     let settings = PolicySettings {
         local_domain: file.local_domain.clone(),
+        host,
         aliases: file.aliases.iter().map(|(k, v)| (k.clone(), v.clone().into_vec())).collect(),
         allowed_senders: file.allowed_senders.clone(),
         rewrite_from: file.rewrite_from.clone(),

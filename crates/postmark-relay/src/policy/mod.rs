@@ -1,10 +1,13 @@
 //! What the relay does with senders and recipients before it accepts a message, on every way in
 //! (SMTP sessions and the `sendmail` entry point):
 //!
-//! * **Local names.** A bare local part (`root`, as cron writes it) is qualified with
-//!   `local_domain`; `[aliases]` map local names (and whole addresses) to real addresses, one or
-//!   several, nested up to [`MAX_ALIAS_DEPTH`] deep. A bare name with neither is refused with a
-//!   reply that says how to configure one.
+//! * **Local names.** A bare local part (`root`, as cron writes it) and an address at this host
+//!   (`root@localhost`, `root@<hostname>`, `root@<local_domain>`; see [`host`]) are local:
+//!   `[aliases]` map local names (and whole addresses) to real addresses, one or several, nested
+//!   up to [`MAX_ALIAS_DEPTH`] deep. A local name without an alias goes to `name@local_domain`
+//!   when `local_domain` is set, and is refused otherwise with a reply that says how to configure
+//!   one: an address at this host's own name is never sent to Postmark as it is. A bare sender
+//!   is qualified with `local_domain`, else with the host's mail domain ([`host::HostNames`]).
 //! * **Sender policy.** `allowed_senders` (addresses and domains) is checked against the envelope
 //!   sender at `MAIL` and the header `From` at the end of `DATA` (`550 5.7.1`); `rewrite_from`
 //!   replaces the `From` header (the original goes to `Reply-To` unless there is one, and to
@@ -15,6 +18,7 @@
 //!   is accepted and stored with it in the spool.
 
 pub mod account;
+pub mod host;
 pub mod verified;
 
 use std::collections::BTreeMap;
@@ -140,6 +144,10 @@ pub struct Decision {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     local_domain: Option<String>,
+    /// The domain of a bare sender without `local_domain` (the host's mail domain).
+    mail_domain: Option<String>,
+    /// The domains that mean this host (besides `local_domain`).
+    local_hosts: Vec<String>,
     aliases: BTreeMap<String, Vec<String>>,
     allowed_senders: Option<Vec<SenderPattern>>,
     rewrite_from: Option<String>,
@@ -152,6 +160,9 @@ pub struct Policy {
 pub struct PolicySettings {
     /// `local_domain`.
     pub local_domain: Option<String>,
+    /// The host's names (an address at one of them is local; the mail domain qualifies a bare
+    /// sender when `local_domain` is not set).
+    pub host: host::HostNames,
     /// `[aliases]`: name → addresses.
     pub aliases: BTreeMap<String, Vec<String>>,
     /// `allowed_senders`.
@@ -206,7 +217,9 @@ impl Policy {
             }
             aliases.insert(key, targets.into_iter().map(|t| t.trim().to_owned()).collect());
         }
-        let mut policy = Self { local_domain, aliases, ..Self::default() };
+        let mail_domain = settings.host.mail_domain().map(str::to_owned);
+        let local_hosts = settings.host.local_domains();
+        let mut policy = Self { local_domain, mail_domain, local_hosts, aliases, ..Self::default() };
         // Every alias must expand to real addresses, without loops.
         for name in policy.aliases.keys() {
             policy.expand(name, 0).map_err(|r| invalid(format!("aliases.{name}"), r.text))?;
@@ -267,10 +280,16 @@ impl Policy {
         &self.routes
     }
 
-    /// `address` with `local_domain` added when it has no domain.
+    /// A sender's `address` with `local_domain` (else the host's mail domain) as its domain when
+    /// it has none or is an address at this host (`root@localhost`, `root@<hostname>`); else as
+    /// it is.
     pub fn qualify(&self, address: &str) -> String {
-        match &self.local_domain {
-            Some(domain) if !address.is_empty() && !address.contains('@') => format!("{address}@{domain}"),
+        let Some(domain) = self.local_domain.as_ref().or(self.mail_domain.as_ref()) else {
+            return address.to_owned();
+        };
+        match address.rsplit_once('@') {
+            None if !address.is_empty() => format!("{address}@{domain}"),
+            Some((local, host)) if !local.is_empty() && self.is_this_host(host) => format!("{local}@{domain}"),
             _ => address.to_owned(),
         }
     }
@@ -289,7 +308,13 @@ impl Policy {
             return Some(lower);
         }
         let (local, domain) = lower.rsplit_once('@')?;
-        (self.local_domain.as_deref() == Some(domain) && self.aliases.contains_key(local)).then(|| local.to_owned())
+        let local_domain = self.local_domain.as_deref() == Some(domain) || self.is_this_host(domain);
+        (local_domain && self.aliases.contains_key(local)).then(|| local.to_owned())
+    }
+
+    /// Whether `domain` names this host (`localhost`, its host names; not its mail name).
+    pub fn is_this_host(&self, domain: &str) -> bool {
+        self.local_hosts.iter().any(|h| h.eq_ignore_ascii_case(domain))
     }
 
     fn expand(&self, address: &str, depth: usize) -> Result<Vec<String>, Refusal> {
@@ -308,20 +333,32 @@ impl Policy {
             }
             return Ok(out);
         }
-        if address.contains('@') {
-            return Ok(vec![address.to_owned()]);
-        }
+        let name = match address.rsplit_once('@') {
+            None => address,
+            // An address at this host is its local part (unless local_domain is this host too).
+            Some((local, domain))
+                if !local.is_empty()
+                    && self.is_this_host(domain)
+                    && !self.local_domain.as_deref().is_some_and(|d| d.eq_ignore_ascii_case(domain)) =>
+            {
+                local
+            }
+            Some(_) => return Ok(vec![address.to_owned()]),
+        };
         match &self.local_domain {
-            Some(domain) => Ok(vec![format!("{address}@{domain}")]),
-            None => Err(Refusal::new(
-                550,
-                "5.1.1",
-                exit::NOUSER,
-                format!(
-                    "{address:?} has no domain and no alias; add one to the relay's config ([aliases] {address} = \
-                     \"you@example.com\"), or set local_domain"
-                ),
-            )),
+            Some(domain) => Ok(vec![format!("{name}@{domain}")]),
+            None => {
+                let what = if name == address { "has no domain" } else { "is an address at this host" };
+                Err(Refusal::new(
+                    550,
+                    "5.1.1",
+                    exit::NOUSER,
+                    format!(
+                        "{address:?} {what} and no alias; add one to the relay's config ([aliases] {name} = \
+                         \"you@example.com\"), or set local_domain"
+                    ),
+                ))
+            }
         }
     }
 

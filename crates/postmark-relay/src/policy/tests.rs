@@ -19,6 +19,45 @@ fn a_bare_name_without_alias_or_domain_is_refused_with_how_to_fix_it() {
     assert_eq!(p.recipient("user@example.com").unwrap(), ["user@example.com"]);
 }
 
+fn on_host(local_domain: Option<&str>) -> Policy {
+    policy(|s| {
+        s.local_domain = local_domain.map(str::to_owned);
+        s.host =
+            host::HostNames { mailname: None, hostname: Some("web1".into()), fqdn: Some("web1.example.org".into()) };
+        s.aliases = aliases(&[("root", &["ops@example.com"])]);
+    })
+    .unwrap()
+}
+
+#[test]
+fn addresses_at_this_host_are_local_and_never_sent_as_they_are() {
+    for p in [on_host(None), on_host(Some("example.org"))] {
+        for local in ["root", "root@localhost", "root@web1", "ROOT@Web1.Example.Org", "root@localhost.localdomain"] {
+            assert_eq!(p.recipient(local).unwrap(), ["ops@example.com"], "{local}");
+        }
+        assert_eq!(p.recipient("root@example.net").unwrap(), ["root@example.net"], "another domain");
+    }
+    // Without an alias: to local_domain when it is set, refused (naming the fix) when not.
+    let p = on_host(Some("example.org"));
+    assert_eq!(p.recipient("www-data@web1").unwrap(), ["www-data@example.org"]);
+    assert_eq!(p.recipient("www-data@example.org").unwrap(), ["www-data@example.org"]);
+    assert_eq!(p.recipient("root@example.org").unwrap(), ["ops@example.com"]);
+    let p = on_host(None);
+    for local in ["www-data", "www-data@localhost", "www-data@web1.example.org"] {
+        let r = p.recipient(local).unwrap_err();
+        assert_eq!((r.code, r.exit), (550, exit::NOUSER), "{local}");
+        assert!(r.text.contains("[aliases] www-data = ") && r.text.contains("local_domain"), "{}", r.text);
+    }
+    // A bare sender takes local_domain, else the host's mail domain.
+    assert_eq!(on_host(None).qualify("cron"), "cron@web1.example.org");
+    assert_eq!(on_host(Some("example.org")).qualify("cron"), "cron@example.org");
+    assert_eq!(on_host(Some("example.org")).qualify("cron@web1"), "cron@example.org", "mutt's sender");
+    assert_eq!(on_host(Some("example.org")).qualify("cron@localhost"), "cron@example.org");
+    assert_eq!(on_host(None).qualify("cron@localhost"), "cron@web1.example.org");
+    assert_eq!(on_host(None).qualify("cron@example.net"), "cron@example.net");
+    assert_eq!(Policy::default().qualify("cron"), "cron", "no domain to add");
+}
+
 #[test]
 fn aliases_expand_lists_nested_and_qualified_names() {
     let p = policy(|s| {

@@ -1,18 +1,25 @@
 //! The `sendmail` entry point: `postmark-relay sendmail [options] [recipients…]`, or the binary
 //! run under the name `sendmail` (linked as `/usr/sbin/sendmail`, or PHP's `sendmail_path`).
 //!
-//! The message is read from standard input, completed (`Date`, `Message-ID` and `From` added
-//! when missing; bare LF line ends made CRLF), its recipients worked out (arguments, and with
-//! `-t` the `To`/`Cc`/`Bcc` headers; `Bcc` then removed; aliases and `local_domain` applied),
+//! The message is read from standard input, completed (a leading mbox `From ` line dropped;
+//! `Date`, `Message-ID` and `From` added when missing, a bare local name in `From` qualified;
+//! bare LF line ends made CRLF), its recipients worked out (arguments, and with `-t` the
+//! `To`/`Cc`/`Bcc` headers, bare local names included; `Bcc` then removed; aliases and
+//! `local_domain` applied, see [`crate::policy`]),
 //! and checked exactly as the relay checks a message received over SMTP (sender policy,
 //! verified senders, Postmark's rules). Then it is written durably to the spool's maildrop
 //! ([`crate::spool::maildrop`]) — whether or not the relay is running — and the command exits
 //! 0. The relay imports it within a second of running.
 //!
+//! With `-bs` it speaks SMTP on standard input and output instead ([`smtp`]), with the relay's
+//! own session code; each accepted message goes to the maildrop the same way.
+//!
 //! Exit codes follow `sysexits.h` ([`crate::policy::exit`]) with a one-line reason on stderr;
 //! nothing is queued when the command fails.
 
 pub mod args;
+mod local;
+mod smtp;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +29,7 @@ use crate::config::file::FileConfig;
 use crate::convert::ConvertOptions;
 use crate::envelope::{Envelope, Via};
 use crate::headers::{HeaderSection, one_line};
+use crate::policy::host::{HostFiles, HostNames};
 use crate::policy::{Policy, exit};
 use crate::spool::{Header, Spool, maildrop};
 pub use args::{Action, SendmailArgs, UsageError};
@@ -53,6 +61,8 @@ pub struct Context<'a> {
     pub stdout: &'a mut dyn Write,
     /// The login name of the user running the command.
     pub user: String,
+    /// Where the host's names are read ([`HostFiles::system`] but in tests).
+    pub host: HostFiles,
 }
 
 /// The settings `sendmail` reads from the relay's configuration. No secrets: the submitting user
@@ -66,10 +76,12 @@ struct Settings {
     max_message_size: usize,
     max_recipients: usize,
     hostname: String,
+    host: HostNames,
 }
 
 impl Settings {
-    fn load(args: &SendmailArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Failure> {
+    fn load(args: &SendmailArgs, cx: &Context<'_>) -> Result<Self, Failure> {
+        let env = cx.env;
         let path = args
             .config
             .clone()
@@ -84,13 +96,19 @@ impl Settings {
             };
             fail(exit::CONFIG, format!("{e}{hint}"))
         })?;
-        let policy = crate::config::policy_from(&file).map_err(|e| fail(exit::CONFIG, e.to_string()))?;
-        let spool = env("RELAY_SPOOL")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
+        let host = HostNames::detect(&cx.host);
+        let policy = crate::config::policy_on(&file, host.clone()).map_err(|e| fail(exit::CONFIG, e.to_string()))?;
+        let spool = args
+            .spool
+            .clone()
+            .or_else(|| env("RELAY_SPOOL").filter(|s| !s.is_empty()).map(PathBuf::from))
             .or(file.spool.clone())
             .unwrap_or_else(|| crate::config::default_spool(env));
-        let hostname = env("RELAY_HOSTNAME").or(file.hostname.clone()).unwrap_or_else(system_hostname);
+        let hostname = env("RELAY_HOSTNAME")
+            .or(file.hostname.clone())
+            .or_else(|| host.fqdn.clone())
+            .or_else(|| host.hostname.clone())
+            .unwrap_or_else(|| "localhost".into());
         Ok(Self {
             spool,
             // Without an explicit choice the stricter API path's rules are checked (the relay
@@ -104,17 +122,37 @@ impl Settings {
             max_message_size: file.limits.max_message_size.unwrap_or(postmark_core::limits::MAX_MESSAGE_BYTES),
             max_recipients: file.limits.max_recipients.unwrap_or(postmark_core::limits::MAX_RECIPIENTS).max(1),
             hostname,
+            host,
         })
     }
-}
 
-fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+    /// A bare local name as a full address: `local_domain`, else the host's mail domain, else a
+    /// configured host name with a dot; `None` when there is nothing to qualify it with.
+    /// An address at this host (`root@vm`, `root@localhost`) counts as its local name.
+    fn qualify(&self, name: &str) -> Option<String> {
+        let name = match name.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() && self.policy.is_this_host(domain) => local,
+            _ => name,
+        };
+        let address = self.policy.qualify(name);
+        if address.is_empty() || address.contains('@') {
+            return Some(address);
+        }
+        self.hostname.contains('.').then(|| format!("{address}@{}", self.hostname))
+    }
+
+    /// Why `name` cannot be qualified, and the two ways to fix it.
+    fn unqualified(&self, what: &str, name: &str) -> Failure {
+        let host = self.host.hostname.as_deref().unwrap_or("localhost");
+        fail(
+            exit::CONFIG,
+            format!(
+                "{what} {name:?} has no domain, and this host has none to give it (its name {host:?} has no dot and \
+                 there is no /etc/mailname): give the sender with -f you@example.com, or set local_domain in the \
+                 relay's config"
+            ),
+        )
+    }
 }
 
 /// The login name of the process's user: `LOGNAME`, `USER`, else its uid looked up in
@@ -141,11 +179,16 @@ pub fn current_user(env: &dyn Fn(&str) -> Option<String>) -> String {
 /// queued (one per group of at most 50 recipients).
 pub fn run(args: &[String], cx: &mut Context<'_>) -> Result<Vec<String>, Failure> {
     let args = args::parse(args).map_err(|e| fail(exit::USAGE, e.0))?;
-    let settings = Settings::load(&args, cx.env)?;
+    if args.action == Action::Help {
+        cx.stdout.write_all(args::HELP.as_bytes()).map_err(|e| fail(exit::IOERR, e.to_string()))?;
+        return Ok(Vec::new());
+    }
+    let settings = Settings::load(&args, cx)?;
     match args.action {
         Action::ListQueue => list_queue(&settings, cx).map(|()| Vec::new()),
         Action::RunQueue => run_queue(&settings, cx).map(|()| Vec::new()),
-        Action::Deliver => deliver(&args, &settings, cx),
+        Action::Smtp => smtp::run(&settings, cx),
+        Action::Deliver | Action::Help => deliver(&args, &settings, cx),
     }
 }
 
@@ -182,7 +225,7 @@ fn run_queue(settings: &Settings, cx: &mut Context<'_>) -> Result<(), Failure> {
 fn deliver(args: &SendmailArgs, settings: &Settings, cx: &mut Context<'_>) -> Result<Vec<String>, Failure> {
     let policy = &settings.policy;
     let input = read_message(cx.stdin, args.ignore_dots, settings.max_message_size)?;
-    let mut raw = crlf(&input);
+    let mut raw = crlf(local::without_mbox_from(&input));
     if raw.len() > settings.max_message_size {
         return Err(fail(
             exit::DATAERR,
@@ -192,15 +235,14 @@ fn deliver(args: &SendmailArgs, settings: &Settings, cx: &mut Context<'_>) -> Re
 
     // The envelope sender: -f, else the user, qualified.
     let given = args.sender.clone().unwrap_or_else(|| cx.user.clone());
-    let mut sender = policy.qualify(given.trim());
-    if !sender.is_empty() && !sender.contains('@') && settings.hostname.contains('.') {
-        sender = format!("{sender}@{}", settings.hostname);
-    }
+    let given = given.trim();
+    let what = if args.sender.is_some() { "the sender (-f)" } else { "the sender (this user)" };
+    let qualified = settings.qualify(given);
 
     // Recipients: arguments, plus the headers with -t (then Bcc goes).
     let mut wanted: Vec<String> = args.recipients.iter().flat_map(|r| split_list(r)).collect();
     if args.extract_recipients {
-        wanted.extend(header_recipients(&raw));
+        wanted.extend(local::header_recipients(&raw));
         let mut section = HeaderSection::parse(&raw);
         if section.remove("bcc") + section.remove("resent-bcc") > 0 {
             raw = section.to_bytes(&[]);
@@ -222,7 +264,22 @@ fn deliver(args: &SendmailArgs, settings: &Settings, cx: &mut Context<'_>) -> Re
         }
     }
 
-    // Missing Date, Message-ID and From are added (RFC 5322 requires the first and the last).
+    // A bare local name in From is qualified (Postmark needs an address); missing Date,
+    // Message-ID and From are added (RFC 5322 requires the first and the last).
+    // Without a domain for it, a bare From takes the sender given with -f (keeping its name).
+    let qualify = |name: &str| settings.qualify(name).or_else(|| qualified.clone().filter(|a| a.contains('@')));
+    if let Some(qualified) =
+        local::qualified_from(&raw, &qualify).map_err(|name| settings.unqualified("the From header's", &name))?
+    {
+        raw = qualified;
+    }
+    // A sender with no domain to give it takes the From header's address, if there is one.
+    let sender = match qualified {
+        Some(sender) => sender,
+        None => crate::policy::header_from(&raw)
+            .filter(|a| a.contains('@'))
+            .ok_or_else(|| settings.unqualified(what, given))?,
+    };
     let section = HeaderSection::parse(&raw);
     let mut added = Vec::new();
     if !section.has("from") {
@@ -265,14 +322,11 @@ fn deliver(args: &SendmailArgs, settings: &Settings, cx: &mut Context<'_>) -> Re
     }
 
     // Durable in the maildrop: the relay applies the policy once, when it imports.
-    maildrop::ensure(&settings.spool).map_err(|e| spool_failure(&settings.spool, e))?;
     let messages: Vec<(Header, Vec<u8>)> = recipients
         .chunks(settings.max_recipients)
         .map(|chunk| (Header::new(Envelope { mail_from: sender.clone(), rcpt_to: chunk.to_vec() }, &raw), raw.clone()))
         .collect();
-    let (staged, ids) = maildrop::stage(&settings.spool, &messages).map_err(|e| spool_failure(&settings.spool, e))?;
-    staged.publish().map_err(|e| spool_failure(&settings.spool, e))?;
-    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let ids = drop_durably(&settings.spool, &messages)?;
     if args.verbose {
         let _ = writeln!(
             cx.stdout,
@@ -283,6 +337,14 @@ fn deliver(args: &SendmailArgs, settings: &Settings, cx: &mut Context<'_>) -> Re
         );
     }
     Ok(ids)
+}
+
+/// Writes `messages` to the maildrop of `spool`, synced, all or none; returns their queue ids.
+fn drop_durably(spool: &Path, messages: &[(Header, Vec<u8>)]) -> Result<Vec<String>, Failure> {
+    maildrop::ensure(spool).map_err(|e| spool_failure(spool, e))?;
+    let (staged, ids) = maildrop::stage(spool, messages).map_err(|e| spool_failure(spool, e))?;
+    staged.publish().map_err(|e| spool_failure(spool, e))?;
+    Ok(ids.iter().map(ToString::to_string).collect())
 }
 
 fn spool_failure(spool: &Path, e: std::io::Error) -> Failure {
@@ -354,20 +416,6 @@ fn crlf(input: &[u8]) -> Vec<u8> {
 /// `a@x, b@x` given as one argument, as some programs pass them.
 fn split_list(arg: &str) -> Vec<String> {
     arg.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-}
-
-/// The addresses in `To`, `Cc` and `Bcc`.
-fn header_recipients(raw: &[u8]) -> Vec<String> {
-    let Some(message) = crate::convert::parse(raw) else { return Vec::new() };
-    let mut out = Vec::new();
-    for list in [message.to(), message.cc(), message.bcc()].into_iter().flatten() {
-        for addr in list.iter() {
-            if let Some(a) = addr.address() {
-                out.push(a.to_owned());
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

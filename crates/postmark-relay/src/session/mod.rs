@@ -13,6 +13,7 @@ mod data;
 mod ehlo;
 mod line;
 mod mail;
+pub mod pipe;
 mod rcpt;
 pub mod reply;
 mod stream;

@@ -33,9 +33,14 @@ fn setup(extra: &str) -> Setup {
 
 /// Runs `program args…` with `input` on stdin; returns (exit code, stderr).
 fn run(program: &Path, args: &[&str], config: &Path, input: &[u8]) -> (i32, String) {
+    run_after(program, &[], args, config, input)
+}
+
+/// [`run`] with the relay's own flags `global` before the subcommand.
+fn run_after(program: &Path, global: &[&str], args: &[&str], config: &Path, input: &[u8]) -> (i32, String) {
     let mut cmd = Command::new(program);
     if program.file_name().is_some_and(|n| n != "sendmail") {
-        cmd.arg("sendmail");
+        cmd.args(global).arg("sendmail");
     }
     let mut child = cmd
         .args(args)
@@ -129,7 +134,8 @@ async fn php_style_submission_to_a_running_relay_with_the_binary_named_sendmail(
 async fn exit_codes_follow_sysexits_and_nothing_is_half_queued() {
     let setup = setup("allowed_senders = [\"example.com\"]");
     let cases: &[(&[&str], &[u8], i32, &str)] = &[
-        (&["-bs"], b"", 64, "not supported"),
+        (&["-bd"], b"", 64, "not supported"),
+        (&["--queue-dir", "/x"], b"", 64, "unknown option --queue-dir"),
         (&["-t"], b"Subject: no one\n\nx\n", 64, "no recipients"),
         (&["nobody@"], b"From: a@example.com\n\nx\n", 67, "not an address"),
         (&["u@example.net"], b"\n", 65, "no message"),
@@ -153,4 +159,66 @@ async fn mailq_lists_the_queue() {
     let out = Command::new(binary()).args(["sendmail", "-bp"]).env("RELAY_CONFIG", &setup.config).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 message(s) in the maildrop"));
+}
+
+#[test]
+fn the_relays_global_spool_and_config_are_honoured_and_its_other_flags_refused() {
+    let setup = setup("");
+    let other = setup.dir.path().join("other-spool");
+    let other_config = setup.dir.path().join("other.toml");
+    std::fs::write(&other_config, "[aliases]\nroot = \"ops@example.com\"\n").unwrap();
+    let sendmail = |global: &[&str], input: &[u8]| {
+        run_after(&binary(), global, &["-f", "a@example.com", "root"], &setup.config, input)
+    };
+    let spool = other.to_str().unwrap();
+    let (code, err) = sendmail(&["--spool", spool], b"Subject: s\n\nx\n");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(files(&other.join("maildrop")).len(), 1, "in the --spool given");
+    assert!(files(&setup.spool.join("maildrop")).is_empty(), "not in the config file's");
+    // --config: the other file (no spool in it, so --spool still decides).
+    let (code, err) = sendmail(&["--config", other_config.to_str().unwrap(), "--spool", spool], b"Subject: s\n\nx\n");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(files(&other.join("maildrop")).len(), 2);
+    let (code, err) = sendmail(&["--config", "/no/such/relay.toml"], b"Subject: s\n\nx\n");
+    assert_eq!(code, 78, "the --config given is the one read: {err}");
+    // Any other relay flag would be ignored: refused.
+    let (code, err) = sendmail(&["--via", "smtp"], b"Subject: s\n\nx\n");
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--via") && err.contains("only --config and --spool"), "{err}");
+    assert_eq!(files(&other.join("maildrop")).len() + files(&setup.spool.join("maildrop")).len(), 2);
+}
+
+#[test]
+fn sendmail_help_prints_the_usage() {
+    for args in [&["sendmail", "--help"][..], &["sendmail", "-bs", "--help"][..]] {
+        let out = Command::new(binary()).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("Usage: sendmail") && text.contains("-bs") && text.contains("-t"), "{text}");
+    }
+}
+
+#[test]
+fn dash_bs_is_an_smtp_session_on_stdin_and_stdout() {
+    let setup = setup("");
+    let mut child = Command::new(binary())
+        .args(["sendmail", "-bs"])
+        .env("RELAY_CONFIG", &setup.config)
+        .env_remove("RELAY_SPOOL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"EHLO app\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<root@localhost>\r\nDATA\r\nFrom: app@example.com\r\nSubject: s\r\n\r\nx\r\n.\r\nQUIT\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("220 ") && text.contains("\r\n250 2.0.0 Ok: queued as "), "{text}");
+    assert!(text.lines().last().is_some_and(|l| l.starts_with("221 2.0.0 ")), "{text}");
+    assert_eq!(files(&setup.spool.join("maildrop")).len(), 1, "durable before the 250");
 }
