@@ -55,7 +55,10 @@ pub async fn preview_relay(env: &[(&str, &str)]) -> (TestRelay, SocketAddr, Vec<
     let plain_id = reply.trim().rsplit(' ').next().unwrap().to_owned();
     for id in [&html_id, &plain_id] {
         let name = format!("{id}.json");
-        wait_for("the dry-run output", Duration::from_secs(10), || relay.files("dry-run").contains(&name).then_some(())).await;
+        wait_for("the dry-run output", Duration::from_secs(10), || {
+            relay.files("dry-run").contains(&name).then_some(())
+        })
+        .await;
     }
     // A dead letter, made in a spool of its own (the relay would deliver it) and moved in.
     let other = tempfile::tempdir().unwrap();
@@ -86,7 +89,8 @@ pub fn http() -> reqwest::Client {
 #[tokio::test]
 async fn the_list_shows_every_message_newest_first_with_recipients_as_postmark_delivers_them() {
     let (_relay, ui, ids) = preview_relay(&[]).await;
-    let api: serde_json::Value = http().get(format!("http://{ui}/api/messages")).send().await.unwrap().json().await.unwrap();
+    let api: serde_json::Value =
+        http().get(format!("http://{ui}/api/messages")).send().await.unwrap().json().await.unwrap();
     let list = api["messages"].as_array().unwrap();
     let listed: Vec<&str> = list.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(listed, [ids[2].as_str(), ids[1].as_str(), ids[0].as_str()], "newest first");
@@ -131,7 +135,9 @@ async fn the_message_view_has_the_json_headers_attachments_and_verdict() {
         .iter()
         .map(|h| (h["name"].as_str().unwrap().to_owned(), h["fate"].as_str().unwrap().to_owned()))
         .collect();
-    for (name, fate) in [("X-PM-Tag", "moved"), ("Message-ID", "kept"), ("DKIM-Signature", "dropped"), ("Subject", "field")] {
+    for (name, fate) in
+        [("X-PM-Tag", "moved"), ("Message-ID", "kept"), ("DKIM-Signature", "dropped"), ("Subject", "field")]
+    {
         assert!(fates.contains(&(name.to_owned(), fate.to_owned())), "{name} {fate}: {fates:?}");
     }
     let names: Vec<&str> = d["attachments"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
@@ -160,8 +166,12 @@ async fn the_message_view_has_the_json_headers_attachments_and_verdict() {
         let body = page.text().await.unwrap();
         assert!(!body.contains("<script>document"), "{tab}: nothing of the message is unescaped: {body}");
     }
-    let json = http().get(format!("http://{ui}/messages/{}?tab=json", ids[0])).send().await.unwrap().text().await.unwrap();
-    assert!(json.contains("&quot;MessageStream&quot;") || json.contains("&quot;Tag&quot;: &quot;orders&quot;"), "{json}");
+    let json =
+        http().get(format!("http://{ui}/messages/{}?tab=json", ids[0])).send().await.unwrap().text().await.unwrap();
+    assert!(
+        json.contains("&quot;MessageStream&quot;") || json.contains("&quot;Tag&quot;: &quot;orders&quot;"),
+        "{json}"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +194,8 @@ async fn the_html_body_is_served_alone_under_the_strict_policy_with_inline_image
 #[tokio::test]
 async fn a_foreign_host_header_is_refused() {
     let (_relay, ui, _) = preview_relay(&[]).await;
-    let resp = http().get(format!("http://{ui}/api/messages")).header("host", "rebind.example.com").send().await.unwrap();
+    let resp =
+        http().get(format!("http://{ui}/api/messages")).header("host", "rebind.example.com").send().await.unwrap();
     assert_eq!(resp.status(), 403);
     let resp = http().get(format!("http://localhost:{}/api/messages", ui.port())).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -194,10 +205,15 @@ async fn a_foreign_host_header_is_refused() {
 async fn actions_are_off_by_default() {
     let (relay, ui, ids) = preview_relay(&[("RELAY_UI_TOKEN", "let-me-in")]).await;
     for id in [&ids[0], &ids[2]] {
-        let resp = http().delete(format!("http://{ui}/api/messages/{id}")).bearer_auth("let-me-in").send().await.unwrap();
-        assert_eq!(resp.status(), 403, "ui_actions is not set");
         let resp =
-            http().post(format!("http://{ui}/api/messages/{id}/release")).bearer_auth("let-me-in").send().await.unwrap();
+            http().delete(format!("http://{ui}/api/messages/{id}")).bearer_auth("let-me-in").send().await.unwrap();
+        assert_eq!(resp.status(), 403, "ui_actions is not set");
+        let resp = http()
+            .post(format!("http://{ui}/api/messages/{id}/release"))
+            .bearer_auth("let-me-in")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 403);
     }
     assert!(relay.files("dry-run").contains(&format!("{}.json", ids[0])));
@@ -221,12 +237,19 @@ async fn actions_need_the_token_and_then_delete_and_release() {
     assert_eq!(resp.status(), 200);
     assert!(!relay.files("dry-run").iter().any(|f| f.starts_with(&ids[0])), "{:?}", relay.files("dry-run"));
     // A dead letter goes back to the queue (and, in dry-run, on to the dry-run output).
-    let resp = http().post(format!("http://{ui}/api/messages/{}/release", ids[2])).bearer_auth("let-me-in").send().await.unwrap();
+    let resp = http()
+        .post(format!("http://{ui}/api/messages/{}/release", ids[2]))
+        .bearer_auth("let-me-in")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     assert!(!relay.files("dead").contains(&format!("{}.msg", ids[2])));
     let name = format!("{}.json", ids[2]);
-    wait_for("the released dead letter", Duration::from_secs(10), || relay.files("dry-run").contains(&name).then_some(()))
-        .await;
+    wait_for("the released dead letter", Duration::from_secs(10), || {
+        relay.files("dry-run").contains(&name).then_some(())
+    })
+    .await;
     let resp = http().delete(format!("http://{ui}/api/messages/{}", ids[1])).send().await.unwrap();
     assert_eq!(resp.status(), 401, "the token is checked before anything else");
 }
