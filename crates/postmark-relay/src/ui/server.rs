@@ -112,8 +112,15 @@ fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", text.into())).into_response()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Response> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+/// A refusal: the status and its text.
+type Fail = (StatusCode, String);
+
+fn fail((status, text): Fail) -> Response {
+    error(status, text)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Fail> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,7 +181,7 @@ async fn list_page(State(ui): State<Arc<Ui>>, Query(query): Query<ListQuery>) ->
     match blocking(move || listing(&u, &query)).await {
         Ok(Ok(l)) => html(pages::list(&l.messages, &q, l.older.as_deref(), l.complete, &ui.mode)),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the spool: {e}")),
-        Err(r) => r,
+        Err(f) => fail(f),
     }
 }
 
@@ -182,7 +189,7 @@ async fn rows(State(ui): State<Arc<Ui>>, Query(query): Query<ListQuery>) -> Resp
     match blocking(move || listing(&ui, &query)).await {
         Ok(Ok(l)) => html(pages::rows(&l.messages)),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the spool: {e}")),
-        Err(r) => r,
+        Err(f) => fail(f),
     }
 }
 
@@ -190,7 +197,7 @@ async fn api_list(State(ui): State<Arc<Ui>>, Query(query): Query<ListQuery>) -> 
     match blocking(move || listing(&ui, &query)).await {
         Ok(Ok(l)) => axum::Json(serde_json::json!({ "messages": l.messages, "older": l.older })).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the spool: {e}")),
-        Err(r) => r,
+        Err(f) => fail(f),
     }
 }
 
@@ -217,13 +224,12 @@ async fn events(State(ui): State<Arc<Ui>>) -> impl IntoResponse {
 }
 
 /// The message `id`, loaded and viewed.
-async fn detail_of(ui: &Arc<Ui>, id: &str) -> Result<(super::view::Detail, Option<Vec<u8>>), Response> {
-    let Some(id) = QueueId::parse(id) else { return Err(error(StatusCode::NOT_FOUND, "not a queue id")) };
+async fn detail_of(ui: &Arc<Ui>, id: &str) -> Result<(super::view::Detail, Option<Vec<u8>>), Fail> {
+    let Some(id) = QueueId::parse(id) else { return Err((StatusCode::NOT_FOUND, "not a queue id".into())) };
     let ui = Arc::clone(ui);
     blocking(move || {
-        let place =
-            store::locate(&ui.spool, &id).ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no message {id}")))?;
-        let loaded = store::load(&ui.spool, &id, place).map_err(|e| error(StatusCode::NOT_FOUND, e))?;
+        let place = store::locate(&ui.spool, &id).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no message {id}")))?;
+        let loaded = store::load(&ui.spool, &id, place).map_err(|e| (StatusCode::NOT_FOUND, e))?;
         let detail = super::view::detail(&loaded, &ui.view);
         Ok((detail, loaded.message.map(|m| m.raw)))
     })
@@ -239,7 +245,7 @@ struct ViewQuery {
 async fn message_page(State(ui): State<Arc<Ui>>, Path(id): Path<String>, Query(q): Query<ViewQuery>) -> Response {
     let (detail, raw) = match detail_of(&ui, &id).await {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(f) => return fail(f),
     };
     let tab = q.tab.as_deref().filter(|t| pages::TABS.iter().any(|(k, _)| k == t)).unwrap_or("html");
     let content = TabContent {
@@ -255,7 +261,7 @@ async fn message_page(State(ui): State<Arc<Ui>>, Path(id): Path<String>, Query(q
 async fn html_body(State(ui): State<Arc<Ui>>, Path(id): Path<String>, Query(q): Query<ViewQuery>) -> Response {
     let (detail, _) = match detail_of(&ui, &id).await {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(f) => return fail(f),
     };
     let first = detail.requests.first();
     let body = first.and_then(|r| r.get("HtmlBody")).and_then(|v| v.as_str()).unwrap_or_default();
@@ -309,14 +315,14 @@ async fn source(State(ui): State<Arc<Ui>>, Path(id): Path<String>) -> Response {
     match detail_of(&ui, &id).await {
         Ok((_, Some(raw))) => download(&format!("{id}.eml"), raw),
         Ok((_, None)) => error(StatusCode::NOT_FOUND, "the MIME source of this message was not kept"),
-        Err(r) => r,
+        Err(f) => fail(f),
     }
 }
 
 async fn attachment(State(ui): State<Arc<Ui>>, Path((id, index)): Path<(String, usize)>) -> Response {
     let (detail, _) = match detail_of(&ui, &id).await {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(f) => return fail(f),
     };
     let found = detail.requests.first().and_then(|r| r.get("Attachments")).and_then(|a| a.get(index));
     match found.and_then(|a| Some((a.get("Name")?.as_str()?.to_owned(), super::view::decoded(a)?))) {
@@ -328,24 +334,27 @@ async fn attachment(State(ui): State<Arc<Ui>>, Path((id, index)): Path<(String, 
 async fn api_detail(State(ui): State<Arc<Ui>>, Path(id): Path<String>) -> Response {
     match detail_of(&ui, &id).await {
         Ok((detail, _)) => axum::Json(detail).into_response(),
-        Err(r) => r,
+        Err(f) => fail(f),
     }
 }
 
 /// Refuses unless actions are on and the request carries the token.
-fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(ui: &Ui, headers: &HeaderMap) -> Result<(), Fail> {
     let (true, Some(token)) = (ui.settings.actions, ui.settings.token.as_ref()) else {
-        return Err(error(
+        return Err((
             StatusCode::FORBIDDEN,
             "actions are off: set ui_actions = true and an access token (RELAY_UI_TOKEN, RELAY_UI_TOKEN_FILE, ui_token or \
-             ui_token_file)",
+             ui_token_file)"
+                .into(),
         ));
     };
     let given =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(given) if constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes()) => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "the UI access token is missing or wrong (Authorization: Bearer …)")),
+        _ => {
+            Err((StatusCode::UNAUTHORIZED, "the UI access token is missing or wrong (Authorization: Bearer …)".into()))
+        }
     }
 }
 
@@ -358,20 +367,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn api_delete(State(ui): State<Arc<Ui>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&ui, &headers) {
-        return r;
+    if let Err(f) = authorize(&ui, &headers) {
+        return fail(f);
     }
     act(ui, id, super::actions::delete).await
 }
 
 async fn api_release(State(ui): State<Arc<Ui>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&ui, &headers) {
-        return r;
+    if let Err(f) = authorize(&ui, &headers) {
+        return fail(f);
     }
     act(ui, id, super::actions::release).await
 }
 
-async fn act(ui: Arc<Ui>, id: String, f: fn(&Ui, &QueueId, Place) -> Result<String, (u16, String)>) -> Response {
+async fn act(ui: Arc<Ui>, id: String, f: fn(&Ui, &QueueId, Place) -> super::actions::Answer) -> Response {
     let Some(id) = QueueId::parse(&id) else { return error(StatusCode::NOT_FOUND, "not a queue id") };
     let done = blocking(move || {
         let place = store::locate(&ui.spool, &id).ok_or((404, format!("no message {id}")))?;
@@ -381,7 +390,7 @@ async fn act(ui: Arc<Ui>, id: String, f: fn(&Ui, &QueueId, Place) -> Result<Stri
     match done {
         Ok(Ok(text)) => error(StatusCode::OK, text),
         Ok(Err((code, text))) => error(StatusCode::from_u16(code).unwrap_or(StatusCode::CONFLICT), text),
-        Err(r) => r,
+        Err(f) => fail(f),
     }
 }
 
