@@ -167,7 +167,12 @@ pub fn message(d: &Detail, content: &TabContent<'_>, mode: &str) -> String {
     let mut body = format!(
         "<div class=\"card\"><h1>{subject}</h1><dl class=\"meta\"><dt>From</dt><dd>{from}</dd>{rcpt}\
          <dt>Received</dt><dd>{received}</dd><dt>State</dt><dd>{state}</dd><dt>Sent as</dt><dd>{via}</dd>\
-         <dt>Verdict</dt><dd>{verdict}</dd><dt>Id</dt><dd>{id}</dd></dl></div>",
+         <dt>Verdict</dt><dd>{verdict}</dd>{repairs}<dt>Id</dt><dd>{id}</dd></dl></div>",
+        repairs = if d.repairs.is_empty() {
+            String::new()
+        } else {
+            format!("<dt>Repaired</dt><dd>{}</dd>", esc(&d.repairs.join("; ")))
+        },
         subject = esc(subject),
         from = esc(&s.from),
         rcpt = [("To", &s.to), ("Cc", &s.cc), ("Bcc", &s.bcc)]
@@ -392,12 +397,14 @@ mod tests {
             attachments: vec![],
             verdict: vec![],
             has_source: false,
+            repairs: vec!["added a TextBody".into()],
         };
         let page = message(&d, &TabContent { tab: "html", remote: false, source: None, actions: false }, "dry-run");
         assert!(page.contains("<iframe class=\"html\" sandbox=\"\""), "{page}");
         assert!(page.contains("src=\"/messages/0123456789ab000001abcdef/html\""), "{page}");
         assert!(!page.contains("x()"), "the body is never inlined: {page}");
         assert!(page.contains("?tab=html&amp;remote=1"));
+        assert!(page.contains("<dt>Repaired</dt><dd>added a TextBody</dd>"));
         let page = message(&d, &TabContent { tab: "html", remote: true, source: None, actions: false }, "dry-run");
         assert!(page.contains("/html?remote=1"));
         assert!(!page.contains("Release to Postmark"));

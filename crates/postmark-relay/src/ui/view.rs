@@ -44,7 +44,8 @@ pub struct HeaderFate {
     /// Its value as written (unfolded).
     pub value: String,
     /// `kept` (in `Headers`, or passed on unchanged over SMTP), `field` (becomes a Postmark
-    /// field), `moved` (an `X-PM-*` control header read into a field) or `dropped`.
+    /// field), `moved` (an `X-PM-*` control header read into a field), `dropped`, or `added`
+    /// (by the relay).
     pub fate: &'static str,
     /// The field it becomes, or why it is dropped.
     pub note: String,
@@ -89,6 +90,8 @@ pub struct Detail {
     pub verdict: Vec<super::verdict::Rule>,
     /// Whether the MIME source is known.
     pub has_source: bool,
+    /// What the relay changed on the way: a text body it added, headers it added.
+    pub repairs: Vec<String>,
 }
 
 /// Settings the view needs from the relay.
@@ -228,7 +231,8 @@ pub fn header_fates(raw: &[u8], request: Option<&Value>, via: Via) -> Vec<Header
         .and_then(Value::as_array)
         .map(|hs| hs.iter().map(|h| text(h, "Name").to_ascii_lowercase()).collect())
         .unwrap_or_default();
-    root.headers
+    let mut fates: Vec<HeaderFate> = root
+        .headers
         .iter()
         .map(|h| {
             let name = h.name.as_str().to_owned();
@@ -240,7 +244,15 @@ pub fn header_fates(raw: &[u8], request: Option<&Value>, via: Via) -> Vec<Header
             };
             HeaderFate { name, value, fate, note }
         })
-        .collect()
+        .collect();
+    // What the relay added (e.g. `X-Relay-Original-To` for addresses outside the envelope).
+    let original: Vec<String> = fates.iter().map(|f| f.name.to_ascii_lowercase()).collect();
+    let added = request.and_then(|r| r.get("Headers")).and_then(Value::as_array).into_iter().flatten();
+    for h in added.filter(|h| !original.contains(&text(h, "Name").to_ascii_lowercase())) {
+        let note = "added by the relay, in Headers".to_string();
+        fates.push(HeaderFate { name: text(h, "Name"), value: text(h, "Value"), fate: "added", note });
+    }
+    fates
 }
 
 fn fate_of(lower: &str, in_headers: bool) -> (&'static str, String) {
@@ -307,12 +319,27 @@ pub fn decoded(attachment: &Value) -> Option<Vec<u8>> {
 pub fn detail(loaded: &Loaded, opts: &ViewOptions) -> Detail {
     let (requests, as_written, conversion_error) = requests(loaded, opts);
     let summary = summary(loaded, &requests);
-    let via = if loaded.place == Place::DryRun && loaded.dry_run_json.is_none() { Via::Smtp } else { opts.via };
-    let via = if loaded.dry_run_json.is_some() { Via::Api } else { via };
+    // A dry-run file says which path it was shaped for: JSON for the API, MIME alone for SMTP.
+    let via = match (loaded.place, &loaded.dry_run_json) {
+        (_, Some(_)) => Via::Api,
+        (Place::DryRun, None) => Via::Smtp,
+        _ => opts.via,
+    };
     let raw = loaded.message.as_ref().map(|m| m.raw.as_slice());
     let headers = raw.map(|r| header_fates(r, requests.first(), via)).unwrap_or_default();
     let verdict = super::verdict::rules(loaded.message.as_ref(), &requests, via, &opts.convert);
+    let mut repairs: Vec<String> =
+        headers.iter().filter(|h| h.fate == "added").map(|h| format!("added the header {}", h.name)).collect();
+    let text_body = requests.first().and_then(|r| r.get("TextBody")).and_then(Value::as_str).unwrap_or_default();
+    if let Some(parsed) = raw.and_then(crate::convert::parse)
+        && !crate::repair::has_usable_body(&parsed)
+        && !text_body.trim().is_empty()
+    {
+        repairs
+            .push("added a TextBody: the message has no text or HTML body of its own, and Postmark needs one".into());
+    }
     Detail {
+        repairs,
         attachments: attachments(requests.first()),
         summary,
         via: via.as_str(),
@@ -343,7 +370,7 @@ mod tests {
     fn headers_are_kept_moved_turned_into_fields_or_dropped() {
         let raw = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: s\r\nDate: Mon, 1 Dec 2025 10:00:00 +0000\r\n\
 X-PM-Tag: welcome\r\nX-Custom: 1\r\nDKIM-Signature: v=1\r\nReceived: from x\r\n\r\nbody\r\n";
-        let request = serde_json::json!({"Headers": [{"Name": "X-Custom", "Value": "1"}]});
+        let request = serde_json::json!({"Headers": [{"Name": "X-Custom", "Value": "1"}, {"Name": "X-Relay-Original-To", "Value": "c@example.com"}]});
         let fates: Vec<(String, &str)> =
             header_fates(raw, Some(&request), Via::Api).into_iter().map(|h| (h.name, h.fate)).collect();
         let expect = [
@@ -355,6 +382,7 @@ X-PM-Tag: welcome\r\nX-Custom: 1\r\nDKIM-Signature: v=1\r\nReceived: from x\r\n\
             ("X-Custom", "kept"),
             ("DKIM-Signature", "dropped"),
             ("Received", "dropped"),
+            ("X-Relay-Original-To", "added"),
         ];
         assert_eq!(fates, expect.iter().map(|(n, f)| (n.to_string(), *f)).collect::<Vec<_>>());
         assert!(header_fates(raw, None, Via::Smtp).iter().all(|h| h.fate == "kept"));

@@ -149,6 +149,10 @@ async fn the_message_view_has_the_json_headers_attachments_and_verdict() {
     assert_eq!(pdf.headers()["content-type"], "application/octet-stream");
     assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF-1.4"));
 
+    let plain: serde_json::Value =
+        http().get(format!("http://{ui}/api/messages/{}", ids[1])).send().await.unwrap().json().await.unwrap();
+    assert_eq!(plain["repairs"], serde_json::json!(["added the header X-Relay-Original-To"]), "{plain}");
+
     let dead: serde_json::Value =
         http().get(format!("http://{ui}/api/messages/{}", ids[2])).send().await.unwrap().json().await.unwrap();
     let failed: Vec<i64> = dead["verdict"]
