@@ -254,6 +254,35 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_failed_is_deferred_with_its_next_attempt() {
+        let (_dir, spool, ids) = spool_with(1);
+        assert_eq!(load(&spool, &ids[0], Place::Queue).unwrap().state, State::Pending);
+        let next = crate::clock::now_ms() + 60_000;
+        let st = crate::spool::RetryState {
+            attempts: 2,
+            last_error: Some("HTTP 503".into()),
+            next_attempt_ms: Some(next),
+            revived_ms: None,
+        };
+        spool.save_state(&ids[0], &st).unwrap();
+        let loaded = load(&spool, &ids[0], Place::Queue).unwrap();
+        let expected =
+            State::Deferred { attempts: 2, next_attempt_ms: Some(next), last_error: Some("HTTP 503".into()) };
+        assert_eq!(loaded.state, expected);
+        let row = crate::ui::view::summary(&loaded, &[]);
+        assert_eq!(row.state, "deferred");
+        assert!(
+            row.info.starts_with("2 attempt(s); next attempt ")
+                && row.info.contains("(in 1m")
+                && row.info.ends_with("last error: HTTP 503"),
+            "{}",
+            row.info
+        );
+        assert_eq!(row.subject, "0");
+        assert_eq!(row.to, ["b@example.com"]);
+    }
+
+    #[test]
     fn dead_letters_carry_their_error_code_and_dry_run_files_are_found() {
         let (_dir, spool, ids) = spool_with(2);
         let reason = crate::spool::DeadReason {

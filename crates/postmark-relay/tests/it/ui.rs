@@ -275,3 +275,50 @@ async fn a_new_message_is_announced_by_server_sent_events() {
         seen.push_str(&String::from_utf8_lossy(&chunk.expect("the stream stays open")));
     }
 }
+
+#[tokio::test]
+async fn a_relay_that_sends_releases_a_dry_run_message_to_postmark() {
+    let fake = postmark_fake::http::FakeApi::start().await;
+    fake.set_server_token("server-token-for-tests");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "ui_actions = true\nui_token = \"release-me\"\n").unwrap();
+    let relay = TestRelay::with_api(
+        &fake,
+        "server-token-for-tests",
+        &["--ui", "127.0.0.1:0", "--config", config.to_str().unwrap()],
+    )
+    .await;
+    let ui = relay.relay.as_ref().unwrap().ui_addr().expect("the UI is served when set");
+    // Output of an earlier dry-run on the same spool.
+    let id = postmark_relay::spool::QueueId::generate();
+    let dry = relay.spool.join("dry-run");
+    std::fs::create_dir_all(&dry).unwrap();
+    let envelope = postmark_relay::Envelope::new("shop@example.com", ["ann@example.com"]);
+    std::fs::write(dry.join(format!("{id}.envelope.json")), serde_json::to_vec(&envelope).unwrap()).unwrap();
+    std::fs::write(
+        dry.join(format!("{id}.eml")),
+        "From: shop@example.com\r\nTo: ann@example.com\r\nSubject: held back\r\n\r\nhi\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dry.join(format!("{id}.json")),
+        r#"{"From":"shop@example.com","To":"ann@example.com","Subject":"held back","TextBody":"hi\r\n"}"#,
+    )
+    .unwrap();
+    let api: serde_json::Value =
+        http().get(format!("http://{ui}/api/messages")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(api["messages"][0]["state"], "dry-run");
+
+    let resp =
+        http().post(format!("http://{ui}/api/messages/{id}/release")).bearer_auth("release-me").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let emails = wait_for("the released message at the fake Postmark", Duration::from_secs(10), || {
+        let e = fake.emails();
+        (!e.is_empty()).then_some(e)
+    })
+    .await;
+    assert_eq!(emails[0]["Subject"], "held back");
+    assert_eq!(emails[0]["To"], "ann@example.com");
+    assert!(relay.files("dry-run").is_empty(), "{:?}", relay.files("dry-run"));
+}
