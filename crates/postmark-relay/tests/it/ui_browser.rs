@@ -2,7 +2,7 @@
 //! message view and a message's HTML from a relay in dry-run, and takes screenshots. Set
 //! `POSTMARK_UI_SCREENSHOTS=DIR` to keep them (the README's come from here).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,16 +51,15 @@ async fn chromium(bin: &Path, url: &str, extra: &[String]) -> String {
 }
 
 /// A screenshot of `url`, checked to be a PNG of some substance, kept where asked.
-async fn screenshot(bin: &Path, url: &str, name: &str) -> PathBuf {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let file = dir.join(name);
+async fn screenshot(bin: &Path, url: &str, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
     chromium(bin, url, &[format!("--screenshot={}", file.display())]).await;
     let png = std::fs::read(&file).unwrap_or_else(|e| panic!("no screenshot of {url}: {e}"));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{name}: {} bytes", png.len());
     if let Some(keep) = std::env::var_os("POSTMARK_UI_SCREENSHOTS") {
         std::fs::copy(&file, Path::new(&keep).join(name)).unwrap();
     }
-    file
 }
 
 #[tokio::test]
