@@ -100,6 +100,10 @@ pub struct Args {
     /// (e.g. `127.0.0.1:9102`).
     #[arg(long, env = "RELAY_METRICS", value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Serve the preview UI (what Postmark will get) on this address; on by default in dry-run
+    /// at 127.0.0.1:8025; `off` turns it off.
+    #[arg(long, env = "RELAY_UI", value_name = "ADDR")]
+    pub ui: Option<String>,
     /// Log lines as `text` (for people and journald) or `json` (one object per line).
     #[arg(long, env = "RELAY_LOG_FORMAT", value_name = "text|json", value_parser = crate::logging::parse_format)]
     pub log_format: Option<crate::logging::LogFormat>,

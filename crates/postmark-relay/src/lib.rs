@@ -26,6 +26,7 @@ pub mod session;
 pub mod shutdown;
 pub mod spool;
 pub(crate) mod tls;
+pub mod ui;
 pub mod validate;
 
 pub use envelope::{Envelope, Via};

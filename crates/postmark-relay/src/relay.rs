@@ -48,6 +48,9 @@ pub enum StartError {
     /// loaded (users file, TLS certificate).
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// The preview UI cannot be served where it is asked to.
+    #[error(transparent)]
+    Ui(#[from] crate::ui::UiError),
 }
 
 /// A relay that is running.
@@ -55,6 +58,7 @@ pub enum StartError {
 pub struct RunningRelay {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    ui_addr: Option<SocketAddr>,
     shutdown: Shutdown,
     task: JoinHandle<()>,
     reload: Arc<Notify>,
@@ -69,6 +73,11 @@ impl RunningRelay {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the preview UI, if it is served.
+    pub fn ui_addr(&self) -> Option<SocketAddr> {
+        self.ui_addr
     }
 
     /// The address of the `/metrics` and `/healthz` listener, if `--metrics` was given.
@@ -219,6 +228,23 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         metrics::server::serve(listener, health, shutdown.signal())
     });
 
+    let ui = match &config.ui {
+        Some(settings) => {
+            let view = crate::ui::ViewOptions { via: config.mode.via(), convert: config.convert.clone() };
+            let dry_run = matches!(config.mode, Mode::DryRun(..));
+            crate::ui::start(crate::ui::Ui::new(
+                Arc::clone(&health_spool),
+                view,
+                settings.clone(),
+                dry_run,
+                shutdown.signal(),
+            ))
+            .await?
+        }
+        None => None,
+    };
+    let ui_addr = ui.as_ref().map(|u| u.addr);
+
     let listener_cfg = ListenerConfig {
         session: Arc::new(config.session.clone()),
         access: Arc::new(access),
@@ -249,6 +275,9 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         if let Some(t) = metrics_task {
             t.abort();
         }
+        if let Some(u) = ui {
+            u.task.abort();
+        }
         reloader.abort();
         importer.abort();
         if let Some(t) = account_poller {
@@ -257,7 +286,7 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         tracing::info!("postmark-relay stopped");
     });
 
-    Ok(RunningRelay { local_addr, metrics_addr, shutdown, task, reload })
+    Ok(RunningRelay { local_addr, metrics_addr, ui_addr, shutdown, task, reload })
 }
 
 /// How often the maildrop is looked at.

@@ -29,6 +29,11 @@ pub(crate) struct FileConfig {
     pub(crate) message_lifetime: Option<String>,
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) metrics: Option<String>,
+    pub(crate) ui: Option<String>,
+    pub(crate) ui_allow: Option<Vec<String>>,
+    pub(crate) ui_actions: Option<bool>,
+    pub(crate) ui_token: Option<Secret>,
+    pub(crate) ui_token_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "de_log_format")]
     pub(crate) log_format: Option<crate::logging::LogFormat>,
     pub(crate) log_addresses: Option<bool>,

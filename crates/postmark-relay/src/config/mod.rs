@@ -36,6 +36,7 @@
 //! | `--dead-letter-notify ADDR` | `RELAY_DEAD_LETTER_NOTIFY` | `dead_letter_notify` | off |
 //! | `--notify-from ADDR` | `RELAY_NOTIFY_FROM` | `notify_from` | none (needed with `dead_letter_notify`) |
 //! | – | – | `notify_per_hour` | 20 |
+//! | `--ui ADDR` (or `off`) | `RELAY_UI`; `RELAY_UI_ALLOW`, `RELAY_UI_ACTIONS`, `RELAY_UI_TOKEN` (or `…_FILE`) | `ui`, `ui_allow`, `ui_actions`, `ui_token` (or `ui_token_file`) | `127.0.0.1:8025` in dry-run, else off; loopback only; no actions |
 //!
 //! The file's `[limits]` table also sets `idle_timeout`, `command_timeout`, `data_timeout`,
 //! `max_session_duration` (all more than zero), `max_errors`,
@@ -44,6 +45,7 @@
 mod credentials;
 mod error;
 pub(crate) mod file;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -145,6 +147,8 @@ pub struct Config {
     pub policy: Policy,
     /// How often the account's verified senders are read again (with an account token).
     pub sender_refresh: Duration,
+    /// The preview UI, if it is served.
+    pub ui: Option<crate::ui::UiSettings>,
 }
 
 /// How often the account's senders are read again by default.
@@ -275,6 +279,7 @@ impl Config {
         )?;
         let mode = mode(args.via.or(file.via), args.dry_run || file.dry_run, &credentials)?;
         let session = session_settings(args, &file)?;
+        let ui = ui::resolve(args, &file, env, matches!(mode, Mode::DryRun(..)))?;
         let max_connections =
             args.max_connections.or(file.limits.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1);
 
@@ -335,6 +340,7 @@ impl Config {
             metrics: args.metrics.clone().or(file.metrics).filter(|s| !s.is_empty()),
             policy,
             sender_refresh,
+            ui,
         })
     }
 }

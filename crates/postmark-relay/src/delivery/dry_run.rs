@@ -1,6 +1,7 @@
 //! Dry-run: write what would be sent under `<spool>/dry-run/` instead of sending it.
 //!
-//! API-shaped output is `<id>.json`, the exact Postmark request body for `/email`. SMTP-shaped
+//! API-shaped output is `<id>.json`, the exact Postmark request body for `/email` (with the message
+//! and its envelope beside it, as for SMTP, for the preview UI). SMTP-shaped
 //! output is `<id>.eml`, the exact bytes that would go after `DATA`, plus `<id>.envelope.json`
 //! with the `MAIL FROM` and `RCPT TO` that would be used.
 
@@ -49,20 +50,26 @@ impl DryRun {
                         several => serde_json::to_vec_pretty(several),
                     }
                     .unwrap_or_default();
-                    self.spool.write_dry_run(&format!("{id}.json"), &json)
+                    // The message and its envelope too, for the preview UI (src/ui): its source,
+                    // headers and verdict.
+                    self.write_message(msg).and_then(|_| self.spool.write_dry_run(&format!("{id}.json"), &json))
                 }
                 Err(e) => return Outcome::Permanent(format!("cannot convert the message for Postmark's API: {e}")),
             },
-            Via::Smtp => {
-                let envelope = serde_json::to_vec_pretty(&msg.header.envelope).unwrap_or_default();
-                self.spool
-                    .write_dry_run(&format!("{id}.envelope.json"), &envelope)
-                    .and_then(|_| self.spool.write_dry_run(&format!("{id}.eml"), &msg.raw))
-            }
+            Via::Smtp => self.write_message(msg),
         };
         match written {
             Ok(path) => Outcome::Delivered { reference: format!("dry-run {}", path.display()) },
             Err(e) => Outcome::Transient(format!("cannot write dry-run output: {e}")),
         }
+    }
+
+    /// `<id>.envelope.json` and `<id>.eml`: the envelope and the exact message bytes.
+    fn write_message(&self, msg: &StoredMessage) -> std::io::Result<std::path::PathBuf> {
+        let id = &msg.id;
+        let envelope = serde_json::to_vec_pretty(&msg.header.envelope).unwrap_or_default();
+        self.spool
+            .write_dry_run(&format!("{id}.envelope.json"), &envelope)
+            .and_then(|_| self.spool.write_dry_run(&format!("{id}.eml"), &msg.raw))
     }
 }

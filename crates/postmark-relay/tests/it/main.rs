@@ -24,3 +24,5 @@ mod senders;
 mod sendmail;
 mod smtp;
 mod support;
+mod ui;
+mod ui_browser;
