@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | no header section at all (mail-parser finds none; e.g. DATA without a blank-line-separated header) | both | `554 5.6.0` |
 //! | no usable sender: no valid From address and an empty (`<>`) or invalid envelope sender | both | `550 5.1.7` |
-//! | no envelope recipient, or more than 50 distinct ones | both | `554 5.5.0` / `550 5.5.3` |
+//! | no envelope recipient | both | `554 5.5.0` |
 //! | a `Subject` over 2,000 characters (UTF-16 code units, as Postmark counts) | both | `554 5.6.0` |
 //! | MIME Postmark's SMTP service cannot decode (mail-parser flags an encoding problem: invalid base64, a multipart without its closing boundary) | SMTP | `554 5.6.0` |
 //! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
@@ -28,7 +28,7 @@ use std::{fmt, io};
 use mail_parser::{Message, MimeHeaders, PartType};
 use postmark_core::limits::{
     MAX_BODY_BYTES, MAX_MESSAGE_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS,
-    MAX_RECIPIENTS, MAX_SUBJECT_CHARS, MAX_TAG_CHARS, char_count, forbidden_extension,
+    MAX_SUBJECT_CHARS, MAX_TAG_CHARS, char_count, forbidden_extension,
 };
 
 use crate::convert::{self, ConvertError, ConvertOptions, SendEmailRequest};
@@ -93,7 +93,6 @@ impl From<ConvertError> for Rejection {
             ConvertError::Unparseable => Rejection::new(Reject::Unparseable, 554, "5.6.0", e.to_string()),
             ConvertError::NoSender => Rejection::new(Reject::Sender, 550, "5.1.7", e.to_string()),
             ConvertError::NoRecipients => Rejection::new(Reject::Recipients, 554, "5.5.0", e.to_string()),
-            ConvertError::TooManyRecipients { .. } => Rejection::new(Reject::Recipients, 550, "5.5.3", e.to_string()),
             ConvertError::InvalidHeader { .. } => Rejection::new(Reject::Unrepresentable, 554, "5.6.0", e.to_string()),
         }
     }
@@ -181,14 +180,13 @@ fn check(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions, build
     }
 }
 
+/// At least one recipient; how many at most is the session's `max_recipients` (delivery splits
+/// them into groups Postmark takes).
 fn check_recipients(envelope: &Envelope) -> Result<(), Rejection> {
-    let mut seen = std::collections::HashSet::new();
-    let distinct = envelope.rcpt_to.iter().filter(|a| seen.insert(convert::address_key(a))).count();
-    match distinct {
-        0 => Err(ConvertError::NoRecipients.into()),
-        n if n > MAX_RECIPIENTS => Err(ConvertError::TooManyRecipients { count: n }.into()),
-        _ => Ok(()),
+    if envelope.rcpt_to.iter().all(|a| a.trim().is_empty()) {
+        return Err(ConvertError::NoRecipients.into());
     }
+    Ok(())
 }
 
 /// Refuses a part whose file name (either of the two places it can be given) ends in an

@@ -29,7 +29,8 @@ use crate::spool::StoredMessage;
 /// 50 KB messages kept about 12 MiB in batches alone).
 pub const MAX_BATCH_RAW_BYTES: usize = 1024 * 1024;
 
-/// The `/email` requests for `msg`: one, or one per recipient (see [`convert::convert`]), sent to
+/// The `/email` requests for `msg`: one, one per group of at most 50 recipients, or one per
+/// recipient (see [`convert::convert`]), sent to
 /// the stream decided when the message was accepted.
 pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<SendEmailRequest>, ConvertError> {
     let opts = ConvertOptions { message_stream: msg.stream(), ..opts.clone() };
@@ -152,7 +153,19 @@ impl Api {
                 }
             }
         }
-        let recipients: Vec<String> = requests.iter().map(|r| r.to.clone()).collect();
+        // The recipients of each copy, for a message whose copies may fare differently.
+        let recipients: Vec<Vec<String>> =
+            requests
+                .iter()
+                .zip(&owner)
+                .map(|(r, &i)| {
+                    if copies[i] > 1 {
+                        convert::request_recipients(r, &messages[i].header.envelope)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
         let mut results = Vec::with_capacity(requests.len());
         let mut rest = requests.into_iter();
         loop {
@@ -177,17 +190,17 @@ impl Api {
             let r = &mut split[i];
             match outcome {
                 Outcome::Delivered { reference } => {
-                    r.delivered.push(rcpt);
+                    r.delivered.extend(rcpt);
                     if r.reference.is_empty() {
                         r.reference = reference;
                     }
                 }
                 Outcome::Transient(reason) => {
-                    r.retry.push(rcpt);
+                    r.retry.extend(rcpt);
                     r.retry_reason = reason;
                 }
                 Outcome::Permanent(reason) => {
-                    r.failed.push(rcpt);
+                    r.failed.extend(rcpt);
                     r.failed_reason = reason;
                 }
                 Outcome::Operator(reason) => operator[i] = Some(reason),

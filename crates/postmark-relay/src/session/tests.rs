@@ -113,20 +113,26 @@ fn input_split_at_every_byte_gives_the_same_result() {
 }
 
 #[test]
-fn the_51st_recipient_gets_452_and_the_first_50_are_kept() {
+fn the_1001st_recipient_gets_452_and_the_first_1000_are_kept() {
     let mut p = ready(cfg());
     let mut input = b"MAIL FROM:<s@example.com>\r\n".to_vec();
-    for i in 0..52 {
+    for i in 0..1002 {
         input.extend_from_slice(format!("RCPT TO:<r{i}@example.com>\r\n").as_bytes());
     }
     input.extend_from_slice(b"DATA\r\nhi\r\n.\r\n");
     let (out, msgs, _) = feed(&mut p, &input);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[1..51].iter().all(|l| l.starts_with("250 2.1.5")), "{out}");
-    assert!(lines[51].starts_with("452 4.5.3 "), "{}", lines[51]);
-    assert!(lines[52].starts_with("452 4.5.3 "), "{}", lines[52]);
-    assert_eq!(msgs[0].0.rcpt_to.len(), 50);
-    assert_eq!(msgs[0].0.rcpt_to[49], "r49@example.com");
+    assert!(lines[1..1001].iter().all(|l| l.starts_with("250 2.1.5")), "{out}");
+    assert_eq!(lines[1001], "452 4.5.3 Too many recipients; at most 1000 per message, send the rest separately");
+    assert!(lines[1002].starts_with("452 4.5.3 "), "{}", lines[1002]);
+    assert_eq!(msgs[0].0.rcpt_to.len(), 1000);
+    assert_eq!(msgs[0].0.rcpt_to[999], "r999@example.com");
+
+    // The limit is a setting.
+    let mut p = ready(Arc::new(SessionConfig { max_recipients: 2, ..SessionConfig::default() }));
+    let (out, _, _) =
+        feed(&mut p, b"MAIL FROM:<s@example.com>\r\nRCPT TO:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\n");
+    assert!(out.lines().nth(3).is_some_and(|l| l.starts_with("452 4.5.3 Too many recipients; at most 2 ")), "{out}");
 }
 
 #[test]

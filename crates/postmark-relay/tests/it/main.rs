@@ -18,6 +18,7 @@ mod process;
 mod props_convert;
 mod props_session;
 mod queue_cli;
+mod recipients;
 mod secrets;
 mod senders;
 mod sendmail;
