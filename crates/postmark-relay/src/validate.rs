@@ -142,6 +142,7 @@ fn check(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions, build
     match via {
         Via::Smtp => {
             let repaired = repair::smtp(&message, envelope, opts).or_else(|| headers_repaired.clone());
+            let repaired = repair::long_lines(repaired.as_deref().unwrap_or(raw)).or(repaired);
             // The bytes go to Postmark as they are: MIME it cannot decode would bounce there.
             let sent = match &repaired {
                 Some(bytes) => convert::parse(bytes).ok_or(ConvertError::Unparseable)?,
