@@ -66,6 +66,7 @@ use postmark_core::limits::is_valid_address;
 
 use self::address::Mailbox;
 pub(crate) use self::address::display_name as quote_display_name;
+pub(crate) use self::address::with_a_label;
 pub use self::body::DEFAULT_EMPTY_BODY_TEXT;
 pub use crate::envelope::Envelope;
 pub use postmark_core::limits::{FORBIDDEN_EXTENSIONS, forbidden_extension};
@@ -453,7 +454,8 @@ pub(crate) fn has_sender(message: &Message<'_>, envelope: &Envelope) -> bool {
     sender(message, envelope).is_ok()
 }
 
-/// The mailboxes of an address header, groups flattened, entries without an address skipped.
+/// The mailboxes of an address header, groups flattened, entries without an address skipped,
+/// internationalized domains as A-labels.
 ///
 /// The address is cleaned exactly as [`address::key`] sees it (blanks and stray angle brackets
 /// at either end removed): mail-parser reads a damaged `To: a@example.com>` as the address
@@ -466,10 +468,10 @@ fn mailboxes(header: &Header<'_>) -> Vec<Mailbox> {
     list.iter()
         .filter_map(|addr| {
             let address = addr.address()?.trim().trim_start_matches('<').trim_end_matches('>').trim();
-            (!address.is_empty()).then(|| Mailbox {
-                name: addr.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
-                address: address.to_owned(),
-            })
+            // An internationalized domain as its A-label, as the session writes the envelope.
+            let address = address::with_a_label(address).unwrap_or_else(|| address.to_owned());
+            (!address.is_empty())
+                .then(|| Mailbox { name: addr.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()), address })
         })
         .collect()
 }

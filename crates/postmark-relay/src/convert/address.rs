@@ -71,6 +71,20 @@ pub(crate) fn display_name(name: &str) -> String {
     out
 }
 
+/// `address` with an internationalized domain written as its A-label (`a@bücher.de` →
+/// `a@xn--bcher-kva.de`, UTS #46 processing); `None` when the local part is not ASCII or the
+/// domain is not a valid IDN. An ASCII address is returned as it is.
+pub(crate) fn with_a_label(address: &str) -> Option<String> {
+    if address.is_ascii() {
+        return Some(address.to_owned());
+    }
+    let (local, domain) = address.rsplit_once('@')?;
+    if !local.is_ascii() {
+        return None;
+    }
+    idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty()).map(|d| format!("{local}@{d}"))
+}
+
 /// The comparison key of an address: the local part as written (it may be case-sensitive,
 /// RFC 5321 §2.4) and the domain in lower case.
 pub(crate) fn key(addr: &str) -> String {

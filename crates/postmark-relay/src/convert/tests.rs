@@ -781,3 +781,18 @@ fn a_configured_empty_body_text_is_used_and_a_blank_one_is_not() {
     let req = to_postmark(raw, &env("", &["ann@example.org"]), &opts).unwrap();
     assert_eq!(req.text_body, empty_body("none"));
 }
+
+#[test]
+fn internationalized_domains_in_headers_become_a_labels_and_match_the_envelope() {
+    let raw = "From: Jürgen Müller <info@bücher.de>\r\nTo: Kunde <kunde@Bücher.de>\r\nSubject: grüße\r\n\r\nhallo\r\n";
+    let req = to_postmark(
+        raw.as_bytes(),
+        &env("info@xn--bcher-kva.de", &["kunde@xn--bcher-kva.de"]),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(req.from, "Jürgen Müller <info@xn--bcher-kva.de>");
+    assert_eq!(req.to, "Kunde <kunde@xn--bcher-kva.de>");
+    assert_eq!(req.bcc, None);
+    assert_eq!(req.subject.as_deref(), Some("grüße"));
+}

@@ -11,6 +11,7 @@
 mod auth;
 mod data;
 mod ehlo;
+mod intl;
 mod line;
 mod mail;
 mod rcpt;

@@ -275,23 +275,33 @@ fn too_many_errors_close_the_session() {
 }
 
 #[test]
-fn non_ascii_addresses_need_smtputf8_and_postmark_takes_none_as_a_recipient() {
+fn non_ascii_addresses_need_smtputf8_idn_domains_become_a_labels_and_local_parts_get_553_5_6_7() {
     let mut p = ready(cfg());
-    let (out, _, _) = feed(&mut p, "MAIL FROM:<jürgen@example.com>\r\n".as_bytes());
-    assert!(out.starts_with("553 5.6.7"), "{out}");
-    // With SMTPUTF8 the sender is taken (it is only the envelope), but Postmark's address rules
-    // have no room for a non-ASCII recipient: refused at RCPT, never acknowledged.
+    let (out, _, _) = feed(&mut p, "MAIL FROM:<info@bücher.de>\r\n".as_bytes());
+    assert_eq!(out, "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n");
+    // With SMTPUTF8 an internationalized domain is taken, as its A-label; a non-ASCII local part
+    // has no ASCII form Postmark could take: refused, named in UTF-8.
     let (out, msgs, _) = feed(
         &mut p,
-        "MAIL FROM:<jürgen@example.com> SMTPUTF8\r\nRCPT TO:<zoë@example.com>\r\nRCPT TO:<zoe@example.com>\r\n\
-         DATA\r\nx\r\n.\r\n"
+        "MAIL FROM:<info@bücher.de> SMTPUTF8\r\nRCPT TO:<zoë@example.com>\r\nRCPT TO:<kunde@Bücher.de>\r\n\
+         RCPT TO:<zoe@example.com>\r\nDATA\r\nx\r\n.\r\n"
             .as_bytes(),
     );
-    assert_eq!(codes(&out), ["250", "553", "250", "354", "250"], "{out}");
-    assert!(out.contains("553 5.1.3 Postmark cannot send to zo"), "{out}");
-    assert_eq!(msgs[0].0.rcpt_to, ["zoe@example.com"]);
+    assert_eq!(codes(&out), ["250", "553", "250", "250", "354", "250"], "{out}");
+    assert!(
+        out.contains(
+            "553 5.6.7 Postmark cannot send to zoë@example.com: its local part (before the @) is not ASCII; \
+             only the domain may be internationalized\r\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(msgs[0].0.mail_from, "info@xn--bcher-kva.de");
+    assert_eq!(msgs[0].0.rcpt_to, ["kunde@xn--bcher-kva.de", "zoe@example.com"]);
+    let (out, _, _) = feed(&mut p, "MAIL FROM:<jürgen@example.com> SMTPUTF8\r\n".as_bytes());
+    assert!(out.starts_with("553 5.6.7 Postmark cannot send from jürgen@example.com: "), "{out}");
     let (out, _, _) = feed(&mut p, "MAIL FROM:<a@example.com>\r\nRCPT TO:<zoë@example.com>\r\n".as_bytes());
     assert_eq!(codes(&out), ["250", "553"], "{out}");
+    assert!(out.ends_with("553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"), "{out}");
 }
 
 #[test]
