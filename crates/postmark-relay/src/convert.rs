@@ -53,6 +53,7 @@ mod address;
 pub(crate) mod attachment;
 pub(crate) mod body;
 pub(crate) mod controls;
+mod flowed;
 #[cfg(test)]
 mod tests;
 

@@ -10,7 +10,7 @@
 //! | no envelope recipient | both | `554 5.5.0` |
 //! | a `Subject` over 2,000 characters (UTF-16 code units, as Postmark counts) | both | `554 5.6.0` |
 //! | MIME Postmark's SMTP service cannot decode (mail-parser flags an encoding problem: invalid base64, a multipart without its closing boundary) | SMTP | `554 5.6.0` |
-//! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
+//! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.1` |
 //! | the `/email` JSON would exceed 10 MB (measured on the serialized request, base64 included) | API | `552 5.3.4` |
 //! | `TextBody` or `HtmlBody` over 5 MB | API | `552 5.3.4` |
 //! | control headers Postmark would refuse: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | both | `554 5.6.0` |
@@ -207,7 +207,10 @@ fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
                 return Err(Rejection::new(
                     Reject::Attachment,
                     554,
-                    "5.6.0",
+                    // RFC 3463 X.6.1 "media not supported … by the next system in the forwarding
+                    // path": Postmark does not take this type. (X.7.1 is for senders not
+                    // authorized to send; the content is what is refused here.)
+                    "5.6.1",
                     format!("attachment type .{ext} is not allowed by Postmark; zip the file or remove it"),
                 ));
             }

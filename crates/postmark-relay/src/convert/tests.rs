@@ -796,3 +796,24 @@ fn internationalized_domains_in_headers_become_a_labels_and_match_the_envelope()
     assert_eq!(req.bcc, None);
     assert_eq!(req.subject.as_deref(), Some("grüße"));
 }
+
+#[test]
+fn format_flowed_text_is_unwrapped_with_delsp() {
+    // What Thunderbird and mutt (text_flowed) send.
+    let raw =
+        b"From: a@example.com\r\nTo: b@example.org\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n\
+        A paragraph that the client \r\nwrapped at 72 columns.\r\n\r\n> quoted \r\n> reply\r\n-- \r\nsig\r\n";
+    let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(
+        req.text_body.as_deref(),
+        Some("A paragraph that the client wrapped at 72 columns.\r\n\r\n> quoted reply\r\n-- \r\nsig\r\n")
+    );
+    let raw = b"From: a@example.com\r\nTo: b@example.org\r\nContent-Type: text/plain; format=Flowed; DelSp=Yes\r\n\r\n\
+        Donaudampf \r\nschiff\r\n";
+    let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("Donaudampfschiff\r\n"));
+    // Without format=flowed a trailing space is just a space.
+    let raw = b"From: a@example.com\r\nTo: b@example.org\r\n\r\nkept \r\nas is\r\n";
+    let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("kept \r\nas is\r\n"));
+}

@@ -101,7 +101,7 @@ fn no_recipient_is_refused() {
 fn forbidden_extension_in_content_disposition_filename_is_refused() {
     for via in BOTH {
         let r = rejected(&fixture("forbidden-attachment.eml"), &env("", &["ann@example.org"]), via);
-        assert_eq!((r.code, r.enhanced), (554, "5.6.0"));
+        assert_eq!((r.code, r.enhanced), (554, "5.6.1"));
         assert!(r.text.contains(".exe"), "{r}");
     }
 }
