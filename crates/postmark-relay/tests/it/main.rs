@@ -11,6 +11,7 @@ mod faults;
 mod fidelity;
 mod help;
 mod hostile;
+mod interop_smtp;
 mod layering;
 mod limits;
 mod metrics;
