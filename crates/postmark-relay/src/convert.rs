@@ -158,7 +158,7 @@ pub fn convert(
     opts: &ConvertOptions,
 ) -> Result<Vec<SendEmailRequest>, ConvertError> {
     let (request, routed, _) = convert_one(message, envelope, opts, true)?;
-    Ok(split(request, routed))
+    Ok(split(request, routed, true))
 }
 
 /// A request as [`measure`] builds it: attachment contents left empty.
@@ -172,14 +172,16 @@ pub struct Measured {
 }
 
 /// What [`convert`] would produce, without base64-encoding the attachments: for checking
-/// Postmark's limits at accept time, where the request itself is not needed.
+/// Postmark's limits at accept time, where the request itself is not needed. Of the copies sent
+/// one per hidden recipient, only the largest is measured.
 pub fn measure(
     message: &Message<'_>,
     envelope: &Envelope,
     opts: &ConvertOptions,
 ) -> Result<Vec<Measured>, ConvertError> {
     let (request, routed, content_len) = convert_one(message, envelope, opts, false)?;
-    Ok(split(request, routed).into_iter().map(|request| Measured { request, content_len }).collect())
+    let requests = split(request, routed, false);
+    Ok(requests.into_iter().map(|request| Measured { request, content_len }).collect())
 }
 
 /// Every text of `request` (addresses, subject, bodies, headers, metadata, attachment names
@@ -198,15 +200,17 @@ pub fn request_texts(request: &SendEmailRequest) -> impl Iterator<Item = &str> {
 }
 
 /// The requests for `request`'s recipients: groups of at most [`MAX_RECIPIENTS`] (see the module
-/// documentation), each given a `To` by [`address_to`].
-fn split(mut request: SendEmailRequest, routed: Routing) -> Vec<SendEmailRequest> {
+/// documentation), each given a `To` by [`address_to`]. Without `every_copy` (for measuring),
+/// of the copies a group sends one per hidden recipient only the largest is made: they differ
+/// in nothing else, and a thousand hidden recipients then cost no thousand copies.
+fn split(mut request: SendEmailRequest, routed: Routing, every_copy: bool) -> Vec<SendEmailRequest> {
     let Routing { routed, original_to, original_cc } = routed;
     let total = routed.to.len() + routed.cc.len() + routed.bcc.len();
     if total <= MAX_RECIPIENTS {
         request.to = join(&routed.to);
         request.cc = non_empty(join(&routed.cc));
         request.bcc = non_empty(routed.bcc.join(", "));
-        return address_to(request, routed.bcc);
+        return address_to(request, routed.bcc, every_copy);
     }
     let mut requests = Vec::new();
     let (mut to, mut cc, mut bcc) = (&routed.to[..], &routed.cc[..], &routed.bcc[..]);
@@ -225,7 +229,7 @@ fn split(mut request: SendEmailRequest, routed: Routing) -> Vec<SendEmailRequest
         if !routed.cc_shortened && chunk_cc.len() < routed.cc.len() {
             copy.headers.push(MessageHeader { name: "X-Relay-Original-Cc".into(), value: original_cc.clone() });
         }
-        requests.extend(address_to(copy, chunk_bcc));
+        requests.extend(address_to(copy, chunk_bcc, every_copy));
     }
     requests
 }
@@ -262,7 +266,8 @@ pub fn request_recipients(request: &SendEmailRequest, envelope: &Envelope) -> Ve
 }
 
 /// Makes sure every request has a `To` (see [`convert`]); `hidden` are the `Bcc` recipients.
-fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEmailRequest> {
+/// Without `every_copy`, only the copy for the longest hidden address (see [`split`]).
+fn address_to(mut request: SendEmailRequest, mut hidden: Vec<String>, every_copy: bool) -> Vec<SendEmailRequest> {
     if !request.to.is_empty() {
         return vec![request];
     }
@@ -271,6 +276,9 @@ fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEma
         return vec![request];
     }
     request.bcc = None;
+    if !every_copy && let Some(longest) = hidden.iter().max_by_key(|a| a.len()).cloned() {
+        hidden = vec![longest];
+    }
     hidden
         .into_iter()
         .map(|rcpt| {

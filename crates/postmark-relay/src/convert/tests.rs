@@ -817,3 +817,16 @@ fn format_flowed_text_is_unwrapped_with_delsp() {
     let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
     assert_eq!(req.text_body.as_deref(), Some("kept \r\nas is\r\n"));
 }
+
+#[test]
+fn measuring_a_thousand_hidden_recipients_makes_one_copy_not_a_thousand() {
+    let raw = fixture("alternative.eml");
+    let mut rcpt: Vec<String> = (0..999).map(|i| format!("r{i}@example.org")).collect();
+    rcpt.push("the-longest-address-of-all@example.org".into());
+    let envelope = Envelope::new("", rcpt);
+    let message = parse(&raw).unwrap();
+    let measured = measure(&message, &envelope, &ConvertOptions::default()).unwrap();
+    assert_eq!(measured.len(), 1);
+    assert_eq!(measured[0].request.to, "the-longest-address-of-all@example.org");
+    assert_eq!(super::to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap().len(), 1000);
+}

@@ -42,7 +42,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use postmark_core::limits::MAX_RECIPIENTS;
+mod groups;
 
 use super::policy::{Class, classify_smtp};
 use super::{BackendError, Outcome, RecipientOutcome};
@@ -358,7 +358,7 @@ impl Smtp {
                     Err(outcome) => return outcome,
                 },
             };
-            match send(c, msg).await {
+            match groups::send(c, msg).await {
                 Ok(outcome) => {
                     c.last_used = Instant::now();
                     return outcome;
@@ -474,71 +474,6 @@ fn connect_outcome(e: mail_send::Error) -> Outcome {
 fn reply_text(r: &smtp_proto::Response<String>) -> String {
     let [a, b, c] = r.esc;
     if a == 0 { format!("{} {}", r.code, r.message) } else { format!("{} {a}.{b}.{c} {}", r.code, r.message) }
-}
-
-/// The message on an established connection: one transaction per group of at most Postmark's
-/// 50 recipients (its SMTP service builds the same request as the API, and bounces one with
-/// more), the same bytes each time. Once a group is delivered, a later failure leaves only the
-/// groups not yet delivered to be retried, so nobody gets the message twice.
-async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<Outcome, Failure> {
-    let rcpt = &msg.header.envelope.rcpt_to;
-    if rcpt.len() <= MAX_RECIPIENTS {
-        return send_to(conn, msg, rcpt).await;
-    }
-    let mut all = RecipientOutcome::default();
-    for (n, group) in rcpt.chunks(MAX_RECIPIENTS).enumerate() {
-        let outcome = match send_to(conn, msg, group).await {
-            Ok(outcome) => outcome,
-            Err(failure) if all.delivered.is_empty() => return Err(failure),
-            // The groups delivered stay delivered; the rest is retried (a reused connection
-            // that turns out broken is replaced before the next message).
-            Err(Failure::Broken { reason, .. }) => {
-                all.retry.extend(rcpt.chunks(MAX_RECIPIENTS).skip(n).flatten().cloned());
-                all.retry_reason = format!("upstream SMTP connection failed: {reason}");
-                break;
-            }
-        };
-        match outcome {
-            Outcome::Delivered { reference } => {
-                all.delivered.extend_from_slice(group);
-                all.reference = reference;
-            }
-            Outcome::PerRecipient(r) => {
-                all.delivered.extend(r.delivered);
-                if !r.reference.is_empty() {
-                    all.reference = r.reference;
-                }
-                if !r.retry.is_empty() {
-                    all.retry.extend(r.retry);
-                    all.retry_reason = r.retry_reason;
-                }
-                if !r.failed.is_empty() {
-                    all.failed.extend(r.failed);
-                    all.failed_reason = r.failed_reason;
-                }
-            }
-            Outcome::Permanent(reason) => {
-                all.failed.extend_from_slice(group);
-                all.failed_reason = reason;
-            }
-            Outcome::Transient(reason) => {
-                all.retry.extend_from_slice(group);
-                all.retry_reason = reason;
-            }
-            // Nothing delivered yet: pause as for one transaction. Else the rest waits for the
-            // next attempt, after the pause.
-            Outcome::Operator(reason) if all.delivered.is_empty() => return Ok(Outcome::Operator(reason)),
-            Outcome::Operator(reason) => {
-                all.retry.extend(rcpt.chunks(MAX_RECIPIENTS).skip(n).flatten().cloned());
-                all.retry_reason = reason;
-                break;
-            }
-        }
-    }
-    Ok(match (all.retry.is_empty(), all.failed.is_empty()) {
-        (true, true) => Outcome::Delivered { reference: all.reference },
-        _ => Outcome::PerRecipient(all),
-    })
 }
 
 /// One transaction on an established connection, to `rcpt_to`.

@@ -289,7 +289,10 @@ impl Acceptor {
             // While the worker has room for it (and the spool can take files, should it need
             // one), the message is handed over in memory, with its requests built here once (see
             // crate::delivery::handoff).
-            let build = spool.files_ok() && handoff.has_room(size.saturating_mul(3));
+            // A message becomes one request per group of 50 recipients, or per recipient when
+            // all are hidden: each a copy of the converted message.
+            let copies = envelope.rcpt_to.len().max(1);
+            let build = spool.files_ok() && handoff.has_room(size.saturating_mul(2 + copies));
             let (mut accepted, mut raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy, build)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let routing = accepted.routing.clone();
