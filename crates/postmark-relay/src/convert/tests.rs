@@ -819,14 +819,16 @@ fn format_flowed_text_is_unwrapped_with_delsp() {
 }
 
 #[test]
-fn measuring_a_thousand_hidden_recipients_makes_one_copy_not_a_thousand() {
+fn measuring_a_thousand_hidden_recipients_makes_a_copy_per_group_not_a_thousand() {
     let raw = fixture("alternative.eml");
     let mut rcpt: Vec<String> = (0..999).map(|i| format!("r{i}@example.org")).collect();
     rcpt.push("the-longest-address-of-all@example.org".into());
     let envelope = Envelope::new("", rcpt);
     let message = parse(&raw).unwrap();
     let measured = measure(&message, &envelope, &ConvertOptions::default()).unwrap();
-    assert_eq!(measured.len(), 1);
-    assert_eq!(measured[0].request.to, "the-longest-address-of-all@example.org");
+    // One per group of 50, the group's longest address.
+    assert_eq!(measured.len(), 20);
+    assert_eq!(measured[19].request.to, "the-longest-address-of-all@example.org");
+    assert!(measured[..19].iter().all(|m| m.request.to.len() == "r950@example.org".len()), "{measured:?}");
     assert_eq!(super::to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap().len(), 1000);
 }
