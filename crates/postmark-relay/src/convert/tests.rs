@@ -446,7 +446,7 @@ fn more_than_fifty_recipients_become_requests_of_at_most_fifty_and_hidden_ones_s
     assert_eq!(requests.len(), 1);
     assert!(header(&requests[0], "X-Relay-Original-To").is_none());
 
-    let err = super::to_postmark(&raw.as_bytes(), &Envelope::new("", Vec::<String>::new()), &ConvertOptions::default())
+    let err = super::to_postmark(raw.as_bytes(), &Envelope::new("", Vec::<String>::new()), &ConvertOptions::default())
         .unwrap_err();
     assert_eq!(err, ConvertError::NoRecipients);
 }
