@@ -187,24 +187,8 @@ impl Api {
                 outcomes[i] = Some(outcome);
                 continue;
             }
-            let r = &mut split[i];
-            match outcome {
-                Outcome::Delivered { reference } => {
-                    r.delivered.extend(rcpt);
-                    if r.reference.is_empty() {
-                        r.reference = reference;
-                    }
-                }
-                Outcome::Transient(reason) => {
-                    r.retry.extend(rcpt);
-                    r.retry_reason = reason;
-                }
-                Outcome::Permanent(reason) => {
-                    r.failed.extend(rcpt);
-                    r.failed_reason = reason;
-                }
-                Outcome::Operator(reason) => operator[i] = Some(reason),
-                Outcome::PerRecipient(_) => {}
+            if let Some(reason) = split[i].record(&rcpt, outcome) {
+                operator[i] = Some(reason);
             }
         }
         for (i, r) in split.into_iter().enumerate() {

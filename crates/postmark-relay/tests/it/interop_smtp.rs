@@ -300,19 +300,26 @@ async fn mutt_in_smtp_mode_with_format_flowed_and_an_attachment() {
     relay.stop().await;
 }
 
+/// Runs `tests/interop/php/<script>` with PHP against a fresh relay, once PHP and `library` are
+/// there; the relay and its fake Postmark for the assertions.
+async fn php_script(test: &str, library: &str, what: &str, script: &str) -> Option<(FakeApi, TestRelay)> {
+    let php = support::real_client("php", test)?;
+    real_file(Path::new(library), test, what)?;
+    let (fake, relay) = relay().await;
+    let mut cmd = Command::new(php);
+    cmd.env("RELAY_PORT", relay.addr.port().to_string()).arg(interop_dir().join("php").join(script));
+    let out = run(cmd, Vec::new()).await;
+    assert_success(script, &out);
+    Some((fake, relay))
+}
+
 #[tokio::test]
 async fn phpmailer_over_smtp_with_html_cc_bcc_and_an_attachment() {
+    let library = "/usr/share/php/libphp-phpmailer/autoload.php";
     let test = "phpmailer_over_smtp_with_html_cc_bcc_and_an_attachment";
-    let Some(php) = support::real_client("php", test) else { return };
-    let library = Path::new("/usr/share/php/libphp-phpmailer/autoload.php");
-    if real_file(library, test, "Debian's libphp-phpmailer").is_none() {
+    let Some((fake, mut relay)) = php_script(test, library, "Debian's libphp-phpmailer", "phpmailer.php").await else {
         return;
-    }
-    let (fake, mut relay) = relay().await;
-    let mut cmd = Command::new(php);
-    cmd.env("RELAY_PORT", relay.addr.port().to_string()).arg(interop_dir().join("php/phpmailer.php"));
-    let out = run(cmd, Vec::new()).await;
-    assert_success("PHPMailer", &out);
+    };
     let got = emails(&fake, 1).await;
     let email = &got[0];
     assert_eq!(field(email, "From"), "Shop Müller <shop@example.com>");
@@ -337,17 +344,11 @@ async fn phpmailer_over_smtp_with_html_cc_bcc_and_an_attachment() {
 
 #[tokio::test]
 async fn symfony_mailer_over_smtp() {
+    let library = "/usr/share/php/Symfony/Component/Mailer/autoload.php";
     let test = "symfony_mailer_over_smtp";
-    let Some(php) = support::real_client("php", test) else { return };
-    let library = Path::new("/usr/share/php/Symfony/Component/Mailer/autoload.php");
-    if real_file(library, test, "Debian's php-symfony-mailer").is_none() {
+    let Some((fake, mut relay)) = php_script(test, library, "Debian's php-symfony-mailer", "symfony.php").await else {
         return;
-    }
-    let (fake, mut relay) = relay().await;
-    let mut cmd = Command::new(php);
-    cmd.env("RELAY_PORT", relay.addr.port().to_string()).arg(interop_dir().join("php/symfony.php"));
-    let out = run(cmd, Vec::new()).await;
-    assert_success("Symfony Mailer", &out);
+    };
     let got = emails(&fake, 1).await;
     let email = &got[0];
     assert_eq!(field(email, "From"), "Symfony App <app@example.com>");

@@ -28,37 +28,12 @@ pub(super) async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<O
                 break;
             }
         };
-        match outcome {
-            Outcome::Delivered { reference } => {
-                all.delivered.extend_from_slice(group);
-                all.reference = reference;
-            }
-            Outcome::PerRecipient(r) => {
-                all.delivered.extend(r.delivered);
-                if !r.reference.is_empty() {
-                    all.reference = r.reference;
-                }
-                if !r.retry.is_empty() {
-                    all.retry.extend(r.retry);
-                    all.retry_reason = r.retry_reason;
-                }
-                if !r.failed.is_empty() {
-                    all.failed.extend(r.failed);
-                    all.failed_reason = r.failed_reason;
-                }
-            }
-            Outcome::Permanent(reason) => {
-                all.failed.extend_from_slice(group);
-                all.failed_reason = reason;
-            }
-            Outcome::Transient(reason) => {
-                all.retry.extend_from_slice(group);
-                all.retry_reason = reason;
-            }
+        match all.record(group, outcome) {
+            None => {}
             // Nothing delivered yet: pause as for one transaction. Else the rest waits for the
             // next attempt, after the pause.
-            Outcome::Operator(reason) if all.delivered.is_empty() => return Ok(Outcome::Operator(reason)),
-            Outcome::Operator(reason) => {
+            Some(reason) if all.delivered.is_empty() => return Ok(Outcome::Operator(reason)),
+            Some(reason) => {
                 all.retry.extend(rcpt.chunks(MAX_RECIPIENTS).skip(n).flatten().cloned());
                 all.retry_reason = reason;
                 break;
