@@ -167,9 +167,20 @@ impl Api {
                 })
                 .collect();
         let mut results = Vec::with_capacity(requests.len());
-        let mut rest = requests.into_iter();
+        let mut rest = requests.into_iter().peekable();
         loop {
-            let chunk: Vec<SendEmailRequest> = rest.by_ref().take(MAX_BATCH_MESSAGES).collect();
+            // At most MAX_BATCH_MESSAGES, and about MAX_BATCH_RAW_BYTES of text (the copies of a
+            // message to many recipients would otherwise make one batch of many times its size).
+            let mut chunk: Vec<SendEmailRequest> = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = rest.peek() {
+                let size = super::handoff::heap_bytes(std::slice::from_ref(next));
+                if chunk.len() == MAX_BATCH_MESSAGES || (!chunk.is_empty() && bytes + size > MAX_BATCH_RAW_BYTES) {
+                    break;
+                }
+                bytes += size;
+                chunk.extend(rest.next());
+            }
             match chunk.len() {
                 0 => break,
                 1 => {

@@ -107,3 +107,30 @@ async fn sixty_recipients_go_upstream_in_smtp_transactions_of_at_most_fifty() {
     wait_for("the queue to empty", Duration::from_secs(10), || relay.files("queue").is_empty().then_some(())).await;
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn copies_for_hidden_recipients_go_in_batches_of_about_a_megabyte_not_one_huge_batch() {
+    let fake = FakeApi::start().await;
+    fake.set_server_token(TOKEN);
+    let mut relay = TestRelay::with_api(&fake, TOKEN, &[]).await;
+    // Ten hidden recipients: ten copies of a 300 KB text, 3 MB in all.
+    let rcpt: Vec<String> = (0..10).map(|i| format!("h{i}@example.org")).collect();
+    let refs: Vec<&str> = rcpt.iter().map(String::as_str).collect();
+    let body = "a line of text that is not short\r\n".repeat(9000);
+    let raw = format!("From: app@example.com\r\nTo: undisclosed-recipients:;\r\nSubject: big\r\n\r\n{body}");
+    send(relay.addr, "app@example.com", &refs, raw.as_bytes()).await.expect("250");
+    let emails = wait_for("ten copies at the fake", Duration::from_secs(20), || {
+        let e = fake.emails();
+        (e.len() == 10).then_some(e)
+    })
+    .await;
+    let mut to: Vec<&str> = emails.iter().map(|e| e["To"].as_str().unwrap()).collect();
+    to.sort();
+    assert_eq!(to, refs);
+    let posts: Vec<_> = fake.requests().into_iter().filter(|r| r.path.starts_with("/email")).collect();
+    assert!(posts.len() >= 3, "{} requests for 3 MB of copies", posts.len());
+    for post in &posts {
+        assert!(post.body.len() < 2_500_000, "a request of {} bytes", post.body.len());
+    }
+    relay.stop().await;
+}
