@@ -45,7 +45,7 @@
 //!
 //! **More than 50 recipients** (Postmark's limit on `To` + `Cc` + `Bcc`): the recipients, in the
 //! order `To`, `Cc`, `Bcc`, are cut into groups of at most [`MAX_RECIPIENTS`], one request each
-//! (a group of hidden recipients only: one request per recipient, as above). A hidden recipient only ever travels in a request's `Bcc` (or alone in its
+//! (a group of hidden recipients only: one request per recipient, Postmark needing a `To`). A hidden recipient only ever travels in a request's `Bcc` (or alone in its
 //! `To`), so nobody learns it; a request that carries only part of the original `To` or `Cc`
 //! keeps the full header text in `X-Relay-Original-To` / `X-Relay-Original-Cc`.
 
