@@ -79,6 +79,10 @@ pub struct Args {
     /// Most simultaneous SMTP connections; more are answered `421 4.7.0` at once.
     #[arg(long, env = "RELAY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Most recipients per SMTP transaction (the next `RCPT` gets `452 4.5.3`); delivery splits
+    /// a message into requests (API) or transactions (SMTP) of at most Postmark's 50 each.
+    #[arg(long, env = "RELAY_MAX_RECIPIENTS", value_name = "N")]
+    pub max_recipients: Option<usize>,
     /// Certificate chain (PEM) for inbound STARTTLS; needs `--tls-key`.
     #[arg(long, env = "RELAY_TLS_CERT", value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,

@@ -39,12 +39,21 @@
 //!   original header text is kept in the custom header `X-Relay-Original-To` /
 //!   `X-Relay-Original-Cc` (only when something was left out).
 //! * An address named twice (in `To` and `Cc`) keeps only its first place, so it gets one copy.
-//! * More than 50 distinct envelope recipients is [`ConvertError::TooManyRecipients`].
+//! * A `To`/`Cc` mailbox that matches an envelope recipient only when the local part's case is
+//!   ignored (`To: Ann <Ann@example.org>`, `RCPT TO:<ann@example.org>`) is that recipient: it
+//!   keeps its display name and takes the envelope's spelling.
+//!
+//! **More than 50 recipients** (Postmark's limit on `To` + `Cc` + `Bcc`): the recipients, in the
+//! order `To`, `Cc`, `Bcc`, are cut into groups of at most [`MAX_RECIPIENTS`], one request each
+//! (a group of hidden recipients only: one request per recipient, Postmark needing a `To`). A hidden recipient only ever travels in a request's `Bcc` (or alone in its
+//! `To`), so nobody learns it; a request that carries only part of the original `To` or `Cc`
+//! keeps the full header text in `X-Relay-Original-To` / `X-Relay-Original-Cc`.
 
 mod address;
 pub(crate) mod attachment;
 pub(crate) mod body;
 pub(crate) mod controls;
+mod flowed;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +67,7 @@ use postmark_core::limits::is_valid_address;
 
 use self::address::Mailbox;
 pub(crate) use self::address::display_name as quote_display_name;
+pub(crate) use self::address::with_a_label;
 pub use self::body::DEFAULT_EMPTY_BODY_TEXT;
 pub use crate::envelope::Envelope;
 pub use postmark_core::limits::{FORBIDDEN_EXTENSIONS, forbidden_extension};
@@ -93,12 +103,6 @@ pub enum ConvertError {
     /// The envelope has no recipient.
     #[error("the message has no envelope recipients")]
     NoRecipients,
-    /// More distinct envelope recipients than Postmark accepts.
-    #[error("too many recipients: {count} (Postmark accepts at most {MAX_RECIPIENTS} per message)")]
-    TooManyRecipients {
-        /// Distinct envelope recipients.
-        count: usize,
-    },
     /// An `X-PM-*` control header has a value Postmark would refuse.
     #[error("invalid {header} header value {value:?}: expected {expected}")]
     InvalidHeader {
@@ -153,8 +157,8 @@ pub fn convert(
     envelope: &Envelope,
     opts: &ConvertOptions,
 ) -> Result<Vec<SendEmailRequest>, ConvertError> {
-    let (request, hidden, _) = convert_one(message, envelope, opts, true)?;
-    Ok(address_to(request, hidden))
+    let (request, routed, _) = convert_one(message, envelope, opts, true)?;
+    Ok(split(request, routed, true))
 }
 
 /// A request as [`measure`] builds it: attachment contents left empty.
@@ -168,14 +172,16 @@ pub struct Measured {
 }
 
 /// What [`convert`] would produce, without base64-encoding the attachments: for checking
-/// Postmark's limits at accept time, where the request itself is not needed.
+/// Postmark's limits at accept time, where the request itself is not needed. Of the copies sent
+/// one per hidden recipient, only the largest is measured.
 pub fn measure(
     message: &Message<'_>,
     envelope: &Envelope,
     opts: &ConvertOptions,
 ) -> Result<Vec<Measured>, ConvertError> {
-    let (request, hidden, content_len) = convert_one(message, envelope, opts, false)?;
-    Ok(address_to(request, hidden).into_iter().map(|request| Measured { request, content_len }).collect())
+    let (request, routed, content_len) = convert_one(message, envelope, opts, false)?;
+    let requests = split(request, routed, false);
+    Ok(requests.into_iter().map(|request| Measured { request, content_len }).collect())
 }
 
 /// Every text of `request` (addresses, subject, bodies, headers, metadata, attachment names
@@ -193,8 +199,75 @@ pub fn request_texts(request: &SendEmailRequest) -> impl Iterator<Item = &str> {
         }))
 }
 
+/// The requests for `request`'s recipients: groups of at most [`MAX_RECIPIENTS`] (see the module
+/// documentation), each given a `To` by [`address_to`]. Without `every_copy` (for measuring),
+/// of the copies a group sends one per hidden recipient only the largest is made: they differ
+/// in nothing else, and a thousand hidden recipients then cost no thousand copies.
+fn split(mut request: SendEmailRequest, routed: Routing, every_copy: bool) -> Vec<SendEmailRequest> {
+    let Routing { routed, original_to, original_cc } = routed;
+    let total = routed.to.len() + routed.cc.len() + routed.bcc.len();
+    if total <= MAX_RECIPIENTS {
+        request.to = join(&routed.to);
+        request.cc = non_empty(join(&routed.cc));
+        request.bcc = non_empty(routed.bcc.join(", "));
+        return address_to(request, routed.bcc, every_copy);
+    }
+    let mut requests = Vec::new();
+    let (mut to, mut cc, mut bcc) = (&routed.to[..], &routed.cc[..], &routed.bcc[..]);
+    while !(to.is_empty() && cc.is_empty() && bcc.is_empty()) {
+        let mut room = MAX_RECIPIENTS;
+        let chunk_to = take_up_to(&mut to, &mut room);
+        let chunk_cc = take_up_to(&mut cc, &mut room);
+        let chunk_bcc = take_up_to(&mut bcc, &mut room).to_vec();
+        let mut copy = request.clone();
+        copy.to = join(chunk_to);
+        copy.cc = non_empty(join(chunk_cc));
+        copy.bcc = non_empty(chunk_bcc.join(", "));
+        if !routed.to_shortened && chunk_to.len() < routed.to.len() {
+            copy.headers.push(MessageHeader { name: "X-Relay-Original-To".into(), value: original_to.clone() });
+        }
+        if !routed.cc_shortened && chunk_cc.len() < routed.cc.len() {
+            copy.headers.push(MessageHeader { name: "X-Relay-Original-Cc".into(), value: original_cc.clone() });
+        }
+        requests.extend(address_to(copy, chunk_bcc, every_copy));
+    }
+    requests
+}
+
+/// The first `room` items of `list` (at most), taken off it; `room` shrinks by as many.
+fn take_up_to<'a, T>(list: &mut &'a [T], room: &mut usize) -> &'a [T] {
+    let (head, tail) = list.split_at((*room).min(list.len()));
+    *room -= head.len();
+    *list = tail;
+    head
+}
+
+/// The envelope recipients `request` delivers to (its `To`, `Cc` and `Bcc`), each spelled as in
+/// `envelope` (compared as the conversion compares them): what delivery records per request
+/// when a message went out as several.
+pub fn request_recipients(request: &SendEmailRequest, envelope: &Envelope) -> Vec<String> {
+    let fields = [Some(&request.to), request.cc.as_ref(), request.bcc.as_ref()];
+    let mut header = Vec::new();
+    for (name, value) in ["To", "Cc", "Bcc"].iter().zip(fields) {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            header.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+    }
+    header.extend_from_slice(b"\r\n");
+    let Some(parsed) = parse(&header) else { return Vec::new() };
+    let rcpt = address::unique(&envelope.rcpt_to);
+    parsed
+        .root_part()
+        .headers()
+        .iter()
+        .flat_map(mailboxes)
+        .map(|m| address::envelope_spelling(&m.address, &rcpt).unwrap_or(m.address))
+        .collect()
+}
+
 /// Makes sure every request has a `To` (see [`convert`]); `hidden` are the `Bcc` recipients.
-fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEmailRequest> {
+/// Without `every_copy`, only the copy for the longest hidden address (see [`split`]).
+fn address_to(mut request: SendEmailRequest, mut hidden: Vec<String>, every_copy: bool) -> Vec<SendEmailRequest> {
     if !request.to.is_empty() {
         return vec![request];
     }
@@ -203,6 +276,9 @@ fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEma
         return vec![request];
     }
     request.bcc = None;
+    if !every_copy && let Some(longest) = hidden.iter().max_by_key(|a| a.len()).cloned() {
+        hidden = vec![longest];
+    }
     hidden
         .into_iter()
         .map(|rcpt| {
@@ -213,20 +289,25 @@ fn address_to(mut request: SendEmailRequest, hidden: Vec<String>) -> Vec<SendEma
         .collect()
 }
 
-/// The request before the `To` rule, the recipients it has in `Bcc`, and (without `encode`, when
-/// the attachments' contents are left empty) their base64 length.
+/// The recipients of a request before [`split`]: the envelope rule's result and the original
+/// `To` and `Cc` header texts.
+struct Routing {
+    routed: address::Routed,
+    original_to: String,
+    original_cc: String,
+}
+
+/// The request before [`split`] (recipients not filled in), its recipients, and (without
+/// `encode`, when the attachments' contents are left empty) their base64 length.
 fn convert_one(
     message: &Message<'_>,
     envelope: &Envelope,
     opts: &ConvertOptions,
     encode: bool,
-) -> Result<(SendEmailRequest, Vec<String>, usize), ConvertError> {
+) -> Result<(SendEmailRequest, Routing, usize), ConvertError> {
     let rcpt = address::unique(&envelope.rcpt_to);
     if rcpt.is_empty() {
         return Err(ConvertError::NoRecipients);
-    }
-    if rcpt.len() > MAX_RECIPIENTS {
-        return Err(ConvertError::TooManyRecipients { count: rcpt.len() });
     }
     let from = sender(message, envelope)?;
     let raw = message.raw_message();
@@ -251,9 +332,9 @@ fn convert_one(
 
     let mut request = SendEmailRequest {
         from: from.to_from_value(),
-        to: join(&routed.to),
-        cc: non_empty(join(&routed.cc)),
-        bcc: non_empty(routed.bcc.join(", ")),
+        to: String::new(),
+        cc: None,
+        bcc: None,
         subject: message.subject().map(str::to_owned),
         reply_to: non_empty(join(&reply_to)),
         tag: None,
@@ -311,7 +392,12 @@ fn convert_one(
     body::fill_empty(&mut body, opts.empty_body_text.as_deref(), &names);
     request.text_body = body.text;
     request.html_body = body.html;
-    Ok((request, routed.bcc, content_len))
+    let routing = Routing {
+        original_to: original_text(top, raw, &HeaderName::To),
+        original_cc: original_text(top, raw, &HeaderName::Cc),
+        routed,
+    };
+    Ok((request, routing, content_len))
 }
 
 /// The file names the API path gives the message's parts: those that are not body text, or
@@ -372,17 +458,13 @@ pub(crate) fn from_header_fix(message: &Message<'_>, envelope: &Envelope) -> Opt
     sender(message, envelope).ok().map(|m| m.to_raw_header())
 }
 
-/// The comparison key of an address (domain in lower case, local part as written).
-pub(crate) fn address_key(address: &str) -> String {
-    address::key(address)
-}
-
 /// Whether the message has a usable sender (see [`ConvertError::NoSender`]).
 pub(crate) fn has_sender(message: &Message<'_>, envelope: &Envelope) -> bool {
     sender(message, envelope).is_ok()
 }
 
-/// The mailboxes of an address header, groups flattened, entries without an address skipped.
+/// The mailboxes of an address header, groups flattened, entries without an address skipped,
+/// internationalized domains as A-labels.
 ///
 /// The address is cleaned exactly as [`address::key`] sees it (blanks and stray angle brackets
 /// at either end removed): mail-parser reads a damaged `To: a@example.com>` as the address
@@ -395,10 +477,10 @@ fn mailboxes(header: &Header<'_>) -> Vec<Mailbox> {
     list.iter()
         .filter_map(|addr| {
             let address = addr.address()?.trim().trim_start_matches('<').trim_end_matches('>').trim();
-            (!address.is_empty()).then(|| Mailbox {
-                name: addr.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
-                address: address.to_owned(),
-            })
+            // An internationalized domain as its A-label, as the session writes the envelope.
+            let address = address::with_a_label(address).unwrap_or_else(|| address.to_owned());
+            (!address.is_empty())
+                .then(|| Mailbox { name: addr.name().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()), address })
         })
         .collect()
 }
@@ -449,8 +531,12 @@ fn is_rebuilt_by_postmark(name: &HeaderName<'_>) -> bool {
 }
 
 fn push_original(request: &mut SendEmailRequest, name: &str, top: &[Header<'_>], raw: &[u8], which: &HeaderName<'_>) {
-    let value = top.iter().filter(|h| &h.name == which).map(|h| raw_value(h, raw)).collect::<Vec<_>>().join(", ");
-    request.headers.push(MessageHeader { name: name.to_owned(), value });
+    request.headers.push(MessageHeader { name: name.to_owned(), value: original_text(top, raw, which) });
+}
+
+/// The values of every `which` header, as sent, joined with commas.
+fn original_text(top: &[Header<'_>], raw: &[u8], which: &HeaderName<'_>) -> String {
+    top.iter().filter(|h| &h.name == which).map(|h| raw_value(h, raw)).collect::<Vec<_>>().join(", ")
 }
 
 /// The `X-PM-Message-Stream` header of a parsed message, RFC 2047-decoded (the stream the

@@ -56,7 +56,7 @@ pub enum Reject {
     /// Refused by the sender policy (`550 5.7.1`: `allowed_senders`, a From Postmark has not
     /// verified).
     Policy,
-    /// A forbidden attachment type (`554 5.6.0`).
+    /// A forbidden attachment type (`554 5.6.1`).
     Attachment,
     /// No header section at all (`554 5.6.0`).
     Unparseable,

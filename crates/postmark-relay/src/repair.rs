@@ -15,8 +15,14 @@
 //!    its rules refuse, or over 255 characters. Postmark would bounce the message; the relay puts
 //!    in the sender it would use on the API path (the first valid mailbox, else the envelope
 //!    sender) and keeps the original value in `X-Original-From`.
+//! 4. **Lines over 998 octets, on the SMTP path** ([`long_lines`]): the parts that hold them are
+//!    re-encoded (quoted-printable, or base64 in short lines) with the same decoded content.
+
+mod lines;
 
 use mail_parser::{Message, MimeHeaders, PartType};
+
+pub use self::lines::long_lines;
 
 use crate::convert::{self, ConvertOptions, body};
 use crate::envelope::Envelope;

@@ -7,10 +7,10 @@
 //! |---|---|---|
 //! | no header section at all (mail-parser finds none; e.g. DATA without a blank-line-separated header) | both | `554 5.6.0` |
 //! | no usable sender: no valid From address and an empty (`<>`) or invalid envelope sender | both | `550 5.1.7` |
-//! | no envelope recipient, or more than 50 distinct ones | both | `554 5.5.0` / `550 5.5.3` |
+//! | no envelope recipient | both | `554 5.5.0` |
 //! | a `Subject` over 2,000 characters (UTF-16 code units, as Postmark counts) | both | `554 5.6.0` |
 //! | MIME Postmark's SMTP service cannot decode (mail-parser flags an encoding problem: invalid base64, a multipart without its closing boundary) | SMTP | `554 5.6.0` |
-//! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.0` |
+//! | an attachment name (Content-Disposition `filename` **or** Content-Type `name`) with an extension Postmark refuses (ErrorCode 411), case-insensitive | both | `554 5.6.1` |
 //! | the `/email` JSON would exceed 10 MB (measured on the serialized request, base64 included) | API | `552 5.3.4` |
 //! | `TextBody` or `HtmlBody` over 5 MB | API | `552 5.3.4` |
 //! | control headers Postmark would refuse: an `X-PM-TrackOpens` / `X-PM-TrackLinks` value outside the documented set, an `X-PM-Tag` over 1000 characters, more than 10 `X-PM-Metadata-*` keys, a key over 20 or a value over 80 characters | both | `554 5.6.0` |
@@ -28,7 +28,7 @@ use std::{fmt, io};
 use mail_parser::{Message, MimeHeaders, PartType};
 use postmark_core::limits::{
     MAX_BODY_BYTES, MAX_MESSAGE_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_VALUE_CHARS,
-    MAX_RECIPIENTS, MAX_SUBJECT_CHARS, MAX_TAG_CHARS, char_count, forbidden_extension,
+    MAX_SUBJECT_CHARS, MAX_TAG_CHARS, char_count, forbidden_extension,
 };
 
 use crate::convert::{self, ConvertError, ConvertOptions, SendEmailRequest};
@@ -93,7 +93,6 @@ impl From<ConvertError> for Rejection {
             ConvertError::Unparseable => Rejection::new(Reject::Unparseable, 554, "5.6.0", e.to_string()),
             ConvertError::NoSender => Rejection::new(Reject::Sender, 550, "5.1.7", e.to_string()),
             ConvertError::NoRecipients => Rejection::new(Reject::Recipients, 554, "5.5.0", e.to_string()),
-            ConvertError::TooManyRecipients { .. } => Rejection::new(Reject::Recipients, 550, "5.5.3", e.to_string()),
             ConvertError::InvalidHeader { .. } => Rejection::new(Reject::Unrepresentable, 554, "5.6.0", e.to_string()),
         }
     }
@@ -143,6 +142,7 @@ fn check(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions, build
     match via {
         Via::Smtp => {
             let repaired = repair::smtp(&message, envelope, opts).or_else(|| headers_repaired.clone());
+            let repaired = repair::long_lines(repaired.as_deref().unwrap_or(raw)).or(repaired);
             // The bytes go to Postmark as they are: MIME it cannot decode would bounce there.
             let sent = match &repaired {
                 Some(bytes) => convert::parse(bytes).ok_or(ConvertError::Unparseable)?,
@@ -181,14 +181,13 @@ fn check(raw: &[u8], envelope: &Envelope, via: Via, opts: &ConvertOptions, build
     }
 }
 
+/// At least one recipient; how many at most is the session's `max_recipients` (delivery splits
+/// them into groups Postmark takes).
 fn check_recipients(envelope: &Envelope) -> Result<(), Rejection> {
-    let mut seen = std::collections::HashSet::new();
-    let distinct = envelope.rcpt_to.iter().filter(|a| seen.insert(convert::address_key(a))).count();
-    match distinct {
-        0 => Err(ConvertError::NoRecipients.into()),
-        n if n > MAX_RECIPIENTS => Err(ConvertError::TooManyRecipients { count: n }.into()),
-        _ => Ok(()),
+    if envelope.rcpt_to.iter().all(|a| a.trim().is_empty()) {
+        return Err(ConvertError::NoRecipients.into());
     }
+    Ok(())
 }
 
 /// Refuses a part whose file name (either of the two places it can be given) ends in an
@@ -208,7 +207,10 @@ fn check_attachment_names(message: &Message<'_>) -> Result<(), Rejection> {
                 return Err(Rejection::new(
                     Reject::Attachment,
                     554,
-                    "5.6.0",
+                    // RFC 3463 X.6.1 "media not supported … by the next system in the forwarding
+                    // path": Postmark does not take this type. (X.7.1 is for senders not
+                    // authorized to send; the content is what is refused here.)
+                    "5.6.1",
                     format!("attachment type .{ext} is not allowed by Postmark; zip the file or remove it"),
                 ));
             }

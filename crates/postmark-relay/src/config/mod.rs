@@ -21,6 +21,7 @@
 //! | `--dry-run` | `RELAY_DRY_RUN` | `dry_run` | off |
 //! | `--hostname NAME` | `RELAY_HOSTNAME` | `hostname` | `localhost` |
 //! | `--max-connections N` | `RELAY_MAX_CONNECTIONS` | `limits.max_connections` | 100 |
+//! | `--max-recipients N` | `RELAY_MAX_RECIPIENTS` | `limits.max_recipients` | 1000 (Postfix's default; at least 1) |
 //! | `--shutdown-timeout DURATION` | `RELAY_SHUTDOWN_TIMEOUT` | `shutdown_timeout` | `30s` |
 //! | `--metrics ADDR` | `RELAY_METRICS` | `metrics` | off |
 //! | `--log-format text\|json` | `RELAY_LOG_FORMAT` | `log_format` | `text` |
@@ -40,7 +41,7 @@
 //!
 //! The file's `[limits]` table also sets `idle_timeout`, `command_timeout`, `data_timeout`,
 //! `max_session_duration` (all more than zero), `max_errors`,
-//! `max_message_size` (at most Postmark's 10 MB) and `max_recipients` (at most 50).
+//! and `max_message_size` (at most Postmark's 10 MB).
 
 mod credentials;
 mod error;
@@ -51,7 +52,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use postmark_core::limits::{MAX_MESSAGE_BYTES, MAX_RECIPIENTS};
+use postmark_core::limits::MAX_MESSAGE_BYTES;
 
 pub use self::credentials::CredentialSource;
 use self::credentials::credentials_from;
@@ -417,12 +418,10 @@ fn session_settings(args: &Args, file: &FileConfig) -> Result<SessionConfig, Con
             format!("must be between 1 and {MAX_MESSAGE_BYTES} (Postmark's limit)"),
         ));
     }
-    let max_recipients = limits.max_recipients.unwrap_or(MAX_RECIPIENTS);
-    if max_recipients == 0 || max_recipients > MAX_RECIPIENTS {
-        return Err(ConfigError::invalid(
-            "limits.max_recipients",
-            format!("must be between 1 and {MAX_RECIPIENTS} (Postmark's limit)"),
-        ));
+    let max_recipients = args.max_recipients.or(limits.max_recipients).unwrap_or(defaults.max_recipients);
+    if max_recipients == 0 {
+        let setting = if args.max_recipients.is_some() { "--max-recipients" } else { "limits.max_recipients" };
+        return Err(ConfigError::invalid(setting, "must be at least 1"));
     }
     let timeout = |value: &Option<String>, key: &str, default| {
         let setting = format!("limits.{key}");
@@ -499,7 +498,7 @@ mod tests {
         assert_eq!(c.worker.max_retry_delay, Duration::from_secs(600));
         assert_eq!(c.worker.message_lifetime, Duration::from_secs(3 * 86400));
         assert_eq!(c.session.max_message_size, 10_000_000);
-        assert_eq!(c.session.max_recipients, 50);
+        assert_eq!(c.session.max_recipients, 1000);
     }
 
     #[test]
@@ -571,6 +570,10 @@ max_recipients = 10
         assert_eq!(c.session.max_session_duration, Duration::from_secs(3));
         assert_eq!(c.session.max_errors, 4);
         assert_eq!(c.session.max_recipients, 10);
+        let flag = Config::resolve(&args(&["--config", p, "--max-recipients", "2000"]), &env_of(&[])).unwrap();
+        assert_eq!(flag.session.max_recipients, 2000, "the flag beats the file, and 50 is no ceiling");
+        let zero = Config::resolve(&args(&["--config", p, "--max-recipients", "0"]), &env_of(&[])).unwrap_err();
+        assert!(zero.to_string().contains("--max-recipients"), "{zero}");
         assert_eq!(c.mode, Mode::Send(Via::Api));
         assert_eq!(c.credentials.server_token.as_ref().map(Secret::expose), Some("file-token"));
 

@@ -71,6 +71,20 @@ pub(crate) fn display_name(name: &str) -> String {
     out
 }
 
+/// `address` with an internationalized domain written as its A-label (`a@bücher.de` →
+/// `a@xn--bcher-kva.de`, UTS #46 processing); `None` when the local part is not ASCII or the
+/// domain is not a valid IDN. An ASCII address is returned as it is.
+pub(crate) fn with_a_label(address: &str) -> Option<String> {
+    if address.is_ascii() {
+        return Some(address.to_owned());
+    }
+    let (local, domain) = address.rsplit_once('@')?;
+    if !local.is_ascii() {
+        return None;
+    }
+    idna::domain_to_ascii(domain).ok().filter(|d| !d.is_empty()).map(|d| format!("{local}@{d}"))
+}
+
 /// The comparison key of an address: the local part as written (it may be case-sensitive,
 /// RFC 5321 §2.4) and the domain in lower case.
 pub(crate) fn key(addr: &str) -> String {
@@ -113,11 +127,19 @@ pub(crate) fn route(to: Vec<Mailbox>, cc: Vec<Mailbox>, envelope: &[String]) -> 
 
     let mut keep = |list: Vec<Mailbox>, shortened: &mut bool| -> Vec<Mailbox> {
         let mut kept = Vec::with_capacity(list.len());
-        for mailbox in list {
-            let k = key(&mailbox.address);
-            if !wanted.contains(&k) {
-                *shortened = true;
-            } else if placed.insert(k) {
+        for mut mailbox in list {
+            if !wanted.contains(&key(&mailbox.address)) {
+                // The same mailbox in another case (`Ann@` for the envelope's `ann@`): the
+                // envelope's spelling, the header's display name.
+                match envelope_spelling(&mailbox.address, envelope) {
+                    Some(address) => mailbox.address = address,
+                    None => {
+                        *shortened = true;
+                        continue;
+                    }
+                }
+            }
+            if placed.insert(key(&mailbox.address)) {
                 kept.push(mailbox);
             }
         }
@@ -127,6 +149,20 @@ pub(crate) fn route(to: Vec<Mailbox>, cc: Vec<Mailbox>, envelope: &[String]) -> 
     routed.cc = keep(cc, &mut routed.cc_shortened);
     routed.bcc = envelope.iter().filter(|a| !placed.contains(&key(a))).cloned().collect();
     routed
+}
+
+/// The envelope recipient `address` names: the one with the same [`key`], else the first one
+/// equal to it ignoring case.
+pub(crate) fn envelope_spelling(address: &str, envelope: &[String]) -> Option<String> {
+    let k = key(address);
+    envelope
+        .iter()
+        .find(|a| key(a) == k)
+        .or_else(|| {
+            let folded = address.to_lowercase();
+            envelope.iter().find(|a| a.to_lowercase() == folded)
+        })
+        .cloned()
 }
 
 /// The envelope recipients without duplicates (by [`key`]), in order, trimmed.
@@ -187,8 +223,22 @@ mod tests {
         assert_eq!(r.cc, vec![mb(Some("Cy"), "cy@X.org")]);
         assert_eq!(r.bcc, vec!["hidden@y.org".to_owned()]);
         assert!(r.to_shortened);
-        // "ANN@X.ORG" differs from "ann@x.org" in its local part, so it is another mailbox.
-        assert!(r.cc_shortened);
+        // "ANN@X.ORG" is ann@x.org in another case: already placed in To, so not again, and
+        // nothing was left out of Cc.
+        assert!(!r.cc_shortened);
+    }
+
+    #[test]
+    fn a_header_address_that_differs_from_the_envelope_only_in_case_keeps_its_display_name() {
+        let to = vec![mb(Some("Ann Example"), "Ann@Example.org")];
+        let r = route(to, Vec::new(), &["ann@example.org".into()]);
+        assert_eq!(r.to, vec![mb(Some("Ann Example"), "ann@example.org")]);
+        assert!(r.bcc.is_empty() && !r.to_shortened);
+        // An exact spelling in the envelope wins over a case-insensitive one.
+        let env = vec!["bob@x.org".to_owned(), "Bob@x.org".to_owned()];
+        assert_eq!(envelope_spelling("Bob@X.org", &env).as_deref(), Some("Bob@x.org"));
+        assert_eq!(envelope_spelling("BOB@x.org", &env).as_deref(), Some("bob@x.org"));
+        assert_eq!(envelope_spelling("carol@x.org", &env), None);
     }
 
     #[test]

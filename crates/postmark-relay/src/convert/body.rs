@@ -18,6 +18,9 @@
 //! 5. Still nothing: the configured empty-body text ([`DEFAULT_EMPTY_BODY_TEXT`] unless set), with
 //!    `{attachments}` replaced by the attachments' names.
 //!
+//! A `text/plain; format=flowed` body (RFC 3676) is unwrapped: its soft line breaks are joined
+//! (see [`super::flowed`]).
+//!
 //! Text without a declared charset that is not valid UTF-8 is read as Windows-1252 (what such
 //! 8-bit text almost always is) instead of losing its letters to U+FFFD.
 
@@ -64,7 +67,13 @@ pub(crate) fn bodies(message: &Message<'_>) -> Bodies {
             && !named(part)
             && !out.used.contains(&id)
         {
-            append(&mut out.text, &fixed_charset(message, part).unwrap_or_else(|| text.to_string()));
+            let text = fixed_charset(message, part).unwrap_or_else(|| text.to_string());
+            // RFC 3676: a flowed text's soft line breaks are for the reader to join.
+            let text = match super::flowed::flowed_params(part.content_type()) {
+                Some(delsp) => super::flowed::unwrap(&text, delsp),
+                None => text,
+            };
+            append(&mut out.text, &text);
             out.used.push(id);
         }
     }

@@ -387,27 +387,77 @@ fn header_recipient_outside_the_envelope_gets_no_copy_even_if_it_empties_to() {
 }
 
 #[test]
-fn recipient_limit_counts_distinct_envelope_addresses() {
+fn more_than_fifty_recipients_become_requests_of_at_most_fifty_and_hidden_ones_stay_in_bcc() {
+    // 60 visible recipients in To, 5 in Cc, 40 only in the envelope (Bcc).
+    let to: Vec<String> = (0..60).map(|i| format!("To {i} <t{i}@example.org>")).collect();
+    let raw = format!(
+        "From: App <app@example.com>\r\nTo: {}\r\nCc: c0@example.org, c1@example.org, c2@example.org, \
+         c3@example.org, c4@example.org\r\nSubject: many\r\n\r\nhello\r\n",
+        to.join(", ")
+    );
+    let mut rcpt: Vec<String> = (0..60).map(|i| format!("t{i}@example.org")).collect();
+    rcpt.extend((0..5).map(|i| format!("c{i}@example.org")));
+    rcpt.extend((0..40).map(|i| format!("hidden{i}@bcc.example")));
+    rcpt.push("T0@EXAMPLE.org".into()); // "T0" is another local part than "t0": a 106th recipient
+    let envelope = Envelope::new("app@example.com", rcpt.clone());
+    let requests = super::to_postmark(raw.as_bytes(), &envelope, &ConvertOptions::default()).unwrap();
+    // 106 recipients: 50 + 50 + 6, the last six hidden only, so one request each (To alone).
+    assert_eq!(requests.len(), 8);
+    let mut delivered = Vec::new();
+    for r in &requests {
+        let got = super::request_recipients(r, &envelope);
+        assert!(got.len() <= 50, "{} recipients in one request", got.len());
+        // A hidden recipient is never in To or Cc next to anybody else.
+        let visible = format!("{}, {}", r.to, r.cc.as_deref().unwrap_or(""));
+        assert!(!visible.contains("hidden") || got.len() == 1, "{r:?}");
+        assert_eq!(r.subject.as_deref(), Some("many"));
+        assert_eq!(r.text_body.as_deref(), Some("hello\r\n"));
+        delivered.extend(got);
+    }
+    assert_eq!(delivered, rcpt, "every envelope recipient once, in order, spelled as in the envelope");
+    assert!(requests[0].to.starts_with("To 0 <t0@example.org>, To 1 <t1@example.org>"));
+    assert_eq!(requests[0].cc, None);
+    assert_eq!(requests[1].to.matches('@').count(), 10);
+    assert_eq!(requests[1].cc.as_deref().map(|c| c.matches('@').count()), Some(5));
+    assert_eq!(requests[1].bcc.as_deref().map(|c| c.matches('@').count()), Some(35));
+    // A request that carries only part of To keeps the full header text.
+    for r in &requests[..2] {
+        assert!(header(r, "X-Relay-Original-To").is_some_and(|v| v.contains("t59@example.org")), "{r:?}");
+    }
+    assert!(header(&requests[0], "X-Relay-Original-Cc").is_some(), "none of Cc is in the first request");
+    assert!(header(&requests[1], "X-Relay-Original-Cc").is_none(), "all of Cc is in the second");
+    assert_eq!(requests[1].bcc.as_deref().map(|c| c.split(", ").last()), Some(Some("hidden34@bcc.example")));
+    assert!(requests[2..].iter().all(|r| r.to.contains('@') && !r.to.contains(',') && r.bcc.is_none()));
+    assert_eq!(requests[7].to, "T0@EXAMPLE.org");
+
+    // Only hidden recipients: one request each (Postmark needs a To), however many.
+    let rcpt: Vec<String> = (0..120).map(|i| format!("r{i}@example.org")).collect();
     let raw = fixture("alternative.eml");
-    let fifty: Vec<String> = (0..50).map(|i| format!("r{i}@example.org")).collect();
-    let mut envelope = Envelope::new("", fifty.clone());
-    // "R0" is another local part than "r0" (local parts may be case-sensitive): a 51st mailbox.
-    envelope.rcpt_to.push("R0@EXAMPLE.org".into());
-    let err = to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap_err();
-    assert_eq!(err, ConvertError::TooManyRecipients { count: 51 });
+    let requests = super::to_postmark(&raw, &Envelope::new("", rcpt.clone()), &ConvertOptions::default()).unwrap();
+    assert_eq!(requests.len(), 120);
+    assert!(requests.iter().zip(&rcpt).all(|(r, a)| &r.to == a && r.bcc.is_none() && r.cc.is_none()));
 
-    let mut envelope = Envelope::new("", fifty);
-    envelope.rcpt_to.push("r0@EXAMPLE.org".into()); // a duplicate of r0@example.org
-    let requests = super::to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap();
-    // None of them is in To or Cc: one copy each, each To its recipient alone.
-    assert_eq!(requests.len(), 50);
-    assert!(requests.iter().all(|r| r.bcc.is_none() && r.cc.is_none()));
-    let mut to: Vec<&str> = requests.iter().map(|r| r.to.as_str()).collect();
-    to.dedup();
-    assert_eq!(to.len(), 50);
+    // Exactly 50 stays one request; duplicates are not counted.
+    let mut fifty: Vec<String> = (0..50).map(|i| format!("t{i}@example.org")).collect();
+    fifty.push("t0@EXAMPLE.org".into());
+    let to: Vec<String> = (0..50).map(|i| format!("t{i}@example.org")).collect();
+    let raw = format!("From: a@example.com\r\nTo: {}\r\n\r\nx\r\n", to.join(", "));
+    let requests = super::to_postmark(raw.as_bytes(), &Envelope::new("", fifty), &ConvertOptions::default()).unwrap();
+    assert_eq!(requests.len(), 1);
+    assert!(header(&requests[0], "X-Relay-Original-To").is_none());
 
-    let err = to_postmark(&raw, &Envelope::new("", Vec::<String>::new()), &ConvertOptions::default()).unwrap_err();
+    let err = super::to_postmark(raw.as_bytes(), &Envelope::new("", Vec::<String>::new()), &ConvertOptions::default())
+        .unwrap_err();
     assert_eq!(err, ConvertError::NoRecipients);
+}
+
+#[test]
+fn a_display_name_is_kept_when_the_envelope_spells_the_address_in_another_case() {
+    let raw = b"From: a@example.com\r\nTo: Ann Example <Ann@Example.org>\r\n\r\nx\r\n";
+    let req = to_postmark(raw, &env("", &["ann@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.to, "Ann Example <ann@example.org>");
+    assert_eq!(req.bcc, None);
+    assert_eq!(header(&req, "X-Relay-Original-To"), None);
 }
 
 #[test]
@@ -730,4 +780,57 @@ fn a_configured_empty_body_text_is_used_and_a_blank_one_is_not() {
     let opts = ConvertOptions { empty_body_text: Some("  \n".into()), ..Default::default() };
     let req = to_postmark(raw, &env("", &["ann@example.org"]), &opts).unwrap();
     assert_eq!(req.text_body, empty_body("none"));
+}
+
+#[test]
+fn internationalized_domains_in_headers_become_a_labels_and_match_the_envelope() {
+    let raw = "From: Jürgen Müller <info@bücher.de>\r\nTo: Kunde <kunde@Bücher.de>\r\nSubject: grüße\r\n\r\nhallo\r\n";
+    let req = to_postmark(
+        raw.as_bytes(),
+        &env("info@xn--bcher-kva.de", &["kunde@xn--bcher-kva.de"]),
+        &ConvertOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(req.from, "Jürgen Müller <info@xn--bcher-kva.de>");
+    assert_eq!(req.to, "Kunde <kunde@xn--bcher-kva.de>");
+    assert_eq!(req.bcc, None);
+    assert_eq!(req.subject.as_deref(), Some("grüße"));
+}
+
+#[test]
+fn format_flowed_text_is_unwrapped_with_delsp() {
+    // What Thunderbird and mutt (text_flowed) send.
+    let raw =
+        b"From: a@example.com\r\nTo: b@example.org\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n\
+        A paragraph that the client \r\nwrapped at 72 columns.\r\n\r\n> quoted \r\n> reply\r\n-- \r\nsig\r\n";
+    let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(
+        req.text_body.as_deref(),
+        Some("A paragraph that the client wrapped at 72 columns.\r\n\r\n> quoted reply\r\n-- \r\nsig\r\n")
+    );
+    let raw = b"From: a@example.com\r\nTo: b@example.org\r\nContent-Type: text/plain; format=Flowed; DelSp=Yes\r\n\r\n\
+        Donaudampf \r\nschiff\r\n";
+    let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("Donaudampfschiff\r\n"));
+    // Without format=flowed a trailing space is just a space.
+    let raw = b"From: a@example.com\r\nTo: b@example.org\r\n\r\nkept \r\nas is\r\n";
+    let req = to_postmark(raw, &env("", &["b@example.org"]), &ConvertOptions::default()).unwrap();
+    assert_eq!(req.text_body.as_deref(), Some("kept \r\nas is\r\n"));
+}
+
+#[test]
+fn measuring_a_thousand_hidden_recipients_makes_a_copy_per_group_not_a_thousand() {
+    let raw = fixture("alternative.eml");
+    let mut rcpt: Vec<String> = (0..999).map(|i| format!("r{i}@example.org")).collect();
+    rcpt.push("the-longest-address-of-all@example.org".into());
+    let envelope = Envelope::new("", rcpt);
+    let message = parse(&raw).unwrap();
+    let measured = measure(&message, &envelope, &ConvertOptions::default()).unwrap();
+    // One per group of 50, the group's longest address.
+    assert_eq!(measured.len(), 20);
+    assert_eq!(measured[19].request.to, "the-longest-address-of-all@example.org");
+    for (m, group) in measured.iter().zip(envelope.rcpt_to.chunks(50)) {
+        assert_eq!(m.request.to.len(), group.iter().map(String::len).max().unwrap());
+    }
+    assert_eq!(super::to_postmark(&raw, &envelope, &ConvertOptions::default()).unwrap().len(), 1000);
 }

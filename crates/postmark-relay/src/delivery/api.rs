@@ -29,7 +29,8 @@ use crate::spool::StoredMessage;
 /// 50 KB messages kept about 12 MiB in batches alone).
 pub const MAX_BATCH_RAW_BYTES: usize = 1024 * 1024;
 
-/// The `/email` requests for `msg`: one, or one per recipient (see [`convert::convert`]), sent to
+/// The `/email` requests for `msg`: one, one per group of at most 50 recipients, or one per
+/// recipient (see [`convert::convert`]), sent to
 /// the stream decided when the message was accepted.
 pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<SendEmailRequest>, ConvertError> {
     let opts = ConvertOptions { message_stream: msg.stream(), ..opts.clone() };
@@ -152,11 +153,34 @@ impl Api {
                 }
             }
         }
-        let recipients: Vec<String> = requests.iter().map(|r| r.to.clone()).collect();
+        // The recipients of each copy, for a message whose copies may fare differently.
+        let recipients: Vec<Vec<String>> =
+            requests
+                .iter()
+                .zip(&owner)
+                .map(|(r, &i)| {
+                    if copies[i] > 1 {
+                        convert::request_recipients(r, &messages[i].header.envelope)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
         let mut results = Vec::with_capacity(requests.len());
-        let mut rest = requests.into_iter();
+        let mut rest = requests.into_iter().peekable();
         loop {
-            let chunk: Vec<SendEmailRequest> = rest.by_ref().take(MAX_BATCH_MESSAGES).collect();
+            // At most MAX_BATCH_MESSAGES, and about MAX_BATCH_RAW_BYTES of text (the copies of a
+            // message to many recipients would otherwise make one batch of many times its size).
+            let mut chunk: Vec<SendEmailRequest> = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = rest.peek() {
+                let size = super::handoff::heap_bytes(std::slice::from_ref(next));
+                if chunk.len() == MAX_BATCH_MESSAGES || (!chunk.is_empty() && bytes + size > MAX_BATCH_RAW_BYTES) {
+                    break;
+                }
+                bytes += size;
+                chunk.extend(rest.next());
+            }
             match chunk.len() {
                 0 => break,
                 1 => {
@@ -174,24 +198,8 @@ impl Api {
                 outcomes[i] = Some(outcome);
                 continue;
             }
-            let r = &mut split[i];
-            match outcome {
-                Outcome::Delivered { reference } => {
-                    r.delivered.push(rcpt);
-                    if r.reference.is_empty() {
-                        r.reference = reference;
-                    }
-                }
-                Outcome::Transient(reason) => {
-                    r.retry.push(rcpt);
-                    r.retry_reason = reason;
-                }
-                Outcome::Permanent(reason) => {
-                    r.failed.push(rcpt);
-                    r.failed_reason = reason;
-                }
-                Outcome::Operator(reason) => operator[i] = Some(reason),
-                Outcome::PerRecipient(_) => {}
+            if let Some(reason) = split[i].record(&rcpt, outcome) {
+                operator[i] = Some(reason);
             }
         }
         for (i, r) in split.into_iter().enumerate() {

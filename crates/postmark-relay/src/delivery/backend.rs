@@ -43,6 +43,45 @@ pub struct RecipientOutcome {
     pub failed_reason: String,
 }
 
+impl RecipientOutcome {
+    /// Records how a copy (or transaction) for `recipients` fared. An operator problem is not a
+    /// per-recipient result: its reason is handed back for the caller to decide.
+    pub(crate) fn record(&mut self, recipients: &[String], outcome: Outcome) -> Option<String> {
+        match outcome {
+            Outcome::Delivered { reference } => {
+                self.delivered.extend_from_slice(recipients);
+                if self.reference.is_empty() {
+                    self.reference = reference;
+                }
+            }
+            Outcome::Transient(reason) => {
+                self.retry.extend_from_slice(recipients);
+                self.retry_reason = reason;
+            }
+            Outcome::Permanent(reason) => {
+                self.failed.extend_from_slice(recipients);
+                self.failed_reason = reason;
+            }
+            Outcome::PerRecipient(r) => {
+                self.delivered.extend(r.delivered);
+                if self.reference.is_empty() {
+                    self.reference = r.reference;
+                }
+                if !r.retry.is_empty() {
+                    self.retry.extend(r.retry);
+                    self.retry_reason = r.retry_reason;
+                }
+                if !r.failed.is_empty() {
+                    self.failed.extend(r.failed);
+                    self.failed_reason = r.failed_reason;
+                }
+            }
+            Outcome::Operator(reason) => return Some(reason),
+        }
+        None
+    }
+}
+
 /// Why a backend cannot be set up or switched to new credentials.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -42,6 +42,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+mod groups;
+
 use super::policy::{Class, classify_smtp};
 use super::{BackendError, Outcome, RecipientOutcome};
 use crate::metrics::{Metrics, Path as MetricsPath};
@@ -356,7 +358,7 @@ impl Smtp {
                     Err(outcome) => return outcome,
                 },
             };
-            match send(c, msg).await {
+            match groups::send(c, msg).await {
                 Ok(outcome) => {
                     c.last_used = Instant::now();
                     return outcome;
@@ -474,8 +476,8 @@ fn reply_text(r: &smtp_proto::Response<String>) -> String {
     if a == 0 { format!("{} {}", r.code, r.message) } else { format!("{} {a}.{b}.{c} {}", r.code, r.message) }
 }
 
-/// One transaction on an established connection.
-async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<Outcome, Failure> {
+/// One transaction on an established connection, to `rcpt_to`.
+async fn send_to(conn: &mut Connection, msg: &StoredMessage, rcpt_to: &[String]) -> Result<Outcome, Failure> {
     let envelope = &msg.header.envelope;
     let broken = |e: mail_send::Error, before_data: bool| Failure::Broken { reason: e.to_string(), before_data };
 
@@ -483,7 +485,7 @@ async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<Outcome, Fai
     if msg.raw.iter().any(|b| !b.is_ascii()) && conn.eight_bit_mime {
         params.add(("BODY", "8BITMIME"));
     }
-    let needs_utf8 = !envelope.mail_from.is_ascii() || envelope.rcpt_to.iter().any(|r| !r.is_ascii());
+    let needs_utf8 = !envelope.mail_from.is_ascii() || rcpt_to.iter().any(|r| !r.is_ascii());
     if needs_utf8 {
         if !conn.smtputf8 {
             return Ok(Outcome::Permanent(
@@ -509,7 +511,7 @@ async fn send(conn: &mut Connection, msg: &StoredMessage) -> Result<Outcome, Fai
 
     let mut result = RecipientOutcome::default();
     let mut accepted = Vec::new();
-    for rcpt in &envelope.rcpt_to {
+    for rcpt in rcpt_to {
         match conn.client.rcpt_to(rcpt, &Parameters::new()).await {
             Ok(()) => accepted.push(rcpt.clone()),
             Err(mail_send::Error::UnexpectedReply(r)) => {

@@ -32,7 +32,7 @@ impl Protocol {
     }
 
     /// Feeds message bytes; at the end of the message yields it (or answers `552 5.3.4` if it
-    /// was over the size limit, `500 5.5.2` if a line was over 998 octets).
+    /// was over the size limit).
     pub(super) fn data_bytes(&mut self, bytes: &mut std::slice::Iter<'_, u8>, out: &mut Vec<u8>) -> Option<Event> {
         let State::Data(reader) = &mut self.state else {
             return None;
@@ -49,16 +49,6 @@ impl Protocol {
         self.reset_after_message();
         match raw {
             Ok(raw) => Some(Event::Message(Envelope { mail_from: tx.mail_from, rcpt_to: tx.rcpt_to }, raw)),
-            Err(Refusal::LineTooLong) => {
-                self.metrics.rejected(Reject::Syntax);
-                Reply::new(
-                    500,
-                    "5.5.2",
-                    format!("Line too long: a line of the message is over {MAX_TEXT_LINE} octets (RFC 5322 2.1.1)"),
-                )
-                .write_to(out);
-                None
-            }
             Err(Refusal::TooBig) => {
                 self.metrics.rejected(Reject::Size);
                 Reply::new(552, "5.3.4", format!("Message size exceeds fixed maximum message size of {limit} bytes"))
@@ -94,11 +84,11 @@ enum Position {
 /// * The CRLF before the final dot belongs to the message, so a stored message ends in CRLF.
 /// * At most `limit` bytes are ever buffered: a message that grows past the limit is dropped at
 ///   once and the rest is read to its end without being kept.
-/// * A line may hold at most [`MAX_TEXT_LINE`] octets (RFC 5322 §2.1.1: 998 plus CRLF; RFC 5321
-///   §4.5.3.1.6: 1000 with CRLF, not counting a stuffed dot). A longer line refuses the message
-///   the same way: the buffer is freed at once and the rest is discarded up to the final dot,
-///   then the reply is `500 5.5.2`. For this count any CR or LF ends a line (so bare-LF text with
-///   short lines is fine); a single 100 MB line costs no memory.
+/// * Lines of any length are taken (RFC 5322 §2.1.1 limits them to 998 octets, but minified
+///   HTML and clients that never wrap send longer ones, and Postfix takes them): the size limit
+///   is the only bound, so a single 100 MB line costs no more memory than the limit. The SMTP
+///   path re-encodes the parts that hold such lines before they go upstream
+///   ([`crate::repair`]).
 #[derive(Debug)]
 pub(crate) struct DataReader {
     position: Position,
@@ -106,29 +96,19 @@ pub(crate) struct DataReader {
     limit: usize,
     /// Octets of the message so far (also once it is no longer kept).
     size: usize,
-    /// Octets of the current line so far (after unstuffing, without its CR or LF).
-    line_len: usize,
-    /// Set once a line was too long; being too big wins over it.
-    line_too_long: bool,
 }
 
-/// Longest text line of a message, without its line break (RFC 5322 §2.1.1).
-pub(crate) const MAX_TEXT_LINE: usize = 998;
-
-/// Why a message was read to its end but not kept. When both apply the reply is `552`: a
-/// client that shortens its lines would still be refused for the size.
+/// Why a message was read to its end but not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// Over the size limit: `552 5.3.4`.
     TooBig,
-    /// A line over [`MAX_TEXT_LINE`]: `500 5.5.2`.
-    LineTooLong,
 }
 
 impl DataReader {
     /// A reader for one message of at most `limit` bytes.
     pub(crate) fn new(limit: usize) -> Self {
-        Self { position: Position::LineStart, buf: Vec::new(), limit, size: 0, line_len: 0, line_too_long: false }
+        Self { position: Position::LineStart, buf: Vec::new(), limit, size: 0 }
     }
 
     /// Bytes of memory held for the message so far.
@@ -139,43 +119,13 @@ impl DataReader {
 
     /// The message once [`DataReader::feed`] returned true, or why it was not kept.
     pub(crate) fn take(&mut self) -> Result<Vec<u8>, Refusal> {
-        if self.size > self.limit {
-            Err(Refusal::TooBig)
-        } else if self.line_too_long {
-            Err(Refusal::LineTooLong)
-        } else {
-            Ok(std::mem::take(&mut self.buf))
-        }
+        if self.size > self.limit { Err(Refusal::TooBig) } else { Ok(std::mem::take(&mut self.buf)) }
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        let refused = self.size > self.limit || self.line_too_long;
+        let refused = self.size > self.limit;
         self.size = self.size.saturating_add(bytes.len());
         if refused {
-            return;
-        }
-        // Line lengths: the bytes before the first CR or LF continue the current line; those
-        // after the last one start the new current line.
-        let mut breaks = memchr::memchr2_iter(b'\r', b'\n', bytes);
-        let longest = match breaks.next() {
-            None => {
-                self.line_len += bytes.len();
-                self.line_len
-            }
-            Some(first) => {
-                let mut longest = self.line_len + first;
-                let mut previous = first;
-                for at in breaks {
-                    longest = longest.max(at - previous - 1);
-                    previous = at;
-                }
-                self.line_len = bytes.len() - previous - 1;
-                longest.max(self.line_len)
-            }
-        };
-        if longest > MAX_TEXT_LINE {
-            self.line_too_long = true;
-            self.buf = Vec::new();
             return;
         }
         let len = self.buf.len();
@@ -339,7 +289,10 @@ impl Acceptor {
             // While the worker has room for it (and the spool can take files, should it need
             // one), the message is handed over in memory, with its requests built here once (see
             // crate::delivery::handoff).
-            let build = spool.files_ok() && handoff.has_room(size.saturating_mul(3));
+            // A message becomes one request per group of 50 recipients, or per recipient when
+            // all are hidden: each a copy of the converted message.
+            let copies = envelope.rcpt_to.len().max(1);
+            let build = spool.files_ok() && handoff.has_room(size.saturating_mul(2 + copies));
             let (mut accepted, mut raw) = check(raw, &envelope, user.as_deref(), via, &convert, &policy, build)
                 .map_err(|(reply, reason)| Outcome::Rejected(reply, reason))?;
             let routing = accepted.routing.clone();

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use smtp_proto::{MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8, MailFrom};
 
+use super::intl::{self, Side};
 use super::reply::Reply;
 use super::{Event, Protocol, Transaction};
 
@@ -40,6 +41,11 @@ impl Protocol {
         if !smtputf8 && !from.address.is_ascii() {
             return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
+        let from = match intl::ascii_address(&from.address, Side::Sender) {
+            Ok(Cow::Owned(ascii)) => MailFrom { address: ascii, ..from },
+            Ok(Cow::Borrowed(_)) => from,
+            Err(reply) => return self.error(out, reply),
+        };
         // A bare name (`MAIL FROM:<cron>`) is qualified with local_domain, and refused without
         // one: RFC 5321 wants a domain, and Postmark would have none to check.
         if !from.address.is_empty() && !from.address.contains('@') && !self.policy.qualify(&from.address).contains('@')

@@ -11,6 +11,7 @@
 mod auth;
 mod data;
 mod ehlo;
+mod intl;
 mod line;
 mod mail;
 pub mod pipe;
@@ -37,6 +38,11 @@ use line::CommandReader;
 /// Bytes read from the client at a time.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// Recipients accepted per transaction by default: Postfix's `smtpd_recipient_limit`, so that
+/// clients which do not retry a `452` (nodemailer, smtplib report the refused ones and go on)
+/// lose no recipient of an ordinary send.
+pub const DEFAULT_MAX_RECIPIENTS: usize = 1000;
+
 /// Limits and timeouts of a session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -44,7 +50,9 @@ pub struct SessionConfig {
     pub hostname: String,
     /// Largest message accepted, in bytes (advertised as `SIZE`).
     pub max_message_size: usize,
-    /// Most recipients per transaction; the next `RCPT` gets `452 4.5.3`.
+    /// Most recipients per transaction ([`DEFAULT_MAX_RECIPIENTS`]); the next `RCPT` gets
+    /// `452 4.5.3`. Delivery splits a message into requests (API) or transactions (SMTP) of at
+    /// most Postmark's 50 recipients.
     pub max_recipients: usize,
     /// How long to wait for the next command to begin.
     pub idle_timeout: Duration,
@@ -65,7 +73,7 @@ impl Default for SessionConfig {
         Self {
             hostname: "localhost".into(),
             max_message_size: postmark_core::limits::MAX_MESSAGE_BYTES,
-            max_recipients: postmark_core::limits::MAX_RECIPIENTS,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
             idle_timeout: Duration::from_secs(300),
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(300),

@@ -2,6 +2,7 @@
 
 use smtp_proto::RcptTo;
 
+use super::intl::{self, Side};
 use super::mail::fold;
 use super::reply::Reply;
 use super::{Event, Protocol};
@@ -25,6 +26,10 @@ impl Protocol {
         if !tx.smtputf8 && !address.is_ascii() {
             return self.error(out, Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
         }
+        let address = match intl::ascii_address(&address, Side::Recipient) {
+            Ok(ascii) => ascii.into_owned(),
+            Err(reply) => return self.error(out, reply),
+        };
         // Local names (`root`) are qualified or expanded by the aliases; a bare name with
         // neither is refused with how to configure one.
         let expanded = match self.policy.recipient(&address) {

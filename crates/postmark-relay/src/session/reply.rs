@@ -15,17 +15,26 @@ pub struct Reply {
     pub enhanced: Option<&'static str>,
     /// The text after the codes (one line, no CR or LF).
     pub text: String,
+    /// Whether the text may hold UTF-8 (RFC 6531 §3.7.4.2: in a transaction the client began
+    /// with `SMTPUTF8`), e.g. to name an internationalized address as it was sent.
+    pub utf8: bool,
 }
 
 impl Reply {
     /// A reply with an enhanced status code.
     pub fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Self {
-        Self { code, enhanced: Some(enhanced), text: text.into() }
+        Self { code, enhanced: Some(enhanced), text: text.into(), utf8: false }
+    }
+
+    /// This reply with its text in UTF-8 (printable characters only; see [`Reply::utf8`]).
+    pub fn in_utf8(mut self) -> Self {
+        self.utf8 = true;
+        self
     }
 
     /// A reply without an enhanced status code (greeting, EHLO/HELO, 354).
     pub fn plain(code: u16, text: impl Into<String>) -> Self {
-        Self { code, enhanced: None, text: text.into() }
+        Self { code, enhanced: None, text: text.into(), utf8: false }
     }
 
     /// Whether this is a positive completion (2xx).
@@ -36,7 +45,8 @@ impl Reply {
     /// Appends the reply, CRLF-terminated, to `out`. The text is made a valid RFC 5321
     /// `textstring` (HT, SP and printable ASCII): CR and LF become spaces, so a reason taken from
     /// elsewhere can never break the reply framing, and anything else outside the set (control
-    /// characters, DEL, non-ASCII echoed from a client) becomes `?`.
+    /// characters, DEL, non-ASCII echoed from a client) becomes `?`. With [`Reply::utf8`]
+    /// printable non-ASCII characters stay (RFC 6531's `textstring` with UTF-8).
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut line = String::with_capacity(16 + self.text.len());
         let _ = write!(line, "{}", self.code);
@@ -45,7 +55,10 @@ impl Reply {
         }
         if !self.text.is_empty() {
             line.push(' ');
-            line.extend(self.text.chars().map(text_char));
+            let utf8 = self.utf8;
+            line.extend(
+                self.text.chars().map(|c| if utf8 && !c.is_ascii() && !c.is_control() { c } else { text_char(c) }),
+            );
         }
         line.push_str("\r\n");
         out.extend_from_slice(line.as_bytes());
@@ -113,6 +126,13 @@ mod tests {
         let mut out = Vec::new();
         write_multiline(&mut out, 250, &["höst\u{1b}", "SIZE 1"]);
         assert_eq!(out, b"250-h?st?\r\n250 SIZE 1\r\n");
+    }
+
+    #[test]
+    fn a_utf8_reply_keeps_printable_non_ascii_and_nothing_else() {
+        let mut out = Vec::new();
+        Reply::new(553, "5.6.7", "jörg@bücher.de\u{7}\u{85}\r\n").in_utf8().write_to(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "553 5.6.7 jörg@bücher.de??  \r\n");
     }
 
     #[test]

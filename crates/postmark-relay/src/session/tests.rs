@@ -113,20 +113,26 @@ fn input_split_at_every_byte_gives_the_same_result() {
 }
 
 #[test]
-fn the_51st_recipient_gets_452_and_the_first_50_are_kept() {
+fn the_1001st_recipient_gets_452_and_the_first_1000_are_kept() {
     let mut p = ready(cfg());
     let mut input = b"MAIL FROM:<s@example.com>\r\n".to_vec();
-    for i in 0..52 {
+    for i in 0..1002 {
         input.extend_from_slice(format!("RCPT TO:<r{i}@example.com>\r\n").as_bytes());
     }
     input.extend_from_slice(b"DATA\r\nhi\r\n.\r\n");
     let (out, msgs, _) = feed(&mut p, &input);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[1..51].iter().all(|l| l.starts_with("250 2.1.5")), "{out}");
-    assert!(lines[51].starts_with("452 4.5.3 "), "{}", lines[51]);
-    assert!(lines[52].starts_with("452 4.5.3 "), "{}", lines[52]);
-    assert_eq!(msgs[0].0.rcpt_to.len(), 50);
-    assert_eq!(msgs[0].0.rcpt_to[49], "r49@example.com");
+    assert!(lines[1..1001].iter().all(|l| l.starts_with("250 2.1.5")), "{out}");
+    assert_eq!(lines[1001], "452 4.5.3 Too many recipients; at most 1000 per message, send the rest separately");
+    assert!(lines[1002].starts_with("452 4.5.3 "), "{}", lines[1002]);
+    assert_eq!(msgs[0].0.rcpt_to.len(), 1000);
+    assert_eq!(msgs[0].0.rcpt_to[999], "r999@example.com");
+
+    // The limit is a setting.
+    let mut p = ready(Arc::new(SessionConfig { max_recipients: 2, ..SessionConfig::default() }));
+    let (out, _, _) =
+        feed(&mut p, b"MAIL FROM:<s@example.com>\r\nRCPT TO:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\n");
+    assert!(out.lines().nth(3).is_some_and(|l| l.starts_with("452 4.5.3 Too many recipients; at most 2 ")), "{out}");
 }
 
 #[test]
@@ -269,23 +275,33 @@ fn too_many_errors_close_the_session() {
 }
 
 #[test]
-fn non_ascii_addresses_need_smtputf8_and_postmark_takes_none_as_a_recipient() {
+fn non_ascii_addresses_need_smtputf8_idn_domains_become_a_labels_and_local_parts_get_553_5_6_7() {
     let mut p = ready(cfg());
-    let (out, _, _) = feed(&mut p, "MAIL FROM:<jürgen@example.com>\r\n".as_bytes());
-    assert!(out.starts_with("553 5.6.7"), "{out}");
-    // With SMTPUTF8 the sender is taken (it is only the envelope), but Postmark's address rules
-    // have no room for a non-ASCII recipient: refused at RCPT, never acknowledged.
+    let (out, _, _) = feed(&mut p, "MAIL FROM:<info@bücher.de>\r\n".as_bytes());
+    assert_eq!(out, "553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n");
+    // With SMTPUTF8 an internationalized domain is taken, as its A-label; a non-ASCII local part
+    // has no ASCII form Postmark could take: refused, named in UTF-8.
     let (out, msgs, _) = feed(
         &mut p,
-        "MAIL FROM:<jürgen@example.com> SMTPUTF8\r\nRCPT TO:<zoë@example.com>\r\nRCPT TO:<zoe@example.com>\r\n\
-         DATA\r\nx\r\n.\r\n"
+        "MAIL FROM:<info@bücher.de> SMTPUTF8\r\nRCPT TO:<zoë@example.com>\r\nRCPT TO:<kunde@Bücher.de>\r\n\
+         RCPT TO:<zoe@example.com>\r\nDATA\r\nx\r\n.\r\n"
             .as_bytes(),
     );
-    assert_eq!(codes(&out), ["250", "553", "250", "354", "250"], "{out}");
-    assert!(out.contains("553 5.1.3 Postmark cannot send to zo"), "{out}");
-    assert_eq!(msgs[0].0.rcpt_to, ["zoe@example.com"]);
+    assert_eq!(codes(&out), ["250", "553", "250", "250", "354", "250"], "{out}");
+    assert!(
+        out.contains(
+            "553 5.6.7 Postmark cannot send to zoë@example.com: its local part (before the @) is not ASCII; \
+             only the domain may be internationalized\r\n"
+        ),
+        "{out}"
+    );
+    assert_eq!(msgs[0].0.mail_from, "info@xn--bcher-kva.de");
+    assert_eq!(msgs[0].0.rcpt_to, ["kunde@xn--bcher-kva.de", "zoe@example.com"]);
+    let (out, _, _) = feed(&mut p, "MAIL FROM:<jürgen@example.com> SMTPUTF8\r\n".as_bytes());
+    assert!(out.starts_with("553 5.6.7 Postmark cannot send from jürgen@example.com: "), "{out}");
     let (out, _, _) = feed(&mut p, "MAIL FROM:<a@example.com>\r\nRCPT TO:<zoë@example.com>\r\n".as_bytes());
     assert_eq!(codes(&out), ["250", "553"], "{out}");
+    assert!(out.ends_with("553 5.6.7 Non-ASCII address requires SMTPUTF8\r\n"), "{out}");
 }
 
 #[test]
@@ -645,39 +661,28 @@ fn the_reader_never_holds_more_than_the_limit() {
 }
 
 #[test]
-fn a_text_line_over_998_octets_refuses_the_message_without_keeping_it() {
-    let read = |input: &[u8]| {
-        let mut reader = data::DataReader::new(1 << 20);
+fn a_text_line_over_998_octets_is_kept_and_only_the_size_limit_bounds_it() {
+    let read = |input: &[u8], limit: usize| {
+        let mut reader = data::DataReader::new(limit);
         let mut rest = input;
         assert!(reader.feed(&mut rest));
         reader.take()
     };
-    // 998 octets and CRLF is the longest line RFC 5322 allows; a stuffed dot does not count.
-    let mut ok = vec![b'a'; 998];
-    ok.extend_from_slice(b"\r\n.");
-    ok.extend(std::iter::repeat_n(b'b', 998));
-    ok.extend_from_slice(b"\r\n.\r\n");
-    assert!(read(&ok).is_ok());
-    let mut long = vec![b'a'; 999];
-    long.extend_from_slice(b"\r\n.\r\n");
-    assert_eq!(read(&long), Err(data::Refusal::LineTooLong));
-    // Any CR or LF ends a line for this count: short bare-LF lines are fine, however many.
-    let mut bare_lf = b"x\n".repeat(2000);
-    bare_lf.extend_from_slice(b"\r\n.\r\n");
-    assert!(read(&bare_lf).is_ok());
-    // Too big wins over too long (the client must not retry the same size).
-    let mut reader = data::DataReader::new(1500);
-    let mut input: &[u8] = &[b'c'; 1600];
-    assert!(!reader.feed(&mut input));
-    let mut end: &[u8] = b"\r\n.\r\n";
-    assert!(reader.feed(&mut end));
-    assert_eq!(reader.take(), Err(data::Refusal::TooBig));
-    // A long line is dropped as soon as it passes the limit, in pieces or whole.
-    let mut reader = data::DataReader::new(1 << 20);
-    for _ in 0..1000 {
+    let mut long = vec![b'a'; 5000];
+    long.extend_from_slice(b"\r\n..b\r\n.\r\n");
+    let mut kept = vec![b'a'; 5000];
+    kept.extend_from_slice(b"\r\n.b\r\n");
+    assert_eq!(read(&long, 1 << 20), Ok(kept));
+    assert_eq!(read(&long, 4000), Err(data::Refusal::TooBig));
+    // A line without end is dropped as soon as it passes the size limit, in pieces or whole.
+    let mut reader = data::DataReader::new(100_000);
+    for i in 0..1000 {
         let mut chunk: &[u8] = &[b'z'; 1000];
         assert!(!reader.feed(&mut chunk));
-        assert_eq!(reader.buffered(), 0);
+        assert!(reader.buffered() <= 100_000);
+        if i >= 100 {
+            assert_eq!(reader.buffered(), 0);
+        }
     }
 }
 

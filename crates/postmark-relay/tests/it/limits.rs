@@ -7,15 +7,20 @@ use tokio::net::TcpStream;
 use crate::support::{Smtp, TestRelay, message, send};
 
 #[tokio::test]
-async fn the_51st_recipient_is_refused_with_452() {
+async fn the_1001st_recipient_is_refused_with_452() {
     let mut relay = TestRelay::start(&[], &[]).await;
-    let rcpts: Vec<String> = (0..51).map(|i| format!("r{i}@example.com")).collect();
+    let rcpts: Vec<String> = (0..1001).map(|i| format!("r{i}@example.com")).collect();
     let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
     let err = send(relay.addr, "sender@example.com", &refs, &message("many")).await.expect_err("452");
     assert!(err.is_transient(), "{err}");
     assert!(err.to_string().contains("4.5.3"), "{err}");
-    // Fifty go through in one transaction.
-    send(relay.addr, "sender@example.com", &refs[..50], &message("fifty")).await.expect("250");
+    // A thousand go through in one transaction.
+    send(relay.addr, "sender@example.com", &refs[..1000], &message("thousand")).await.expect("250");
+    relay.stop().await;
+    // --max-recipients lowers it.
+    let mut relay = TestRelay::start(&["--max-recipients", "3"], &[]).await;
+    let err = send(relay.addr, "sender@example.com", &refs[..4], &message("four")).await.expect_err("452");
+    assert!(err.to_string().contains("at most 3 per message"), "{err}");
     relay.stop().await;
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Well-formed means: CRLF-terminated lines matching `^\d{3}[ -]`, codes 2xx–5xx, the lines of a
 //! multi-line reply all with the same code and ending with a `code SP` line, text limited to
-//! RFC 5321's `textstring` (HT and printable ASCII), and an RFC 3463 enhanced status code
+//! RFC 5321's `textstring` (HT and printable ASCII; printable UTF-8 too in `553 5.6.7`, the
+//! reply naming an address sent with SMTPUTF8, as RFC 6531 allows), and an RFC 3463 enhanced status code
 //! `\d\.\d{1,3}\.\d{1,3}` of the reply's class on every line of every reply except the greeting,
 //! the EHLO/HELO answer (capability keywords; RFC 2034) and 354 (RFC 3463 has no class 3).
 
@@ -25,7 +26,13 @@ pub fn check_replies(out: &[u8], host: &str) -> Result<Vec<(u16, Vec<String>)>, 
         if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || !matches!(b[3], b' ' | b'-') {
             return Err(format!("reply line does not match ^\\d{{3}}[ -]: {line:?}"));
         }
-        if let Some(bad) = line.chars().find(|&c| c != '\t' && !(' '..='~').contains(&c)) {
+        // RFC 6531 §3.7.4.2 extends textstring with UTF-8 for a transaction begun with
+        // SMTPUTF8; the relay uses that only to name a refused internationalized address.
+        let utf8 = line.starts_with("553 5.6.7 ");
+        if let Some(bad) = line
+            .chars()
+            .find(|&c| c != '\t' && !(' '..='~').contains(&c) && !(utf8 && !c.is_ascii() && !c.is_control()))
+        {
             return Err(format!("reply text has a character outside %d9 / %d32-126 ({bad:?}): {line:?}"));
         }
         let code: u16 = line[..3].parse().expect("three digits");
