@@ -41,6 +41,10 @@ pub struct Args {
     /// How long one API request may take before it counts as failed (and is retried).
     #[arg(long, env = "RELAY_API_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub api_timeout: Option<Duration>,
+    /// Most API requests in flight at once (default 16); below it the relay adapts: more while
+    /// answers come back fine, half as many after a 429, a 503 or a timeout.
+    #[arg(long, env = "RELAY_API_MAX_IN_FLIGHT", value_name = "N")]
+    pub api_max_in_flight: Option<usize>,
     /// Postmark's SMTP endpoint (`smtp://host:port`, STARTTLS required).
     #[arg(long, env = "POSTMARK_SMTP_URL", value_name = "URL")]
     pub smtp_url: Option<String>,
