@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(long, env = "RELAY_SMTP_CA", value_name = "PEM")]
     pub smtp_ca: Option<PathBuf>,
     /// Most connections to the upstream SMTP server per host and credential, used in parallel
-    /// (default 4).
+    /// (default 20; below it the relay adapts, with fewer after 4xx answers).
     #[arg(long, env = "RELAY_SMTP_CONNECTIONS", value_name = "N")]
     pub smtp_connections: Option<usize>,
     /// Message stream for messages without an `X-PM-Message-Stream` header.

@@ -14,7 +14,7 @@
 //! | `--api-max-in-flight N` | `RELAY_API_MAX_IN_FLIGHT` | `api_max_in_flight` | 16 requests at once (adaptive below it) |
 //! | `--smtp-url URL` | `POSTMARK_SMTP_URL` | `smtp_url` | `smtp://smtp.postmarkapp.com:587` |
 //! | `--smtp-ca PEM` | `RELAY_SMTP_CA` | `smtp_ca` | none (system roots only) |
-//! | `--smtp-connections N` | `RELAY_SMTP_CONNECTIONS` | `smtp_connections` | 4 per host and credential |
+//! | `--smtp-connections N` | `RELAY_SMTP_CONNECTIONS` | `smtp_connections` | 20 per host and credential (adaptive below it) |
 //! | `--message-stream ID` | `RELAY_MESSAGE_STREAM` | `message_stream` | none (Postmark's `outbound`) |
 //! | `--empty-body-text TEXT` | `RELAY_EMPTY_BODY_TEXT` | `empty_body_text` | see [`crate::convert::DEFAULT_EMPTY_BODY_TEXT`] |
 //! | `--max-retry-delay DURATION` | `RELAY_MAX_RETRY_DELAY` | `max_retry_delay` | `10m` |
@@ -612,7 +612,7 @@ secret_key = "s2"
     fn smtp_connections_come_from_the_flag_the_file_or_the_default() {
         let dir = tempfile::tempdir().unwrap();
         let keys = env_of(&[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")]);
-        assert_eq!(Config::resolve(&args(&[]), &keys).unwrap().smtp.connections, 4);
+        assert_eq!(Config::resolve(&args(&[]), &keys).unwrap().smtp.connections, 20);
         let path = write_file(&dir, "smtp_connections = 8\n");
         let file = path.to_str().unwrap();
         assert_eq!(Config::resolve(&args(&["--config", file]), &keys).unwrap().smtp.connections, 8);

@@ -30,6 +30,13 @@ impl Window {
         Self { limit: INITIAL.min(max), max, threshold: max, credit: 0, epoch: 0 }
     }
 
+    /// A window bounded by `max` that starts fully open (the SMTP path: its connections are
+    /// cheap to hold, and it only narrows when the upstream defers).
+    pub fn open(max: usize) -> Self {
+        let max = max.max(1);
+        Self { limit: max, ..Self::new(max) }
+    }
+
     /// How many requests may be in flight now.
     pub fn allowed(&self) -> usize {
         self.limit
@@ -95,6 +102,7 @@ mod tests {
         }
         assert_eq!(w.allowed(), 16, "never past the bound");
         assert_eq!(Window::new(0).allowed(), 1);
+        assert_eq!(Window::open(20).allowed(), 20);
         assert_eq!(Window::new(1).allowed(), 1);
     }
 
