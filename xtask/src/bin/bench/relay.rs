@@ -37,9 +37,11 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
         ("RELAY_SPOOL".into(), spool.display().to_string()),
         ("RELAY_VIA".into(), opts.via.name().into()),
         ("RUST_LOG".into(), "info".into()),
-        // As the shipped systemd unit and container image run it, unless the caller says otherwise.
-        ("MALLOC_ARENA_MAX".into(), std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "1".into())),
     ];
+    // Bare, as after `cargo install`: the binary settles its allocator itself. A value the caller set is passed on.
+    if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
+        env.push(("MALLOC_ARENA_MAX".into(), arenas));
+    }
     let mut args: Vec<String> = Vec::new();
     let mut proxy = None;
     let upstream = match opts.via {
