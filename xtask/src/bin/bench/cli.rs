@@ -60,6 +60,16 @@ impl Via {
     }
 }
 
+/// What drives the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadGenerator {
+    /// The bench's own SMTP client (DATA-to-250 latencies measured per message).
+    Builtin,
+    /// Postfix's `smtp-source` (Debian's `postfix` package), the field's standard load, so the ratios compare
+    /// with published MTA figures; no per-message latencies.
+    SmtpSource,
+}
+
 /// How the load uses connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -142,6 +152,9 @@ pub struct Options {
     /// in each direction (`0`, `50ms`, `150ms`, `1s`). Postmark is 50–150 ms from most servers.
     #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_rtt)]
     pub rtt: Duration,
+    /// The load generator: the bench's own client, or Postfix's `smtp-source`.
+    #[arg(long, value_enum, default_value_t = LoadGenerator::Builtin)]
+    pub load: LoadGenerator,
     /// API path: the relay's `--api-max-in-flight` (its default when not given); 1 sends as the relay did before
     /// requests went out in parallel.
     #[arg(long, value_name = "N", value_parser = positive)]
@@ -182,12 +195,16 @@ impl Options {
     /// "20 sessions, 10000 messages of 1024 bytes, new connection per message, upstream RTT 100 ms".
     pub fn describe_load(&self) -> String {
         format!(
-            "{} sessions, {} messages of {} bytes, {}, upstream RTT {} ms",
+            "{} sessions, {} messages of {} bytes, {}, upstream RTT {} ms, load from {}",
             self.sessions,
             self.messages,
             self.size,
             self.shape().name(),
-            self.rtt.as_millis()
+            self.rtt.as_millis(),
+            match self.load {
+                LoadGenerator::Builtin => "the bench's client",
+                LoadGenerator::SmtpSource => "smtp-source",
+            }
         )
     }
 }
