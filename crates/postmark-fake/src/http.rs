@@ -244,6 +244,11 @@ impl FakeApi {
         self.state().emails.clone()
     }
 
+    /// How many messages were accepted so far (what [`FakeApi::emails`] would list, without copying them).
+    pub fn email_count(&self) -> usize {
+        self.state().emails.len()
+    }
+
     /// Forgets recorded requests and emails (tokens, canned answers and rejections stay).
     pub fn clear(&self) {
         let mut s = self.state();

@@ -270,6 +270,11 @@ impl FakeSmtp {
         self.shared.lock().messages.clone()
     }
 
+    /// How many transactions were accepted so far (without copying them).
+    pub fn message_count(&self) -> usize {
+        self.shared.lock().messages.len()
+    }
+
     /// The accepted messages Postmark would have bounced as `SMTPApiError`s, in order. A test of a
     /// sender that must never lose mail asserts that this is empty.
     pub fn smtp_api_errors(&self) -> Vec<SmtpApiError> {

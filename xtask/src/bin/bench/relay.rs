@@ -1,7 +1,7 @@
 //! One run of the load through postmark-relay: a fresh spool, an in-process fake upstream ([`FakeApi`] for `--via
 //! api`, [`FakeSmtp`] with STARTTLS and AUTH for `--via smtp`), the relay's process watched through `/proc`.
-//! Delivered (end to end) counts until the relay's `queue/` holds no message any more (a message leaves it only
-//! after the fake accepted it); the fake's own count is checked and printed.
+//! Delivered (end to end) counts until the relay's `queue/` holds no message any more and the fake has every
+//! accepted message (one handed over in memory has no file in `queue/`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -118,7 +118,8 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
         None
     };
 
-    // End to end: the relay's queue/ is empty once every message was accepted upstream. Listing a directory of
+    // End to end: the relay's queue/ is empty and the upstream has every accepted message (a message handed over
+    // in memory never had a file, so an empty queue/ alone proves nothing). Listing a directory of
     // thousands of files costs CPU the relay could use, so the poll slows down while many are pending.
     let queue_dir = spool.join("queue");
     let mut delivery = Delivery::Unfinished;
@@ -126,7 +127,13 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
     let mut pending = load.accepted;
     while Instant::now() < deadline {
         let dir = queue_dir.clone();
-        pending = tokio::task::spawn_blocking(move || count_with_suffix(&dir, ".msg")).await??;
+        let files = tokio::task::spawn_blocking(move || count_with_suffix(&dir, ".msg")).await??;
+        // A message handed over in memory has no file: the upstream's own count says when it arrived.
+        let upstream_has = match &upstream {
+            Upstream::Api(fake) => fake.email_count(),
+            Upstream::Smtp(fake) => fake.message_count(),
+        };
+        pending = files.max(load.accepted.saturating_sub(upstream_has));
         if pending == 0 {
             delivery = Delivery::Done(load.started.elapsed().as_secs_f64());
             if let Some(released) = released {
@@ -184,6 +191,8 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
             p.connections.arrivals().len(),
             p.connections.peak()
         ));
+        // The fake answers at once; what is in flight is on the link (one request per HTTP/1.1 connection).
+        m.upstream_in_flight = Some(p.connections.peak());
     }
     let dead = count_with_suffix(&spool.join("dead"), ".msg").unwrap_or(0);
     if dead > 0 {
