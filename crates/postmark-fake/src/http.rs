@@ -14,6 +14,9 @@
 //! * Faults ([`Fault`]) are queued and consumed one per request: an error status, a delay, a dropped connection, or
 //!   any answer with extra headers (e.g. `Retry-After`). They take priority over everything else.
 //! * Every request is recorded ([`FakeApi::requests`]) with method, path, query pairs, headers and body.
+//! * Distance: [`FakeApi::set_latency`] holds every answer that long (Postmark is 50–150 ms away and takes its
+//!   own time), and [`FakeApi::load`] counts the requests in flight (now, the peak, and what each arrival saw),
+//!   so a test can assert a client's concurrency and back-off without timing anything.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::load::InFlight;
 use crate::rules::{self, Endpoint, RequestRefusal, Rules};
 
 mod lists;
@@ -122,6 +126,7 @@ struct State {
     sent: u64,
     lists: HashMap<String, lists::FakeList>,
     templates: Option<lists::TemplateStore>,
+    latency: Duration,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -129,6 +134,7 @@ struct State {
 pub struct FakeApi {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    load: InFlight,
     _stop: oneshot::Sender<()>,
 }
 
@@ -150,7 +156,8 @@ impl FakeApi {
         let listener = TcpListener::bind(addr).await.expect("bind fake API");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
-        let app = Router::new().fallback(handle).with_state(state.clone());
+        let load = InFlight::default();
+        let app = Router::new().fallback(handle).with_state((state.clone(), load.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -159,7 +166,7 @@ impl FakeApi {
                 })
                 .await;
         });
-        FakeApi { addr, state, _stop: stop }
+        FakeApi { addr, state, load, _stop: stop }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -194,6 +201,22 @@ impl FakeApi {
     /// Answers every request that no other rule handles with this status and body.
     pub fn respond_any(&self, status: u16, body: &str) {
         self.state().fallback = Some((status, body.to_string()));
+    }
+
+    /// Holds every answer `latency` longer from now on (the round trip and Postmark's own time);
+    /// zero by default. A [`Fault::Delay`] adds to it.
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
+    }
+
+    /// The requests in flight: received and not yet answered.
+    pub fn load(&self) -> &InFlight {
+        &self.load
+    }
+
+    /// Stops giving the canned answer set with [`FakeApi::respond`] for `method path`.
+    pub fn stop_responding(&self, method: &str, path: &str) {
+        self.state().canned.remove(&(method.to_ascii_uppercase(), path.to_string()));
     }
 
     /// Queues a fault for the next request that has none queued before it.
@@ -237,6 +260,11 @@ impl FakeApi {
         self.state().emails.clone()
     }
 
+    /// How many messages were accepted so far (what [`FakeApi::emails`] would list, without copying them).
+    pub fn email_count(&self) -> usize {
+        self.state().emails.len()
+    }
+
     /// Forgets recorded requests and emails (tokens, canned answers and rejections stay).
     pub fn clear(&self) {
         let mut s = self.state();
@@ -270,7 +298,8 @@ fn api_error(status: u16, code: i64, message: &str) -> Response {
 const ACCOUNT_PREFIXES: &[&str] = &["/servers", "/domains", "/senders", "/data-removals", "/templates/push"];
 
 /// Answers a request, with an `X-Request-Id` on every response (unless a fault set its own), as Postmark does.
-async fn handle(state: AxumState<Arc<Mutex<State>>>, request: Request) -> Response {
+async fn handle(AxumState((state, load)): AxumState<(Arc<Mutex<State>>, InFlight)>, request: Request) -> Response {
+    let _in_flight = load.enter();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let request_id = format!("{:08x}-fa4e-4000-8000-{n:012x}", std::process::id());
@@ -281,7 +310,7 @@ async fn handle(state: AxumState<Arc<Mutex<State>>>, request: Request) -> Respon
     response
 }
 
-async fn answer(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request, request_id: &str) -> Response {
+async fn answer(state: Arc<Mutex<State>>, request: Request, request_id: &str) -> Response {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024 * 1024).await.map(|b| b.to_vec()).unwrap_or_default();
     let recorded = RecordedRequest {
@@ -292,11 +321,14 @@ async fn answer(AxumState(state): AxumState<Arc<Mutex<State>>>, request: Request
         body,
         request_id: request_id.to_string(),
     };
-    let fault = {
+    let (fault, latency) = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.requests.push(recorded.clone());
-        s.faults.pop_front()
+        (s.faults.pop_front(), s.latency)
     };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     match fault {
         Some(Fault::Status { status, body }) => return json_response(status, body),
         Some(Fault::Reset) => {

@@ -11,6 +11,7 @@
 //! See the crate's README for the list of rules with their sources.
 
 pub mod http;
+pub mod load;
 pub mod rules;
 pub mod smtp;
 pub mod tls;

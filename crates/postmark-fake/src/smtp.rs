@@ -17,8 +17,18 @@
 //!   [`Transaction::smtp_api_error`]; [`FakeSmtp::smtp_api_errors`] lists the messages Postmark
 //!   would have bounced, so a test can assert that nothing it forwarded would be lost.
 //!
-//! Replies carry enhanced status codes; PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and
-//! ENHANCEDSTATUSCODES are advertised.
+//! * Distance: [`FakeSmtpBuilder::latency`] (or [`FakeSmtp::set_latency`]) holds every reply that
+//!   long, so each round trip of a client costs it; [`FakeSmtp::load`] counts the connections open
+//!   (now, the peak, and what each new one saw).
+//! * PIPELINING (RFC 2920) is advertised unless [`FakeSmtpBuilder::pipelining`] turns it off, and
+//!   the client is held to it: every group of commands that arrived together is recorded
+//!   ([`FakeSmtp::command_groups`]), and [`FakeSmtp::pipelining_violations`] lists every command
+//!   sent without waiting for a reply where that is not allowed (anything, when PIPELINING is not
+//!   advertised; otherwise anything after EHLO, HELO, DATA, AUTH, STARTTLS, NOOP, VRFY, EXPN or
+//!   QUIT in the same group, and message content sent before the `354`).
+//!
+//! Replies carry enhanced status codes; SIZE, 8BITMIME, SMTPUTF8 and ENHANCEDSTATUSCODES are
+//! advertised.
 
 use std::{
     collections::VecDeque,
@@ -40,6 +50,7 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
+use crate::load::InFlight;
 use crate::rules::{Refusal, Rules};
 use crate::tls::TestPki;
 
@@ -134,11 +145,20 @@ pub struct FakeSmtpBuilder {
     auth_before_tls: bool,
     max_size: usize,
     rules: Rules,
+    pipelining: bool,
+    latency: Duration,
 }
 
 impl Default for FakeSmtpBuilder {
     fn default() -> Self {
-        Self { credentials: Vec::new(), auth_before_tls: false, max_size: 10 * 1024 * 1024, rules: Rules::default() }
+        Self {
+            credentials: Vec::new(),
+            auth_before_tls: false,
+            max_size: 10 * 1024 * 1024,
+            rules: Rules::default(),
+            pipelining: true,
+            latency: Duration::ZERO,
+        }
     }
 }
 
@@ -168,17 +188,31 @@ impl FakeSmtpBuilder {
         self
     }
 
+    /// Whether PIPELINING is advertised (it is by default). Without it, a client that sends a
+    /// command before the reply to the previous one is recorded as a violation.
+    pub fn pipelining(mut self, advertise: bool) -> Self {
+        self.pipelining = advertise;
+        self
+    }
+
+    /// Holds every reply (the greeting included) this long: one round trip of the link.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
     /// Binds `127.0.0.1:0`, generates the test CA and starts serving.
     pub async fn start(self) -> std::io::Result<FakeSmtp> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let pki = TestPki::generate();
-        let state = State { rules: self.rules.clone(), ..State::default() };
+        let state = State { rules: self.rules.clone(), latency: self.latency, ..State::default() };
         let shared = Arc::new(Shared {
             config: self,
             acceptor: TlsAcceptor::from(pki.server_config()),
             state: Mutex::new(state),
             changed: Notify::new(),
+            load: InFlight::default(),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(FakeSmtp { addr, pki, shared, task })
@@ -236,6 +270,11 @@ impl FakeSmtp {
         self.shared.lock().messages.clone()
     }
 
+    /// How many transactions were accepted so far (without copying them).
+    pub fn message_count(&self) -> usize {
+        self.shared.lock().messages.len()
+    }
+
     /// The accepted messages Postmark would have bounced as `SMTPApiError`s, in order. A test of a
     /// sender that must never lose mail asserts that this is empty.
     pub fn smtp_api_errors(&self) -> Vec<SmtpApiError> {
@@ -267,6 +306,29 @@ impl FakeSmtp {
         self.shared.lock().connections
     }
 
+    /// The connections open: now, the peak, and how many were open as each one arrived.
+    pub fn load(&self) -> &InFlight {
+        &self.shared.load
+    }
+
+    /// Holds every reply this long from now on.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().latency = latency;
+    }
+
+    /// The commands of every group that arrived together (one read), in order, by verb (`MAIL`,
+    /// `RCPT`, `DATA`, ...; `<content>` for the message data up to its final dot). A client that
+    /// waits for each reply makes groups of one; a pipelining client `["MAIL", "RCPT", "DATA"]`.
+    pub fn command_groups(&self) -> Vec<Vec<&'static str>> {
+        self.shared.lock().groups.clone()
+    }
+
+    /// Every breach of RFC 2920 by the client so far (see the module documentation); empty for a
+    /// well-behaved client.
+    pub fn pipelining_violations(&self) -> Vec<String> {
+        self.shared.lock().violations.clone()
+    }
+
     /// Queues a fault; faults of the same stage apply in the order they were added.
     pub fn inject(&self, fault: Fault) {
         if fault.times > 0 {
@@ -296,6 +358,7 @@ struct Shared {
     acceptor: TlsAcceptor,
     state: Mutex<State>,
     changed: Notify,
+    load: InFlight,
 }
 
 impl std::fmt::Debug for Shared {
@@ -310,6 +373,9 @@ struct State {
     faults: VecDeque<Fault>,
     connections: usize,
     rules: Rules,
+    latency: Duration,
+    groups: Vec<Vec<&'static str>>,
+    violations: Vec<String>,
 }
 
 impl Shared {
@@ -348,7 +414,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let _ = tcp.set_nodelay(true);
         shared.lock().connections += 1;
         let shared = Arc::clone(&shared);
+        let open = shared.load.enter();
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = serve_connection(tcp, shared).await {
                 tracing::debug!(error = %e, "fake SMTP connection ended with an error");
             }
@@ -357,6 +425,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 async fn serve_connection(mut tcp: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    let latency = shared.lock().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(fault) = shared.take_fault(Stage::Greeting, None) {
         tcp.write_all(fault.reply().as_bytes()).await?;
         return tcp.shutdown().await;
@@ -439,6 +511,10 @@ impl Session {
             }
             let next = self.feed(&buf[..n]);
             if !self.out.is_empty() {
+                let latency = self.shared.lock().latency;
+                if !latency.is_zero() {
+                    tokio::time::sleep(latency).await;
+                }
                 io.write_all(&self.out).await?;
                 io.flush().await?;
                 self.out.clear();
@@ -457,12 +533,41 @@ impl Session {
     /// Handles every complete command or data block in `input` (so pipelined commands are
     /// answered together).
     fn feed(&mut self, input: &[u8]) -> Next {
+        let mut group = Vec::new();
+        let next = self.feed_group(input, &mut group);
+        if !group.is_empty() {
+            self.shared.lock().groups.push(group);
+        }
+        next
+    }
+
+    /// Notes a breach of RFC 2920 when `verb` was followed by more input in its group.
+    fn check_pipelining(&mut self, verb: &'static str, more_follows: bool) {
+        if !more_follows {
+            return;
+        }
+        let violation = if !self.shared.config.pipelining {
+            Some(format!("{verb} followed by more input without waiting for its reply; PIPELINING was not advertised"))
+        } else if LAST_IN_GROUP.contains(&verb) {
+            Some(format!("{verb} must be the last command of a group (RFC 2920 section 3.1)"))
+        } else {
+            None
+        };
+        if let Some(v) = violation {
+            self.shared.lock().violations.push(v);
+        }
+    }
+
+    fn feed_group(&mut self, input: &[u8], group: &mut Vec<&'static str>) -> Next {
         let mut bytes = input.iter();
         while !bytes.as_slice().is_empty() {
             match &mut self.mode {
                 Mode::Command => match self.commands.ingest(&mut bytes) {
                     Ok(request) => {
                         let request = request.into_owned();
+                        let verb = verb(&request);
+                        group.push(verb);
+                        self.check_pipelining(verb, !bytes.as_slice().is_empty());
                         match self.command(request) {
                             Next::Continue if self.closing => return Next::Close,
                             Next::Continue => {}
@@ -479,6 +584,8 @@ impl Session {
                 },
                 Mode::Data(receiver) => {
                     if receiver.ingest(&mut bytes, &mut self.data) {
+                        group.push("<content>");
+                        self.check_pipelining("<content>", !bytes.as_slice().is_empty());
                         self.mode = Mode::Command;
                         self.end_of_data();
                         if self.closing {
@@ -533,14 +640,16 @@ impl Session {
             Request::Ehlo { host: _ } => {
                 self.greeted = true;
                 self.reset_transaction();
-                let mut lines = vec![
-                    "localhost greets you".to_owned(),
-                    "PIPELINING".to_owned(),
+                let mut lines = vec!["localhost greets you".to_owned()];
+                if self.shared.config.pipelining {
+                    lines.push("PIPELINING".to_owned());
+                }
+                lines.extend([
                     format!("SIZE {}", self.shared.config.max_size),
                     "8BITMIME".to_owned(),
                     "SMTPUTF8".to_owned(),
                     "ENHANCEDSTATUSCODES".to_owned(),
-                ];
+                ]);
                 if !self.tls {
                     lines.push("STARTTLS".to_owned());
                 }
@@ -743,6 +852,31 @@ impl Session {
         };
         self.shared.changed.notify_waiters();
         self.reply(&format!("250 2.0.0 Ok: queued as FAKE{id:06}"));
+    }
+}
+
+/// Commands after which a client must wait for the reply (RFC 2920 section 3.1, RFC 3207 for
+/// STARTTLS, RFC 4954 for AUTH).
+const LAST_IN_GROUP: &[&str] = &["EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "NOOP", "QUIT", "STARTTLS", "AUTH"];
+
+/// The verb of a command, for [`FakeSmtp::command_groups`].
+fn verb(request: &Request<String>) -> &'static str {
+    match request {
+        Request::Ehlo { .. } => "EHLO",
+        Request::Helo { .. } => "HELO",
+        Request::Lhlo { .. } => "LHLO",
+        Request::Mail { .. } => "MAIL",
+        Request::Rcpt { .. } => "RCPT",
+        Request::Data => "DATA",
+        Request::Bdat { .. } => "BDAT",
+        Request::Auth { .. } => "AUTH",
+        Request::StartTls => "STARTTLS",
+        Request::Rset => "RSET",
+        Request::Noop { .. } => "NOOP",
+        Request::Vrfy { .. } => "VRFY",
+        Request::Expn { .. } => "EXPN",
+        Request::Quit => "QUIT",
+        _ => "OTHER",
     }
 }
 

@@ -41,6 +41,10 @@ pub struct Args {
     /// How long one API request may take before it counts as failed (and is retried).
     #[arg(long, env = "RELAY_API_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     pub api_timeout: Option<Duration>,
+    /// Most API requests in flight at once (default 16); below it the relay adapts: more while
+    /// answers come back fine, half as many after a 429, a 503 or a timeout.
+    #[arg(long, env = "RELAY_API_MAX_IN_FLIGHT", value_name = "N")]
+    pub api_max_in_flight: Option<usize>,
     /// Postmark's SMTP endpoint (`smtp://host:port`, STARTTLS required).
     #[arg(long, env = "POSTMARK_SMTP_URL", value_name = "URL")]
     pub smtp_url: Option<String>,
@@ -48,7 +52,7 @@ pub struct Args {
     #[arg(long, env = "RELAY_SMTP_CA", value_name = "PEM")]
     pub smtp_ca: Option<PathBuf>,
     /// Most connections to the upstream SMTP server per host and credential, used in parallel
-    /// (default 4).
+    /// (default 20; below it the relay adapts, with fewer after 4xx answers).
     #[arg(long, env = "RELAY_SMTP_CONNECTIONS", value_name = "N")]
     pub smtp_connections: Option<usize>,
     /// Message stream for messages without an `X-PM-Message-Stream` header.

@@ -12,6 +12,37 @@ use postmark_relay::spool::Spool;
 /// Threads of the blocking pool (tokio's default is 512).
 const BLOCKING_THREADS: usize = 4;
 
+/// Runs the relay itself with one glibc malloc arena unless `MALLOC_ARENA_MAX` is set already:
+/// it re-executes the same binary (same process id, same arguments) with the variable set.
+///
+/// glibc gives each thread that allocates an arena of its own and keeps what is freed in it;
+/// messages built on the blocking pool and freed by the delivery worker spread over up to eight
+/// arenas per core, and a relay whose upstream lags peaked at 80–105 MiB that way against 20 MiB
+/// with one arena, at no measurable cost in CPU. The variable is read once, when glibc starts,
+/// so it cannot be set from inside (`mallopt` needs `unsafe`, which the relay forbids); setting
+/// it before `exec` is the safe equivalent. Where the exec fails (the binary was replaced), the
+/// relay goes on as it is, with a warning.
+fn one_malloc_arena(program: &str) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let error = std::process::Command::new(exe)
+            .arg0(program)
+            .args(std::env::args_os().skip(1))
+            .env("MALLOC_ARENA_MAX", "1")
+            .exec();
+        tracing::warn!(error = %error, "cannot re-execute with MALLOC_ARENA_MAX=1; memory may grow with many malloc arenas");
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = program;
+}
+
 fn main() -> ExitCode {
     // Run as `sendmail` (a link at /usr/sbin/sendmail, PHP's sendmail_path) or `mailq`.
     let mut argv = std::env::args();
@@ -90,6 +121,7 @@ fn main() -> ExitCode {
             }
         }
         None => {
+            one_malloc_arena(&program);
             let config = match Config::resolve(&cli.args, &env) {
                 Ok(c) => c,
                 Err(e) => {

@@ -352,3 +352,80 @@ async fn wait_for_messages_times_out_with_what_it_has() {
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert!(fake.url().starts_with("smtp://127.0.0.1:"));
 }
+
+#[tokio::test]
+async fn pipelined_groups_are_recorded_and_illegal_pipelining_is_reported() {
+    let fake = FakeSmtp::start().await.unwrap();
+    let mut raw = connect(&fake).await;
+    assert!(raw.cmd("EHLO c").await.contains("250-PIPELINING\r\n"));
+    // Legal: MAIL, RCPT and DATA in one group, then the content with the next transaction.
+    raw.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n").await;
+    for _ in 0..3 {
+        raw.reply().await;
+    }
+    raw.send(b"one\r\n.\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n").await;
+    for _ in 0..4 {
+        raw.reply().await;
+    }
+    // Illegal: content sent with DATA before the 354, then NOOP with something after it.
+    raw.send(b"two\r\n.\r\nRSET\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nthree\r\n.\r\n")
+        .await;
+    for _ in 0..6 {
+        raw.reply().await;
+    }
+    raw.send(b"NOOP\r\nQUIT\r\n").await;
+    raw.reply().await;
+    assert_eq!(raw.reply().await, "221 2.0.0 Bye\r\n");
+    assert_eq!(fake.wait_for_messages(3, WAIT).await.len(), 3);
+    let groups = fake.command_groups();
+    assert_eq!(
+        groups,
+        [
+            vec!["EHLO"],
+            vec!["MAIL", "RCPT", "DATA"],
+            vec!["<content>", "MAIL", "RCPT", "DATA"],
+            vec!["<content>", "RSET", "MAIL", "RCPT", "DATA", "<content>"],
+            vec!["NOOP", "QUIT"],
+        ]
+    );
+    let violations = fake.pipelining_violations();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(violations[0].starts_with("DATA must be the last"), "{violations:?}");
+    assert!(violations[1].starts_with("NOOP must be the last"), "{violations:?}");
+}
+
+#[tokio::test]
+async fn without_pipelining_advertised_any_command_sent_ahead_is_a_violation() {
+    let fake = FakeSmtp::builder().pipelining(false).start().await.unwrap();
+    let mut raw = connect(&fake).await;
+    assert!(!raw.cmd("EHLO c").await.contains("PIPELINING"));
+    assert_eq!(raw.cmd("MAIL FROM:<a@example.com>").await, "250 2.1.0 Ok\r\n");
+    assert!(fake.pipelining_violations().is_empty(), "one command at a time is legal");
+    raw.send(b"RCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\n").await;
+    raw.reply().await;
+    raw.reply().await;
+    assert_eq!(fake.pipelining_violations().len(), 1, "{:?}", fake.pipelining_violations());
+    assert!(fake.pipelining_violations()[0].contains("PIPELINING was not advertised"));
+}
+
+#[tokio::test]
+async fn latency_holds_each_reply_and_open_connections_are_counted() {
+    let fake = FakeSmtp::builder().latency(Duration::from_millis(30)).start().await.unwrap();
+    let first = connect(&fake).await;
+    let mut second = connect(&fake).await;
+    assert_eq!((fake.load().current(), fake.load().peak()), (2, 2));
+    let started = std::time::Instant::now();
+    second.cmd("NOOP").await;
+    assert!(started.elapsed() >= Duration::from_millis(30), "the reply waited for the latency");
+    drop(first);
+    second.cmd("QUIT").await;
+    drop(second);
+    for _ in 0..100 {
+        if fake.load().current() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!((fake.load().current(), fake.load().peak()), (0, 2));
+    assert_eq!(fake.load().arrivals(), [1, 2]);
+}

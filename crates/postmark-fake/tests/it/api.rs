@@ -283,3 +283,38 @@ async fn canned_answers_faults_and_the_token_come_before_the_rules() {
     let other = post(&fake, "/email/bulk", &scanner_message()).await;
     assert_eq!(other.status, 404);
 }
+
+#[tokio::test]
+async fn latency_holds_answers_and_requests_in_flight_are_counted() {
+    let fake = fake().await;
+    fake.set_latency(std::time::Duration::from_millis(200));
+    let client = reqwest::Client::new();
+    let send = |n: usize| {
+        let request = client
+            .post(format!("{}/email", fake.url()))
+            .header("X-Postmark-Server-Token", TOKEN)
+            .header("Accept", "application/json")
+            .json(
+                &json!({"From": "a@example.com", "To": format!("r{n}@example.org"), "Subject": "s", "TextBody": "b"}),
+            );
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Three at once: each is held for the latency, so all three are in flight together.
+    let statuses = futures_join3(send(1), send(2), send(3)).await;
+    assert_eq!(statuses, [200, 200, 200]);
+    assert_eq!((fake.load().current(), fake.load().peak()), (0, 3));
+    assert_eq!(fake.load().arrivals().iter().max(), Some(&3));
+    fake.load().reset_peak();
+    fake.set_latency(std::time::Duration::ZERO);
+    assert_eq!(send(4).await, 200);
+    assert_eq!(fake.load().peak(), 1);
+}
+
+async fn futures_join3<T>(
+    a: impl std::future::Future<Output = T>,
+    b: impl std::future::Future<Output = T>,
+    c: impl std::future::Future<Output = T>,
+) -> [T; 3] {
+    let (a, b, c) = tokio::join!(a, b, c);
+    [a, b, c]
+}

@@ -20,6 +20,7 @@ pub(crate) struct FileConfig {
     pub(crate) via: Option<Via>,
     pub(crate) api_url: Option<String>,
     pub(crate) api_timeout: Option<String>,
+    pub(crate) api_max_in_flight: Option<usize>,
     pub(crate) smtp_url: Option<String>,
     pub(crate) smtp_ca: Option<PathBuf>,
     pub(crate) smtp_connections: Option<usize>,

@@ -11,9 +11,10 @@
 //! | `--via api\|smtp` | `RELAY_VIA` | `via` | API with a server token, SMTP with only SMTP keys, dry-run with neither |
 //! | `--api-url URL` | `POSTMARK_API_URL` | `api_url` | `https://api.postmarkapp.com` |
 //! | `--api-timeout DURATION` | `RELAY_API_TIMEOUT` | `api_timeout` | `60s` |
+//! | `--api-max-in-flight N` | `RELAY_API_MAX_IN_FLIGHT` | `api_max_in_flight` | 16 requests at once (adaptive below it) |
 //! | `--smtp-url URL` | `POSTMARK_SMTP_URL` | `smtp_url` | `smtp://smtp.postmarkapp.com:587` |
 //! | `--smtp-ca PEM` | `RELAY_SMTP_CA` | `smtp_ca` | none (system roots only) |
-//! | `--smtp-connections N` | `RELAY_SMTP_CONNECTIONS` | `smtp_connections` | 4 per host and credential |
+//! | `--smtp-connections N` | `RELAY_SMTP_CONNECTIONS` | `smtp_connections` | 20 per host and credential (adaptive below it) |
 //! | `--message-stream ID` | `RELAY_MESSAGE_STREAM` | `message_stream` | none (Postmark's `outbound`) |
 //! | `--empty-body-text TEXT` | `RELAY_EMPTY_BODY_TEXT` | `empty_body_text` | see [`crate::convert::DEFAULT_EMPTY_BODY_TEXT`] |
 //! | `--max-retry-delay DURATION` | `RELAY_MAX_RETRY_DELAY` | `max_retry_delay` | `10m` |
@@ -62,7 +63,7 @@ use crate::access::AccessConfig;
 use crate::cli::{Args, parse_duration};
 use crate::convert::ConvertOptions;
 use crate::delivery::WorkerConfig;
-use crate::delivery::api::ApiSettings;
+use crate::delivery::api::{ApiSettings, DEFAULT_MAX_IN_FLIGHT as DEFAULT_API_MAX_IN_FLIGHT};
 use crate::delivery::notify::NotifySettings;
 use crate::delivery::smtp::{
     DEFAULT_CONNECTIONS as DEFAULT_SMTP_CONNECTIONS, InvalidSmtpUrl, SmtpSettings, SmtpUpstream,
@@ -315,7 +316,14 @@ impl Config {
             listen: args.listen.clone().or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into()),
             spool: args.spool.clone().or(file.spool).unwrap_or_else(|| default_spool(env)),
             mode,
-            api: ApiSettings { url: api_url, timeout: api_timeout },
+            api: ApiSettings {
+                url: api_url,
+                timeout: api_timeout,
+                max_in_flight: positive_count(
+                    args.api_max_in_flight.or(file.api_max_in_flight).unwrap_or(DEFAULT_API_MAX_IN_FLIGHT),
+                    "--api-max-in-flight",
+                )?,
+            },
             smtp: SmtpSettings {
                 upstream,
                 streams,
@@ -604,10 +612,24 @@ secret_key = "s2"
     }
 
     #[test]
+    fn api_max_in_flight_comes_from_the_flag_the_file_or_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = env_of(&[("POSTMARK_SERVER_TOKEN", "t")]);
+        assert_eq!(Config::resolve(&args(&[]), &token).unwrap().api.max_in_flight, 16);
+        let path = write_file(&dir, "api_max_in_flight = 40\n");
+        let file = path.to_str().unwrap();
+        assert_eq!(Config::resolve(&args(&["--config", file]), &token).unwrap().api.max_in_flight, 40);
+        let flag = args(&["--config", file, "--api-max-in-flight", "3"]);
+        assert_eq!(Config::resolve(&flag, &token).unwrap().api.max_in_flight, 3, "the flag wins over the file");
+        let e = Config::resolve(&args(&["--api-max-in-flight", "0"]), &token).unwrap_err();
+        assert!(e.to_string().contains("--api-max-in-flight"), "{e}");
+    }
+
+    #[test]
     fn smtp_connections_come_from_the_flag_the_file_or_the_default() {
         let dir = tempfile::tempdir().unwrap();
         let keys = env_of(&[("POSTMARK_SMTP_ACCESS_KEY", "a"), ("POSTMARK_SMTP_SECRET_KEY", "s")]);
-        assert_eq!(Config::resolve(&args(&[]), &keys).unwrap().smtp.connections, 4);
+        assert_eq!(Config::resolve(&args(&[]), &keys).unwrap().smtp.connections, 20);
         let path = write_file(&dir, "smtp_connections = 8\n");
         let file = path.to_str().unwrap();
         assert_eq!(Config::resolve(&args(&["--config", file]), &keys).unwrap().smtp.connections, 8);

@@ -1,13 +1,19 @@
 //! Delivery over Postmark's HTTP API: `/email` for one message, `/email/batch` (≤ 500 messages,
 //! ≤ 50 MB) when several are due, each item's own `ErrorCode` handled.
 //!
+//! Several requests are in flight at once (see [`super::window`]), over the HTTP client's pool of
+//! keep-alive connections: [`Api::send`] returns a future that owns what it sends, and the worker
+//! keeps up to the window's worth of them running while it goes on scheduling.
+//!
 //! The HTTP client does no retries of its own; retrying belongs to the queue (one retry layer).
 //! Postmark has no idempotency key, so a timeout or a reset after the request went out may mean
 //! Postmark accepted the message: it is retried (at-least-once), which is the duplicate window
 //! described in the spool documentation. A connect failure never duplicates.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use postmark_core::limits::MAX_BATCH_MESSAGES;
@@ -22,12 +28,23 @@ use crate::policy::verified::VerifiedSenders;
 use crate::secrets::Credentials;
 use crate::spool::StoredMessage;
 
-/// Most raw message bytes per batch (one bigger message still goes alone). Postmark takes up to
-/// 50 MB per request, but the relay holds a batch in memory three times over (raw, converted,
-/// JSON), so batches stay small: 20 messages of 50 KB amortize a request nearly as well as 500
-/// would, and the relay's memory stays flat however deep the queue is (at 4 MiB a deep queue of
-/// 50 KB messages kept about 12 MiB in batches alone).
+/// Most raw message bytes in all the requests in flight together: each request carries at most
+/// this divided by `--api-max-in-flight` (at most [`MAX_BATCH_RAW_BYTES`], at least
+/// [`MIN_BATCH_RAW_BYTES`]; one bigger message still goes alone). The relay holds a request's
+/// messages about three times over (raw, converted, JSON), so this bounds what delivery holds
+/// however deep the queue and however slow Postmark is.
+pub const MAX_IN_FLIGHT_RAW_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most raw message bytes per request. Postmark takes up to 50 MB, but 20 messages of 50 KB
+/// amortize a request nearly as well as 500 would, and several requests in flight hide the round
+/// trip better than one big one.
 pub const MAX_BATCH_RAW_BYTES: usize = 1024 * 1024;
+
+/// Fewest raw bytes a request may carry (with a large `--api-max-in-flight`).
+pub const MIN_BATCH_RAW_BYTES: usize = 128 * 1024;
+
+/// Most API requests in flight unless configured otherwise (`--api-max-in-flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 
 /// The `/email` requests for `msg`: one, one per group of at most 50 recipients, or one per
 /// recipient (see [`convert::convert`]), sent to
@@ -44,16 +61,44 @@ pub struct ApiSettings {
     pub url: String,
     /// How long one request may take (`--api-timeout`).
     pub timeout: Duration,
+    /// Most requests in flight at once (`--api-max-in-flight`).
+    pub max_in_flight: usize,
+}
+
+impl ApiSettings {
+    /// Settings for `url` with the default timeout and bound on requests in flight.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), timeout: Duration::from_secs(60), max_in_flight: DEFAULT_MAX_IN_FLIGHT }
+    }
+}
+
+/// What one finished request (or group of them) came to.
+#[derive(Debug)]
+pub struct Sent {
+    /// The messages it carried, handed back.
+    pub messages: Vec<StoredMessage>,
+    /// One outcome per message.
+    pub outcomes: Vec<Outcome>,
+    /// Whether Postmark answered 429 or 503, or a request timed out.
+    pub congested: bool,
 }
 
 /// The API backend.
 #[derive(Debug)]
 pub struct Api {
+    senders: Arc<Senders>,
+    settings: ApiSettings,
+    /// Most messages and raw bytes per request.
+    batch: (usize, usize),
+}
+
+/// What a request in flight needs: the clients and how to convert.
+#[derive(Debug)]
+struct Senders {
     client: ServerClient,
     /// One client per `[[routes]]` entry with a server token of its own.
     routes: BTreeMap<String, ServerClient>,
     convert: ConvertOptions,
-    settings: ApiSettings,
     /// Taught which senders Postmark refuses (ErrorCodes 400 and 401).
     verified: Option<Arc<VerifiedSenders>>,
 }
@@ -62,19 +107,57 @@ impl Api {
     /// A backend sending with the server token.
     pub fn new(settings: ApiSettings, token: &Token, convert: ConvertOptions) -> Result<Self, BackendError> {
         let client = client(&settings, token)?;
-        Ok(Self { client, routes: BTreeMap::new(), convert, settings, verified: None })
+        let per_request =
+            (MAX_IN_FLIGHT_RAW_BYTES / settings.max_in_flight.max(1)).clamp(MIN_BATCH_RAW_BYTES, MAX_BATCH_RAW_BYTES);
+        Ok(Self {
+            senders: Arc::new(Senders { client, routes: BTreeMap::new(), convert, verified: None }),
+            settings,
+            batch: (MAX_BATCH_MESSAGES, per_request),
+        })
     }
 
     /// Teaches `verified` the senders Postmark refuses, so the next message from them is refused
     /// before `250`.
     pub fn with_verified(mut self, verified: Arc<VerifiedSenders>) -> Self {
-        self.verified = Some(verified);
+        self.replace(|s| s.verified = Some(verified));
         self
+    }
+
+    /// At most `messages` messages and `bytes` raw bytes per request (tests make small requests
+    /// to see many of them).
+    #[cfg(test)]
+    pub(crate) fn with_batch_limits(mut self, messages: usize, bytes: usize) -> Self {
+        self.batch = (messages, bytes);
+        self
+    }
+
+    /// Most messages and raw bytes per request.
+    pub(super) fn batch_limits(&self) -> (usize, usize) {
+        self.batch
+    }
+
+    /// Most requests in flight at once.
+    pub(super) fn max_in_flight(&self) -> usize {
+        self.settings.max_in_flight.max(1)
+    }
+
+    /// New senders for the requests sent from now on (those in flight keep theirs).
+    fn replace(&mut self, change: impl FnOnce(&mut Senders)) {
+        let old = &self.senders;
+        let mut new = Senders {
+            client: old.client.clone(),
+            routes: old.routes.clone(),
+            convert: old.convert.clone(),
+            verified: old.verified.clone(),
+        };
+        change(&mut new);
+        self.senders = Arc::new(new);
     }
 
     /// Sends with a new server token from now on (credential rotation).
     pub fn set_token(&mut self, token: &Token) -> Result<(), BackendError> {
-        self.client = client(&self.settings, token)?;
+        let client = client(&self.settings, token)?;
+        self.replace(|s| s.client = client);
         Ok(())
     }
 
@@ -87,16 +170,47 @@ impl Api {
                 routes.insert(name.clone(), client(&self.settings, token)?);
             }
         }
-        self.set_token(token)?;
-        self.routes = routes;
+        let client = client(&self.settings, token)?;
+        self.replace(|s| {
+            s.client = client;
+            s.routes = routes;
+        });
         Ok(())
+    }
+
+    /// Sends `messages` (with their requests, when built at accept time) and gives them back
+    /// with their outcomes; the future owns all it needs, so several can run at once.
+    pub(super) fn send(
+        &self,
+        messages: Vec<StoredMessage>,
+        built: Vec<Option<Vec<SendEmailRequest>>>,
+        metrics: Arc<Metrics>,
+    ) -> impl Future<Output = Sent> + Send + 'static {
+        let senders = Arc::clone(&self.senders);
+        async move {
+            let congested = AtomicBool::new(false);
+            let outcomes = senders.deliver(&messages, built, &metrics, &congested).await;
+            Sent { messages, outcomes, congested: congested.load(Ordering::Relaxed) }
+        }
     }
 
     pub(super) async fn deliver(
         &mut self,
         messages: &[StoredMessage],
+        built: Vec<Option<Vec<SendEmailRequest>>>,
+        metrics: &Metrics,
+    ) -> Vec<Outcome> {
+        self.senders.deliver(messages, built, metrics, &AtomicBool::new(false)).await
+    }
+}
+
+impl Senders {
+    async fn deliver(
+        &self,
+        messages: &[StoredMessage],
         mut built: Vec<Option<Vec<SendEmailRequest>>>,
         metrics: &Metrics,
+        congested: &AtomicBool,
     ) -> Vec<Outcome> {
         built.resize_with(messages.len(), || None);
         // Messages of a route with a token of its own go with that token, the rest with the
@@ -117,20 +231,20 @@ impl Api {
             let client = route.and_then(|r| self.routes.get(r)).unwrap_or(&self.client);
             let group: Vec<&StoredMessage> = indices.iter().map(|&i| &messages[i]).collect();
             let group_built: Vec<_> = indices.iter().map(|&i| built[i].take()).collect();
-            for (i, outcome) in indices.into_iter().zip(self.deliver_group(client, &group, group_built, metrics).await)
-            {
+            let sent = self.deliver_group(client, &group, group_built, metrics, congested).await;
+            for (i, outcome) in indices.into_iter().zip(sent) {
                 outcomes[i] = Some(outcome);
             }
         }
         outcomes.into_iter().map(|o| o.unwrap_or_else(|| Outcome::Transient("no result".into()))).collect()
     }
-
     async fn deliver_group(
         &self,
         client: &ServerClient,
         messages: &[&StoredMessage],
         built: Vec<Option<Vec<SendEmailRequest>>>,
         metrics: &Metrics,
+        congested: &AtomicBool,
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
         // Every request with the index of its message; a message sent as one copy per
@@ -185,10 +299,10 @@ impl Api {
                 0 => break,
                 1 => {
                     for request in chunk {
-                        results.push(self.send_one(client, request, metrics).await);
+                        results.push(self.send_one(client, request, metrics, congested).await);
                     }
                 }
-                _ => results.extend(self.send_batch(client, chunk, metrics).await),
+                _ => results.extend(self.send_batch(client, chunk, metrics, congested).await),
             }
         }
         let mut split: Vec<RecipientOutcome> = vec![RecipientOutcome::default(); messages.len()];
@@ -218,7 +332,13 @@ impl Api {
             .collect()
     }
 
-    async fn send_one(&self, client: &ServerClient, request: SendEmailRequest, metrics: &Metrics) -> Outcome {
+    async fn send_one(
+        &self,
+        client: &ServerClient,
+        request: SendEmailRequest,
+        metrics: &Metrics,
+        congested: &AtomicBool,
+    ) -> Outcome {
         let started = std::time::Instant::now();
         let from = request.from.clone();
         let sent = client.send_email().body(request).send().await;
@@ -233,6 +353,9 @@ impl Api {
                 let e = postmark_server::Error::from(e);
                 if let postmark_server::Error::Api { code, message, .. } = &e {
                     self.learn(&from, code.as_i64(), message);
+                }
+                if is_congestion(&e) {
+                    congested.store(true, Ordering::Relaxed);
                 }
                 error_outcome(&e)
             }
@@ -256,6 +379,7 @@ impl Api {
         client: &ServerClient,
         requests: Vec<SendEmailRequest>,
         metrics: &Metrics,
+        congested: &AtomicBool,
     ) -> Vec<Outcome> {
         let n = requests.len();
         // Kept for a one-by-one fallback if Postmark refuses the batch as a whole.
@@ -277,6 +401,9 @@ impl Api {
             }
             Err(e) => {
                 let e = postmark_server::Error::from(e);
+                if is_congestion(&e) {
+                    congested.store(true, Ordering::Relaxed);
+                }
                 match error_outcome(&e) {
                     // One bad message (or a batch too large) must not sink the others: send
                     // each on its own and let Postmark judge them one by one.
@@ -284,7 +411,7 @@ impl Api {
                         tracing::warn!(messages = n, error = %reason, "Postmark refused the batch as a whole; sending its messages one by one");
                         let mut out = Vec::with_capacity(n);
                         for req in copies {
-                            out.push(self.send_one(client, req, metrics).await);
+                            out.push(self.send_one(client, req, metrics, congested).await);
                         }
                         out
                     }
@@ -315,6 +442,17 @@ fn item_outcome(resp: &SendEmailResponse) -> Outcome {
         Class::Transient => Outcome::Transient(reason()),
         Class::Permanent => Outcome::Permanent(reason()),
         Class::Operator => Outcome::Operator(reason()),
+    }
+}
+
+/// Whether a failed request says Postmark is overloaded or rate limiting: a 429, a 503, or no
+/// answer in time.
+fn is_congestion(e: &postmark_server::Error) -> bool {
+    use postmark_server::Error as E;
+    match e {
+        E::Api { status, .. } | E::UnexpectedResponse { status, .. } => matches!(status, 429 | 503),
+        E::Transport { source, .. } => source.is_timeout(),
+        _ => false,
     }
 }
 

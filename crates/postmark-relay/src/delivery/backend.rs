@@ -126,7 +126,7 @@ impl Backend {
     /// Most messages, and most raw bytes, handed over in one call.
     pub(super) fn batch_limits(&self) -> (usize, usize) {
         match self {
-            Backend::Api(_) => (postmark_core::limits::MAX_BATCH_MESSAGES, api::MAX_BATCH_RAW_BYTES),
+            Backend::Api(b) => b.batch_limits(),
             Backend::DryRun(_) => (50, 64 * 1024 * 1024),
             // Enough for every connection to carry several messages of one batch.
             Backend::Smtp(_) => (200, 16 * 1024 * 1024),

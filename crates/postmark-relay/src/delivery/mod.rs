@@ -10,6 +10,7 @@ pub mod api;
 mod backend;
 pub mod dry_run;
 pub mod handoff;
+mod in_flight;
 pub mod notify;
 pub mod policy;
 pub mod schedule;
@@ -17,12 +18,16 @@ pub mod schedule;
 mod scripted;
 pub mod smtp;
 mod split;
+pub mod window;
+#[cfg(test)]
+mod window_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::logging::message as log;
 use crate::metrics::{Dead, Deferral, Metrics};
@@ -66,6 +71,12 @@ pub struct Worker {
     credentials: Option<watch::Receiver<Arc<Credentials>>>,
     notifier: Option<notify::Notifier>,
     clock: crate::clock::Clock,
+    /// API requests in flight (the other paths deliver one batch at a time).
+    in_flight: JoinSet<in_flight::InFlight>,
+    /// The messages of each request in flight, should its task fail.
+    in_flight_ids: HashMap<tokio::task::Id, Vec<QueueId>>,
+    /// How many API requests may be in flight.
+    window: window::Window,
 }
 
 impl Worker {
@@ -77,6 +88,10 @@ impl Worker {
         incoming: mpsc::UnboundedReceiver<Queued>,
         shutdown: ShutdownSignal,
     ) -> Self {
+        let backend_window = match &backend {
+            Backend::Api(api) => Some(api.max_in_flight()),
+            _ => None,
+        };
         Self {
             spool,
             backend,
@@ -91,6 +106,12 @@ impl Worker {
             credentials: None,
             notifier: None,
             clock: crate::clock::Clock::new(),
+            in_flight: JoinSet::new(),
+            in_flight_ids: HashMap::new(),
+            window: window::Window::new(match &backend_window {
+                Some(max) => *max,
+                None => 1,
+            }),
         }
     }
 
@@ -290,12 +311,18 @@ impl Worker {
                 // Nothing left to try the configuration with (purged meanwhile).
                 self.metrics.resume();
             }
-            let batch = if self.paused_until_ms > now { Vec::new() } else { self.take_batch(now) };
+            let concurrent = matches!(self.backend, Backend::Api(_));
+            let paused = self.paused_until_ms > now;
+            if concurrent && !paused {
+                self.fill_window(now);
+            }
+            let batch = if paused || concurrent { Vec::new() } else { self.take_batch(now) };
             if batch.is_empty() {
                 let mut wake = next_rescan;
-                if self.paused_until_ms > now {
+                let window_full = concurrent && self.in_flight.len() >= self.window.allowed();
+                if paused {
                     wake = wake.min(self.paused_until_ms);
-                } else if let Some(due) = self.schedule.next_due() {
+                } else if !window_full && let Some(due) = self.schedule.next_due() {
                     wake = wake.min(due);
                 }
                 let sleep = Duration::from_millis(wake.saturating_sub(now));
@@ -306,6 +333,7 @@ impl Worker {
                         // No session will queue anything any more; keep draining the schedule.
                         None => incoming_closed = true,
                     },
+                    Some(done) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => self.finish(done),
                     () = tokio::time::sleep(sleep) => {}
                     () = credential_update(&mut self.credentials) => self.use_new_credentials(),
                 }
@@ -316,6 +344,10 @@ impl Worker {
             for (msg, outcome) in batch.iter().zip(outcomes) {
                 self.apply(msg, outcome);
             }
+        }
+        // The requests in flight when shutdown began are finished (the caller bounds that).
+        while let Some(done) = self.in_flight.join_next_with_id().await {
+            self.finish(done);
         }
         tracing::info!(pending = self.schedule.len(), "delivery worker stopped; pending messages stay spooled");
     }
@@ -577,7 +609,7 @@ mod tests {
         fake.set_server_token("token");
         let dir = tempfile::tempdir().unwrap();
         let spool = Arc::new(Spool::open(dir.path()).unwrap());
-        let settings = api::ApiSettings { url: fake.url(), timeout: Duration::from_secs(10) };
+        let settings = api::ApiSettings { timeout: Duration::from_secs(10), ..api::ApiSettings::new(fake.url()) };
         let token = postmark_core::Token::new("token");
         let backend = Backend::Api(api::Api::new(settings, &token, Default::default()).unwrap());
         let (tx, shutdown, task) = spawn_worker(&spool, backend);

@@ -17,8 +17,11 @@
 //!   upstream as commands (SMTP smuggling through the relay).
 //! * The host: the stream's own (`[streams.<id>] smtp_url`, or Postmark's broadcast host for a
 //!   `kind = "broadcast"` stream), else `--smtp-url`.
-//! * Up to `--smtp-connections` (default [`DEFAULT_CONNECTIONS`]) connections per host and
-//!   credential carry a batch in parallel: each connection takes the next message of the batch
+//! * Up to `--smtp-connections` (default [`DEFAULT_CONNECTIONS`], as many as Postfix uses per
+//!   destination) connections per host and credential carry a batch in parallel, as many as an
+//!   adaptive window allows (see [`super::window`]: it starts open, halves when the upstream
+//!   answers 421 or another 4xx, and grows back while every connection delivers): each connection
+//!   takes the next message of the batch
 //!   that no other connection has taken, so a message is handed to exactly one connection and
 //!   sent at most once per attempt (order between messages is not kept). Connections are kept
 //!   open and reused; one is replaced when it fails or has been idle for [`IDLE_REUSE`].
@@ -32,12 +35,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use mail_send::smtp::message::Parameters;
 use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
 use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use smtp_proto::{EXT_8BIT_MIME, EXT_SMTP_UTF8};
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SMTP_UTF8};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -45,7 +47,9 @@ use tokio_rustls::client::TlsStream;
 mod groups;
 
 use super::policy::{Class, classify_smtp};
-use super::{BackendError, Outcome, RecipientOutcome};
+mod transaction;
+use super::window::Window;
+use super::{BackendError, Outcome};
 use crate::metrics::{Metrics, Path as MetricsPath};
 use crate::secrets::Credentials as Creds;
 use crate::spool::StoredMessage;
@@ -120,7 +124,7 @@ pub struct SmtpSettings {
 
 /// Upstream connections per host and credential unless configured otherwise: enough to hide
 /// the round trips of one transaction behind the others, few enough not to look like a flood.
-pub const DEFAULT_CONNECTIONS: usize = 4;
+pub const DEFAULT_CONNECTIONS: usize = 20;
 
 /// A pooled connection idle longer than this is replaced rather than reused (servers commonly
 /// drop idle clients after a minute or so).
@@ -175,6 +179,8 @@ struct Connection {
     client: SmtpClient<TlsStream<TcpStream>>,
     eight_bit_mime: bool,
     smtputf8: bool,
+    /// The upstream advertised PIPELINING (RFC 2920).
+    pipelining: bool,
     last_used: Instant,
 }
 
@@ -194,6 +200,8 @@ pub struct Smtp {
     credentials: Creds,
     /// Idle connections, at most `settings.connections` per key.
     pool: HashMap<PoolKey, Vec<Connection>>,
+    /// How many connections each key may use at once.
+    windows: HashMap<PoolKey, Window>,
 }
 
 /// Where and as whom a connection is logged in.
@@ -208,7 +216,7 @@ impl std::fmt::Debug for Smtp {
     }
 }
 
-enum Failure {
+pub(super) enum Failure {
     /// The connection is unusable; `before_data` tells whether nothing of this message was
     /// committed upstream (so a fresh connection may try again at once).
     Broken { reason: String, before_data: bool },
@@ -222,6 +230,7 @@ impl Smtp {
             settings,
             credentials: credentials.clone(),
             pool: HashMap::new(),
+            windows: HashMap::new(),
         })
     }
 
@@ -233,6 +242,7 @@ impl Smtp {
         }
         self.credentials = credentials.clone();
         self.pool.clear();
+        self.windows.clear();
         Ok(())
     }
 
@@ -250,13 +260,18 @@ impl Smtp {
                 Err(reason) => out[i] = Some(Outcome::Transient(reason)),
             }
         }
-        let lanes_per_group = self.settings.connections.max(1);
+        let max = self.settings.connections.max(1);
         let mut lanes = Vec::new();
+        // Per group: its window's epoch and whether every allowed connection was used.
+        let mut used = Vec::new();
         for (key, creds, indices) in &groups {
+            let window = self.windows.entry(key.clone()).or_insert_with(|| Window::open(max));
+            let n = window.allowed().min(indices.len());
+            used.push((key.clone(), window.epoch(), n == window.allowed()));
             let idle = self.pool.entry(key.clone()).or_default();
             let next = Arc::new(AtomicUsize::new(0));
             let indices: Arc<[usize]> = indices.as_slice().into();
-            for _ in 0..lanes_per_group.min(indices.len()) {
+            for _ in 0..n {
                 let lane =
                     Lane { key, creds, conn: idle.pop(), next: Arc::clone(&next), indices: Arc::clone(&indices) };
                 lanes.push(lane);
@@ -265,8 +280,16 @@ impl Smtp {
         let this = &*self;
         let finished = join_all(lanes.into_iter().map(|lane| lane.run(this, messages, metrics)).collect()).await;
         let mut refused = None;
+        let mut congested: Vec<PoolKey> = Vec::new();
+        let mut delivered: HashMap<PoolKey, usize> = HashMap::new();
         for (key, conn, outcomes) in finished {
             for (i, outcome) in outcomes {
+                match &outcome {
+                    Outcome::Transient(_) => congested.push(key.clone()),
+                    Outcome::PerRecipient(r) if !r.retry.is_empty() => congested.push(key.clone()),
+                    Outcome::Delivered { .. } => *delivered.entry(key.clone()).or_default() += 1,
+                    _ => {}
+                }
                 if let Outcome::Operator(reason) = &outcome {
                     refused.get_or_insert_with(|| reason.clone());
                 }
@@ -274,6 +297,21 @@ impl Smtp {
             }
             if let Some(conn) = conn {
                 self.pool.entry(key).or_default().push(conn);
+            }
+        }
+        for (key, epoch, full) in used {
+            let Some(window) = self.windows.get_mut(&key) else { continue };
+            if congested.contains(&key) {
+                if window.congested(epoch) {
+                    tracing::info!(
+                        connections = window.allowed(),
+                        "the upstream SMTP server defers: fewer connections"
+                    );
+                }
+            } else {
+                for _ in 0..delivered.get(&key).copied().unwrap_or(0) {
+                    window.succeeded(full);
+                }
             }
         }
         // Left over only when every lane of a group stopped at a refused login: those messages
@@ -391,6 +429,7 @@ impl Smtp {
         Ok(Connection {
             eight_bit_mime: caps.has_capability(EXT_8BIT_MIME),
             smtputf8: caps.has_capability(EXT_SMTP_UTF8),
+            pipelining: caps.has_capability(EXT_PIPELINING),
             client,
             last_used: Instant::now(),
         })
@@ -469,92 +508,6 @@ fn connect_outcome(e: mail_send::Error) -> Outcome {
         E::UnexpectedReply(r) if classify_smtp(r.code) == Class::Operator => Outcome::Operator(reason),
         _ => Outcome::Transient(reason),
     }
-}
-
-fn reply_text(r: &smtp_proto::Response<String>) -> String {
-    let [a, b, c] = r.esc;
-    if a == 0 { format!("{} {}", r.code, r.message) } else { format!("{} {a}.{b}.{c} {}", r.code, r.message) }
-}
-
-/// One transaction on an established connection, to `rcpt_to`.
-async fn send_to(conn: &mut Connection, msg: &StoredMessage, rcpt_to: &[String]) -> Result<Outcome, Failure> {
-    let envelope = &msg.header.envelope;
-    let broken = |e: mail_send::Error, before_data: bool| Failure::Broken { reason: e.to_string(), before_data };
-
-    let mut params = Parameters::new();
-    if msg.raw.iter().any(|b| !b.is_ascii()) && conn.eight_bit_mime {
-        params.add(("BODY", "8BITMIME"));
-    }
-    let needs_utf8 = !envelope.mail_from.is_ascii() || rcpt_to.iter().any(|r| !r.is_ascii());
-    if needs_utf8 {
-        if !conn.smtputf8 {
-            return Ok(Outcome::Permanent(
-                "the upstream server does not support SMTPUTF8, needed for a non-ASCII address".into(),
-            ));
-        }
-        params.add("SMTPUTF8");
-    }
-
-    match conn.client.mail_from(&envelope.mail_from, &params).await {
-        Ok(()) => {}
-        Err(mail_send::Error::UnexpectedReply(r)) => {
-            let _ = conn.client.rset().await;
-            let reason = format!("upstream refused MAIL FROM: {}", reply_text(&r));
-            return Ok(match classify_smtp(r.code) {
-                Class::Transient => Outcome::Transient(reason),
-                Class::Operator => Outcome::Operator(reason),
-                _ => Outcome::Permanent(reason),
-            });
-        }
-        Err(e) => return Err(broken(e, true)),
-    }
-
-    let mut result = RecipientOutcome::default();
-    let mut accepted = Vec::new();
-    for rcpt in rcpt_to {
-        match conn.client.rcpt_to(rcpt, &Parameters::new()).await {
-            Ok(()) => accepted.push(rcpt.clone()),
-            Err(mail_send::Error::UnexpectedReply(r)) => {
-                let reason = format!("upstream refused RCPT TO: {}", reply_text(&r));
-                if (400..500).contains(&r.code) {
-                    result.retry.push(rcpt.clone());
-                    result.retry_reason = reason;
-                } else {
-                    result.failed.push(rcpt.clone());
-                    result.failed_reason = reason;
-                }
-            }
-            Err(e) => return Err(broken(e, true)),
-        }
-    }
-    if accepted.is_empty() {
-        let _ = conn.client.rset().await;
-        return Ok(Outcome::PerRecipient(result));
-    }
-
-    match conn.client.data(data_bytes(&msg.raw)).await {
-        Ok(reply) => {
-            result.delivered = accepted;
-            result.reference = reply_text(&reply);
-        }
-        Err(mail_send::Error::UnexpectedReply(r)) => {
-            let reason = format!("upstream refused the message: {}", reply_text(&r));
-            let _ = conn.client.rset().await;
-            if (400..500).contains(&r.code) {
-                result.retry.extend(accepted);
-                result.retry_reason = reason;
-            } else {
-                result.failed.extend(accepted);
-                result.failed_reason = reason;
-            }
-        }
-        // The data may have been taken: retrying risks a duplicate, not retrying risks a loss.
-        Err(e) => return Err(broken(e, false)),
-    }
-    Ok(match (&result.retry.is_empty(), &result.failed.is_empty()) {
-        (true, true) => Outcome::Delivered { reference: result.reference },
-        _ => Outcome::PerRecipient(result),
-    })
 }
 
 #[cfg(test)]

@@ -289,6 +289,45 @@ async fn parallel_connections_retry_refused_data_without_duplicates() {
     expected.sort();
     assert_eq!(subjects(&fake.messages()), expected, "each message delivered once");
     assert!(relay.files("dead").is_empty());
-    assert_eq!(fake.connections(), 4, "the default is four connections");
+    assert_eq!(fake.connections(), 20, "the default is twenty connections");
     relay.stop().await;
+}
+
+/// With PIPELINING advertised, MAIL, every RCPT and DATA go in one group, the content after the
+/// 354, and nothing breaks RFC 2920; without it, one command at a time. Either way the messages
+/// arrive byte-identical with their envelopes, a refused recipient is a dead letter for that one.
+#[tokio::test]
+async fn pipelined_transactions_when_the_upstream_offers_pipelining_one_command_at_a_time_otherwise() {
+    for pipelining in [true, false] {
+        let fake = FakeSmtp::builder().credentials("k", "s").pipelining(pipelining).start().await.unwrap();
+        fake.inject(Fault::new(Stage::Rcpt, 550, "5.1.1", "no such user").for_recipient("bad@example.com"));
+        let mut relay = TestRelay::with_smtp(
+            &fake,
+            &["--max-retry-delay", "200ms"],
+            &[("POSTMARK_SMTP_ACCESS_KEY", "k"), ("POSTMARK_SMTP_SECRET_KEY", "s")],
+        )
+        .await;
+        let raw = tricky("pipelined");
+        send(relay.addr, "a@example.com", &["one@example.com", "bad@example.com", "two@example.com"], &raw)
+            .await
+            .expect("250");
+        let got = fake.wait_for_messages(1, Duration::from_secs(15)).await;
+        let mut expected = raw.clone();
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(got[0].data, expected, "byte-identical (pipelining {pipelining})");
+        assert_eq!(got[0].rcpt_to, ["one@example.com", "two@example.com"]);
+        wait_for("the dead letter", Duration::from_secs(10), || {
+            (relay.files("queue").is_empty() && relay.files("dead").len() == 2).then_some(())
+        })
+        .await;
+        assert_eq!(fake.pipelining_violations(), Vec::<String>::new(), "pipelining {pipelining}");
+        let groups = fake.command_groups();
+        let transaction = ["MAIL", "RCPT", "RCPT", "RCPT", "DATA"];
+        if pipelining {
+            assert!(groups.iter().any(|g| g == &transaction), "one group for the envelope: {groups:?}");
+        } else {
+            assert!(groups.iter().all(|g| g.len() == 1), "one command at a time: {groups:?}");
+        }
+        relay.stop().await;
+    }
 }

@@ -60,6 +60,16 @@ impl Via {
     }
 }
 
+/// What drives the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadGenerator {
+    /// The bench's own SMTP client (DATA-to-250 latencies measured per message).
+    Builtin,
+    /// Postfix's `smtp-source` (Debian's `postfix` package), the field's standard load, so the ratios compare
+    /// with published MTA figures; no per-message latencies.
+    SmtpSource,
+}
+
 /// How the load uses connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -138,6 +148,21 @@ pub struct Options {
     /// the whole queue: the delivered msg/s of a backlog, over the relay's parallel upstream connections.
     #[arg(long)]
     pub backlog: bool,
+    /// Round trip between the server (the relay, or Postfix) and its upstream: a proxy holds every byte half of it
+    /// in each direction (`0`, `50ms`, `150ms`, `1s`). Postmark is 50–150 ms from most servers.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_rtt)]
+    pub rtt: Duration,
+    /// The load generator: the bench's own client, or Postfix's `smtp-source`.
+    #[arg(long, value_enum, default_value_t = LoadGenerator::Builtin)]
+    pub load: LoadGenerator,
+    /// API path: the relay's `--api-max-in-flight` (its default when not given); 1 sends as the relay did before
+    /// requests went out in parallel.
+    #[arg(long, value_name = "N", value_parser = positive)]
+    pub api_max_in_flight: Option<usize>,
+    /// SMTP path: the fake upstream does not advertise PIPELINING (Postmark's docs do not say whether its SMTP
+    /// servers do), so the relay sends one command per round trip.
+    #[arg(long)]
+    pub no_upstream_pipelining: bool,
     /// SMTP path: the relay's `--smtp-connections` (its default when not given).
     #[arg(long, value_name = "N", value_parser = positive)]
     pub smtp_connections: Option<usize>,
@@ -167,14 +192,19 @@ impl Options {
         self.relay_wrapper.as_deref().unwrap_or_default().split_whitespace().map(String::from).collect()
     }
 
-    /// "20 sessions, 10000 messages of 1024 bytes, new connection per message".
+    /// "20 sessions, 10000 messages of 1024 bytes, new connection per message, upstream RTT 100 ms".
     pub fn describe_load(&self) -> String {
         format!(
-            "{} sessions, {} messages of {} bytes, {}",
+            "{} sessions, {} messages of {} bytes, {}, upstream RTT {} ms, load from {}",
             self.sessions,
             self.messages,
             self.size,
-            self.shape().name()
+            self.shape().name(),
+            self.rtt.as_millis(),
+            match self.load {
+                LoadGenerator::Builtin => "the bench's client",
+                LoadGenerator::SmtpSource => "smtp-source",
+            }
         )
     }
 }
@@ -185,6 +215,22 @@ fn positive(s: &str) -> Result<usize> {
         Ok(n) => Ok(n),
         Err(_) => bail!("not a number: {s:?}"),
     }
+}
+
+/// `0`, `150ms`, `1s`.
+pub fn parse_rtt(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let (digits, unit) = if let Some(ms) = t.strip_suffix("ms") {
+        (ms, Duration::from_millis(1))
+    } else if let Some(secs) = t.strip_suffix('s') {
+        (secs, Duration::from_secs(1))
+    } else if t == "0" {
+        return Ok(Duration::ZERO);
+    } else {
+        bail!("a duration like 100ms or 1s, got {s:?}")
+    };
+    let n: u32 = digits.trim().parse().map_err(|_| anyhow!("a duration like 100ms or 1s, got {s:?}"))?;
+    Ok(unit * n)
 }
 
 fn parse_secs(s: &str) -> Result<Duration> {

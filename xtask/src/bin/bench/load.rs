@@ -45,6 +45,9 @@ struct SessionResult {
 
 /// Sends `opts.messages` messages over `opts.sessions` concurrent sessions.
 pub async fn drive(addr: SocketAddr, opts: &Options, deadline: Instant) -> Load {
+    if opts.load == crate::cli::LoadGenerator::SmtpSource {
+        return smtp_source(addr, opts, deadline).await;
+    }
     let body: Arc<[u8]> = Arc::from(message_body(opts.size));
     let started = Instant::now();
     let mut set = JoinSet::new();
@@ -83,6 +86,41 @@ pub async fn drive(addr: SocketAddr, opts: &Options, deadline: Instant) -> Load 
     }
     load.accept_secs = last.duration_since(started).as_secs_f64();
     load.latencies_us.sort_unstable();
+    load
+}
+
+/// The same load from Postfix's `smtp-source`: `-s` sessions, `-m` messages of `-l` bytes, a new connection per
+/// message unless `-d`. It reports no per-message outcome: all accepted when it exits 0, none otherwise (its
+/// error is kept).
+async fn smtp_source(addr: SocketAddr, opts: &Options, deadline: Instant) -> Load {
+    let started = Instant::now();
+    let mut cmd = std::process::Command::new("smtp-source");
+    cmd.args(["-s", &opts.sessions.to_string(), "-m", &opts.messages.to_string(), "-l", &opts.size.to_string()]);
+    cmd.args(["-f", MAIL_FROM, "-t", RCPT_TO, "-M", "bench.localhost"]);
+    if opts.shape() == crate::cli::Shape::Reuse {
+        cmd.arg("-d");
+    }
+    cmd.arg(addr.to_string());
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let run = tokio::task::spawn_blocking(move || cmd.output());
+    let out = tokio::time::timeout(budget, run).await;
+    let accept_secs = started.elapsed().as_secs_f64();
+    let mut load = Load { started, accepted: 0, failed: 0, first_error: None, accept_secs, latencies_us: Vec::new() };
+    match out {
+        Ok(Ok(Ok(o))) if o.status.success() => load.accepted = opts.messages,
+        Ok(Ok(Ok(o))) => {
+            load.failed = opts.messages;
+            load.first_error = Some(format!("smtp-source: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        }
+        Ok(Ok(Err(e))) => {
+            load.failed = opts.messages;
+            load.first_error = Some(format!("cannot run smtp-source (Debian's postfix package): {e}"));
+        }
+        _ => {
+            load.failed = opts.messages;
+            load.first_error = Some("smtp-source did not finish before the deadline".into());
+        }
+    }
     load
 }
 

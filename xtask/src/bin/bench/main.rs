@@ -13,12 +13,14 @@
 //! | the load generator (SMTP client) | [`load`] |
 //! | the ceiling and Postfix's upstream (minimal SMTP acceptor) | [`sink`] |
 //! | the relay's run (fake upstreams, spool, end to end) | [`relay`] |
+//! | `--rtt`: the delay proxy between a server and its upstream | [`delay`] |
 //! | the Postfix run (private instance) | [`postfix`] |
 //! | tables and targets | [`report`] |
 //! | CPU, memory and load from `/proc` | [`procfs`] |
 //! | processes, profiling wrapper, work directory | [`process`] |
 
 mod cli;
+mod delay;
 mod load;
 mod measure;
 mod postfix;

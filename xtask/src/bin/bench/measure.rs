@@ -45,6 +45,8 @@ pub struct Measurement {
     pub upstream_messages: usize,
     /// HTTP requests (API) or SMTP transactions (SMTP, Postfix's sink) the upstream received; `None` without one.
     pub upstream_requests: Option<usize>,
+    /// The most requests (API) or connections (SMTP, Postfix's relayhost) in flight at the upstream at once.
+    pub upstream_in_flight: Option<usize>,
     /// DATA-to-250 latencies in microseconds, sorted.
     pub latencies_us: Vec<u32>,
     /// Peak resident set in KiB: `VmHWM` (or the sampled peak if higher) of one process; for Postfix the peak of
@@ -81,6 +83,7 @@ impl Measurement {
             delivery: Delivery::NotApplicable,
             upstream_messages: 0,
             upstream_requests: None,
+            upstream_in_flight: None,
             latencies_us: load.latencies_us,
             peak_rss_kib: usage.hwm_kib.max(usage.samples.peak_rss_kib),
             sampled_peak_kib: usage.samples.peak_rss_kib,

@@ -137,7 +137,9 @@ pub async fn run_postfix(opts: &Options, pf: &Postfix, work: &WorkDir, machine: 
         std::fs::create_dir_all(dir.join(d))?;
     }
     run_checked(Command::new("chown").arg("postfix").arg(dir.join("data")))?;
-    let main_cf = postfix_main_cf(&dir, sink.addr);
+    let mut proxy = None;
+    let relayhost = crate::relay::far(opts, sink.addr, &mut proxy).await?;
+    let main_cf = postfix_main_cf(&dir, relayhost);
     let master_cf = postfix_master_cf(opts.postfix_port);
     std::fs::write(etc.join("main.cf"), &main_cf)?;
     std::fs::write(etc.join("master.cf"), &master_cf)?;
@@ -188,6 +190,14 @@ pub async fn run_postfix(opts: &Options, pf: &Postfix, work: &WorkDir, machine: 
         m.upstream_messages,
         sink.connections.load(Ordering::Relaxed)
     ));
+    if let Some(p) = &proxy {
+        m.notes.push(format!(
+            "relayhost {} ms away through the delay proxy: at most {} connections open at once",
+            opts.rtt.as_millis(),
+            p.connections.peak()
+        ));
+        m.upstream_in_flight = Some(p.connections.peak());
+    }
     if delivery == Delivery::Unfinished {
         m.notes.push(format!("delivery did not finish within --timeout {} s", opts.timeout.as_secs()));
     }

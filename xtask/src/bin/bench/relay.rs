@@ -1,7 +1,7 @@
 //! One run of the load through postmark-relay: a fresh spool, an in-process fake upstream ([`FakeApi`] for `--via
 //! api`, [`FakeSmtp`] with STARTTLS and AUTH for `--via smtp`), the relay's process watched through `/proc`.
-//! Delivered (end to end) counts until the relay's `queue/` holds no message any more (a message leaves it only
-//! after the fake accepted it); the fake's own count is checked and printed.
+//! Delivered (end to end) counts until the relay's `queue/` holds no message any more and the fake has every
+//! accepted message (one handed over in memory has no file in `queue/`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +12,7 @@ use postmark_fake::http::FakeApi;
 use postmark_fake::smtp::FakeSmtp;
 
 use crate::cli::{Options, Via};
+use crate::delay::DelayProxy;
 use crate::load::drive;
 use crate::measure::{Delivery, Measurement, Server, rate};
 use crate::process::{ChildGuard, WorkDir, count_with_suffix, free_port, tail, wait_ready};
@@ -36,20 +37,32 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
         ("RELAY_SPOOL".into(), spool.display().to_string()),
         ("RELAY_VIA".into(), opts.via.name().into()),
         ("RUST_LOG".into(), "info".into()),
-        // As the shipped systemd unit and container image run it, unless the caller says otherwise.
-        ("MALLOC_ARENA_MAX".into(), std::env::var("MALLOC_ARENA_MAX").unwrap_or_else(|_| "1".into())),
     ];
+    // Bare, as after `cargo install`: the binary settles its allocator itself. A value the caller set is passed on.
+    if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
+        env.push(("MALLOC_ARENA_MAX".into(), arenas));
+    }
     let mut args: Vec<String> = Vec::new();
+    let mut proxy = None;
     let upstream = match opts.via {
         Via::Api => {
             let fake = FakeApi::start().await;
             fake.set_server_token(TOKEN);
-            env.push(("POSTMARK_API_URL".into(), fake.url()));
+            let addr = far(opts, fake.addr(), &mut proxy).await?;
+            env.push(("POSTMARK_API_URL".into(), format!("http://{addr}")));
+            if let Some(n) = opts.api_max_in_flight {
+                args.extend(["--api-max-in-flight".into(), n.to_string()]);
+            }
             env.push(("POSTMARK_SERVER_TOKEN".into(), TOKEN.into()));
             Upstream::Api(fake)
         }
         Via::Smtp => {
-            let fake = FakeSmtp::builder().credentials(SMTP_USER, SMTP_PASS).start().await.context("fake SMTP")?;
+            let fake = FakeSmtp::builder()
+                .credentials(SMTP_USER, SMTP_PASS)
+                .pipelining(!opts.no_upstream_pipelining)
+                .start()
+                .await
+                .context("fake SMTP")?;
             let ca = run_dir.join("fake-ca.pem");
             std::fs::write(&ca, fake.ca_pem()).context("writing the fake's CA")?;
             if opts.backlog {
@@ -63,7 +76,8 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
                 env.push(("POSTMARK_SMTP_ACCESS_KEY".into(), SMTP_USER.into()));
                 env.push(("POSTMARK_SMTP_SECRET_KEY".into(), SMTP_PASS.into()));
             }
-            args.extend(["--smtp-url".into(), fake.url(), "--smtp-ca".into(), ca.display().to_string()]);
+            let addr = far(opts, fake.addr(), &mut proxy).await?;
+            args.extend(["--smtp-url".into(), format!("smtp://{addr}"), "--smtp-ca".into(), ca.display().to_string()]);
             if let Some(n) = opts.smtp_connections {
                 args.extend(["--smtp-connections".into(), n.to_string()]);
             }
@@ -104,7 +118,8 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
         None
     };
 
-    // End to end: the relay's queue/ is empty once every message was accepted upstream. Listing a directory of
+    // End to end: the relay's queue/ is empty and the upstream has every accepted message (a message handed over
+    // in memory never had a file, so an empty queue/ alone proves nothing). Listing a directory of
     // thousands of files costs CPU the relay could use, so the poll slows down while many are pending.
     let queue_dir = spool.join("queue");
     let mut delivery = Delivery::Unfinished;
@@ -112,7 +127,13 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
     let mut pending = load.accepted;
     while Instant::now() < deadline {
         let dir = queue_dir.clone();
-        pending = tokio::task::spawn_blocking(move || count_with_suffix(&dir, ".msg")).await??;
+        let files = tokio::task::spawn_blocking(move || count_with_suffix(&dir, ".msg")).await??;
+        // A message handed over in memory has no file: the upstream's own count says when it arrived.
+        let upstream_has = match &upstream {
+            Upstream::Api(fake) => fake.email_count(),
+            Upstream::Smtp(fake) => fake.message_count(),
+        };
+        pending = files.max(load.accepted.saturating_sub(upstream_has));
         if pending == 0 {
             delivery = Delivery::Done(load.started.elapsed().as_secs_f64());
             if let Some(released) = released {
@@ -144,18 +165,34 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
             let emails = fake.emails().len();
             m.notes.push(format!(
                 "fake API: {} requests ({batches} POST /email/batch, {singles} POST /email), {emails} messages, \
-                 {:.1} messages per request",
+                 {:.1} messages per request, at most {} requests in flight",
                 requests.len(),
-                rate(emails, requests.len() as f64)
+                rate(emails, requests.len() as f64),
+                fake.load().peak()
             ));
+            m.upstream_in_flight = Some(fake.load().peak());
             (m.upstream_messages, m.upstream_requests) = (emails, Some(requests.len()));
         }
         Upstream::Smtp(fake) => {
             let n = fake.messages().len();
             let conns = fake.connections();
-            m.notes.push(format!("fake SMTP: {n} transactions over {conns} connection(s), STARTTLS + AUTH"));
+            m.notes.push(format!(
+                "fake SMTP: {n} transactions over {conns} connection(s), at most {} open at once, STARTTLS + AUTH",
+                fake.load().peak()
+            ));
+            m.upstream_in_flight = Some(fake.load().peak());
             (m.upstream_messages, m.upstream_requests) = (n, Some(n));
         }
+    }
+    if let Some(p) = &proxy {
+        m.notes.push(format!(
+            "upstream {} ms away through the delay proxy: {} connection(s), at most {} open at once",
+            opts.rtt.as_millis(),
+            p.connections.arrivals().len(),
+            p.connections.peak()
+        ));
+        // The fake answers at once; what is in flight is on the link (one request per HTTP/1.1 connection).
+        m.upstream_in_flight = Some(p.connections.peak());
     }
     let dead = count_with_suffix(&spool.join("dead"), ".msg").unwrap_or(0);
     if dead > 0 {
@@ -175,6 +212,17 @@ pub async fn run_relay(opts: &Options, binary: &Path, work: &WorkDir, machine: &
     }
     relay.stop(Duration::from_secs(if slow { 300 } else { 30 }));
     Ok(m)
+}
+
+/// Where the server reaches `upstream`: itself, or with `--rtt` a delay proxy to it (kept in `proxy`).
+pub async fn far(opts: &Options, upstream: SocketAddr, proxy: &mut Option<DelayProxy>) -> Result<SocketAddr> {
+    if opts.rtt.is_zero() {
+        return Ok(upstream);
+    }
+    let p = DelayProxy::start(upstream, opts.rtt).await?;
+    let addr = p.addr;
+    *proxy = Some(p);
+    Ok(addr)
 }
 
 /// How long to wait before listing the relay's queue again: 10 ms near the end, up to 200 ms while thousands are

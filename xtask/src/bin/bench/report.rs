@@ -201,10 +201,11 @@ pub fn matrix(opts: &Options, machine: &Machine, cells: &[Cell]) -> String {
     preamble(&mut out, machine, opts.rounds, cells);
     let _ = writeln!(
         out,
-        "| connections | size | server | accepted msg/s | accepted min–max | delivered msg/s | server CPU µs/msg | \
-         DATA→250 p50 ms | DATA→250 p99 ms | peak RSS MiB | × ceiling | × Postfix |"
+        "| RTT ms | connections | size | server | accepted msg/s | accepted min–max | delivered msg/s | \
+         upstream in flight | server CPU µs/msg | DATA→250 p50 ms | DATA→250 p99 ms | peak RSS MiB | × ceiling | \
+         × Postfix |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for c in cells {
         let (ceiling, postfix) = (c.runs.ceiling.median(ACCEPTED), c.runs.postfix.median(ACCEPTED));
         let servers = [
@@ -220,12 +221,14 @@ pub fn matrix(opts: &Options, machine: &Machine, cells: &[Cell]) -> String {
             let memory = cell(r, MEMORY, 1);
             let _ = writeln!(
                 out,
-                "| {} | {} | {name} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} |",
+                "| {} | {} | {} | {name} | {} | {} | {} | {} | {} | {} | {} | {}{} | {} | {} |",
+                c.opts.rtt.as_millis(),
                 c.opts.shape().short(),
                 size_label(c.opts.size),
                 cell(r, ACCEPTED, 0),
                 r.range(ACCEPTED).map_or("-".into(), |(a, b)| format!("{}–{}", num(a, 0), num(b, 0))),
                 cell(r, DELIVERED, 0),
+                in_flight(r),
                 cell(r, CPU, 0),
                 cell(r, P50, 2),
                 cell(r, P99, 2),
@@ -246,6 +249,11 @@ pub fn matrix(opts: &Options, machine: &Machine, cells: &[Cell]) -> String {
     failures(&mut out, cells);
     out.push_str(&targets(cells));
     out
+}
+
+/// The most requests or connections in flight at the upstream over a cell's rounds, `-` without a count.
+fn in_flight(r: &Rounds) -> String {
+    r.0.iter().filter_map(|m| m.upstream_in_flight).max().map_or_else(|| "-".into(), |n| n.to_string())
 }
 
 fn failures(out: &mut String, cells: &[Cell]) {

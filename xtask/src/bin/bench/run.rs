@@ -41,11 +41,12 @@ impl Cell {
 
     pub fn label(&self) -> String {
         format!(
-            "via {}, {}, {} sessions, {}",
+            "via {}, {}, {} sessions, {}, upstream RTT {} ms",
             self.opts.via.name(),
             self.opts.shape().short(),
             self.opts.sessions,
-            size_label(self.opts.size)
+            size_label(self.opts.size),
+            self.opts.rtt.as_millis()
         )
     }
 }
@@ -66,6 +67,16 @@ pub fn cells(opts: &Options) -> Vec<Cell> {
             // The SMTP path's delivery rate: the relay alone, connection per message, 1 KB.
             let smtp = Options { via: Via::Smtp, ..sized(&opts.with_shape(Shape::PerMessage), 1024) };
             cells.push(Cell::new(smtp, false, false));
+        }
+        // The upstream at the distance Postmark is: both paths and sizes, connection per message, beside Postfix
+        // over the same link (the ceiling has no upstream, so it has no such row).
+        for rtt in [50, 150] {
+            let far = Options { rtt: std::time::Duration::from_millis(rtt), ..opts.with_shape(Shape::PerMessage) };
+            for via in [Via::Api, Via::Smtp] {
+                for size in [1024, 50 * 1024] {
+                    cells.push(Cell::new(Options { via, ..sized(&far, size) }, false, postfix));
+                }
+            }
         }
         cells
     } else if opts.sweep {

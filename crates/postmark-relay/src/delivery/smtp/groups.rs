@@ -2,7 +2,8 @@
 
 use postmark_core::limits::MAX_RECIPIENTS;
 
-use super::{Connection, Failure, send_to};
+use super::transaction::send_to;
+use super::{Connection, Failure};
 use crate::delivery::{Outcome, RecipientOutcome};
 use crate::spool::StoredMessage;
 
