@@ -20,7 +20,11 @@ fn reply_text(r: &smtp_proto::Response<String>) -> String {
 }
 
 /// One transaction on an established connection, to `rcpt_to`, pipelined when the upstream allows it.
-pub(super) async fn send_to(conn: &mut Connection, msg: &StoredMessage, rcpt_to: &[String]) -> Result<Outcome, Failure> {
+pub(super) async fn send_to(
+    conn: &mut Connection,
+    msg: &StoredMessage,
+    rcpt_to: &[String],
+) -> Result<Outcome, Failure> {
     let envelope = &msg.header.envelope;
     let broken = |e: mail_send::Error, before_data: bool| Failure::Broken { reason: e.to_string(), before_data };
 
