@@ -2,7 +2,7 @@
 //! ≤ 50 MB) when several are due, each item's own `ErrorCode` handled.
 //!
 //! Several requests are in flight at once (see [`super::window`]), over the HTTP client's pool of
-//! keep-alive connections: [`Api::send`] returns a future that owns what it sends, and the worker
+//! keep-alive connections: `Api::send` returns a future that owns what it sends, and the worker
 //! keeps up to the window's worth of them running while it goes on scheduling.
 //!
 //! The HTTP client does no retries of its own; retrying belongs to the queue (one retry layer).

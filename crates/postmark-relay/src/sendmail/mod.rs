@@ -11,7 +11,7 @@
 //! ([`crate::spool::maildrop`]) — whether or not the relay is running — and the command exits
 //! 0. The relay imports it within a second of running.
 //!
-//! With `-bs` it speaks SMTP on standard input and output instead ([`smtp`]), with the relay's
+//! With `-bs` it speaks SMTP on standard input and output instead (`smtp`), with the relay's
 //! own session code; each accepted message goes to the maildrop the same way.
 //!
 //! Exit codes follow `sysexits.h` ([`crate::policy::exit`]) with a one-line reason on stderr;

@@ -1,7 +1,7 @@
 //! One SMTP session over a pair of blocking byte streams: `sendmail -bs` (what Symfony Mailer's
 //! and Laravel's default sendmail transport run), SMTP on standard input and output.
 //!
-//! The same state machine ([`Protocol`]) and the same end-of-`DATA` checks ([`data::check`])
+//! The same state machine (`Protocol`) and the same end-of-`DATA` checks (`data::check`)
 //! as a session on the listener; only what happens to an accepted message differs: the caller's
 //! `store` makes it durable (the spool's maildrop), and `250` is written only once it returned.
 //! The client is the local user who ran the command, as for `sendmail` without `-bs`: no AUTH
