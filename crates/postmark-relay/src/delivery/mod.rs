@@ -7,6 +7,8 @@
 //! `queue/<id>.state`; after a restart every pending message is due at once.
 
 pub mod api;
+#[cfg(test)]
+mod api_tests;
 mod backend;
 pub mod dry_run;
 pub mod handoff;
