@@ -2,7 +2,6 @@
 //! one request at a time, each built again from its message, and a message to many hidden
 //! recipients is built batch by batch.
 
-
 use postmark_fake::http::{FakeApi, Fault};
 use serde_json::Value;
 
@@ -38,7 +37,8 @@ async fn a_batch_refused_as_a_whole_goes_again_one_by_one_each_request_built_fro
     let mut api = api(&fake).await;
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    let plain = stored(&spool, &["r@example.com"], "From: s@example.com\r\nTo: r@example.com\r\nSubject: one\r\n\r\nfirst\r\n");
+    let plain =
+        stored(&spool, &["r@example.com"], "From: s@example.com\r\nTo: r@example.com\r\nSubject: one\r\n\r\nfirst\r\n");
     // Only hidden recipients: one request each, the second copy rebuilt from the message.
     let hidden = stored(
         &spool,
