@@ -17,9 +17,15 @@ fn stored(spool: &Spool, to: &[&str], raw: &str) -> StoredMessage {
     spool.load(&id).unwrap()
 }
 
-async fn api(fake: &FakeApi) -> Api {
+/// A fake Postmark, the backend sending to it, and a spool (with the directory that holds it).
+async fn setup() -> (FakeApi, Api, tempfile::TempDir, Spool) {
+    let fake = FakeApi::start().await;
     fake.set_server_token("token");
-    Api::new(ApiSettings::new(fake.url()), &postmark_core::Token::new("token"), Default::default()).unwrap()
+    let settings = ApiSettings::new(fake.url());
+    let api = Api::new(settings, &postmark_core::Token::new("token"), Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path()).unwrap();
+    (fake, api, dir, spool)
 }
 
 /// The paths the fake was asked, in order.
@@ -33,10 +39,7 @@ fn field(email: &Value, name: &str) -> String {
 
 #[tokio::test]
 async fn a_batch_refused_as_a_whole_goes_again_one_by_one_each_request_built_from_its_message() {
-    let fake = FakeApi::start().await;
-    let mut api = api(&fake).await;
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let (fake, mut api, _dir, spool) = setup().await;
     let plain =
         stored(&spool, &["r@example.com"], "From: s@example.com\r\nTo: r@example.com\r\nSubject: one\r\n\r\nfirst\r\n");
     // Only hidden recipients: one request each, the second copy rebuilt from the message.
@@ -73,10 +76,7 @@ async fn a_batch_refused_as_a_whole_goes_again_one_by_one_each_request_built_fro
 
 #[tokio::test]
 async fn a_batch_refused_as_a_whole_for_a_transient_reason_is_not_sent_again_now() {
-    let fake = FakeApi::start().await;
-    let mut api = api(&fake).await;
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let (fake, mut api, _dir, spool) = setup().await;
     let raw = "From: s@example.com\r\nTo: r@example.com\r\nSubject: s\r\n\r\nbody\r\n";
     let messages = [stored(&spool, &["r@example.com"], raw), stored(&spool, &["r@example.com"], raw)];
     fake.push_fault(Fault::api_error(500, 0, "Internal error"));
@@ -90,12 +90,10 @@ async fn a_batch_refused_as_a_whole_for_a_transient_reason_is_not_sent_again_now
 #[tokio::test]
 async fn copies_for_many_hidden_recipients_are_built_one_batch_at_a_time() {
     const HIDDEN: usize = 40;
-    let fake = FakeApi::start().await;
+    let (fake, api, _dir, spool) = setup().await;
     let body = "x".repeat(30_000);
     // About three copies of 30 KB a request.
-    let mut api = api(&fake).await.with_batch_limits(500, 100_000);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path()).unwrap();
+    let mut api = api.with_batch_limits(500, 100_000);
     let hidden: Vec<String> = (0..HIDDEN).map(|n| format!("h{n}@example.com")).collect();
     let rcpt: Vec<&str> = hidden.iter().map(String::as_str).collect();
     let raw = format!("From: s@example.com\r\nTo: undisclosed-recipients:;\r\nSubject: s\r\n\r\n{body}\r\n");
