@@ -263,6 +263,14 @@ pub struct Requests {
     plan: VecDeque<Addressing>,
 }
 
+impl Requests {
+    /// How many requests are built now: the converted message, until the last is taken.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        usize::from(self.base.is_some())
+    }
+}
+
 impl Iterator for Requests {
     type Item = SendEmailRequest;
 

@@ -62,7 +62,42 @@ pub fn planned_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<convert
 }
 
 /// A message's requests as delivery takes them: handed over built, or built as they go.
-type Copies = Box<dyn ExactSizeIterator<Item = SendEmailRequest> + Send>;
+enum Copies {
+    /// Built at accept time and handed over with the message.
+    Built(std::vec::IntoIter<SendEmailRequest>),
+    /// Built from the converted message one by one.
+    Planned(convert::Requests),
+}
+
+impl Copies {
+    /// How many requests are left.
+    fn len(&self) -> usize {
+        match self {
+            Copies::Built(reqs) => reqs.len(),
+            Copies::Planned(reqs) => reqs.len(),
+        }
+    }
+
+    /// How many converted requests this holds now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        match self {
+            Copies::Built(reqs) => reqs.len(),
+            Copies::Planned(reqs) => reqs.held(),
+        }
+    }
+}
+
+impl Iterator for Copies {
+    type Item = SendEmailRequest;
+
+    fn next(&mut self) -> Option<SendEmailRequest> {
+        match self {
+            Copies::Built(reqs) => reqs.next(),
+            Copies::Planned(reqs) => reqs.next(),
+        }
+    }
+}
 
 /// Where and how the API backend sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,8 +321,8 @@ impl Senders {
         let mut pending: Vec<(usize, Copies)> = Vec::with_capacity(messages.len());
         for ((i, msg), built) in messages.iter().enumerate().zip(built) {
             let reqs = match built {
-                Some(reqs) => Ok(Box::new(reqs.into_iter()) as Copies),
-                None => planned_for(msg, &self.convert).map(|r| Box::new(r) as Copies),
+                Some(reqs) => Ok(Copies::Built(reqs.into_iter())),
+                None => planned_for(msg, &self.convert).map(Copies::Planned),
             };
             match reqs {
                 Ok(reqs) => {
@@ -300,7 +335,7 @@ impl Senders {
                 }
             }
         }
-        let mut rest = Taken { pending: pending.into_iter(), current: None }.peekable();
+        let mut rest = Taken { pending: pending.into_iter(), current: None, peeked: None };
         // (message, copy, recipients of the copy when the message has several, outcome).
         let mut results: Vec<(usize, Vec<String>, Outcome)> = Vec::new();
         let (most, max_bytes) = self.batch;
@@ -321,7 +356,7 @@ impl Senders {
                 from.push((i, k));
             }
             #[cfg(test)]
-            self.peak_built.fetch_max(chunk.len() + usize::from(rest.peek().is_some()), Ordering::Relaxed);
+            self.peak_built.fetch_max(chunk.len() + rest.held(), Ordering::Relaxed);
             let recipients: Vec<Vec<String>> = chunk
                 .iter()
                 .zip(&from)
@@ -504,12 +539,25 @@ impl Senders {
 struct Taken {
     pending: std::vec::IntoIter<(usize, Copies)>,
     current: Option<(usize, usize, Copies)>,
+    /// The next request, built to see whether it fits the batch.
+    peeked: Option<(usize, usize, SendEmailRequest)>,
 }
 
-impl Iterator for Taken {
-    type Item = (usize, usize, SendEmailRequest);
+impl Taken {
+    /// The next request, built but left in place.
+    fn peek(&mut self) -> Option<&(usize, usize, SendEmailRequest)> {
+        if self.peeked.is_none() {
+            self.peeked = self.build();
+        }
+        self.peeked.as_ref()
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next request, taken.
+    fn next(&mut self) -> Option<(usize, usize, SendEmailRequest)> {
+        self.peeked.take().or_else(|| self.build())
+    }
+
+    fn build(&mut self) -> Option<(usize, usize, SendEmailRequest)> {
         loop {
             if let Some((i, k, reqs)) = &mut self.current
                 && let Some(request) = reqs.next()
@@ -520,6 +568,15 @@ impl Iterator for Taken {
             let (i, reqs) = self.pending.next()?;
             self.current = Some((i, 0, reqs));
         }
+    }
+
+    /// How many converted requests are held, not yet taken.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let current = self.current.as_ref().map_or(0, |(_, _, reqs)| reqs.held());
+        usize::from(self.peeked.is_some())
+            + current
+            + self.pending.as_slice().iter().map(|(_, r)| r.held()).sum::<usize>()
     }
 }
 
