@@ -20,6 +20,7 @@ use postmark_core::limits::MAX_BATCH_MESSAGES;
 use postmark_server::types::{SendEmailRequest, SendEmailResponse};
 use postmark_server::{ServerClient, ServerClientBuilder, Token};
 
+use super::copies::{Copies, Taken};
 use super::policy::{Class, classify_error_code, classify_http};
 use super::{BackendError, Outcome, RecipientOutcome};
 use crate::convert::{self, ConvertError, ConvertOptions};
@@ -59,44 +60,6 @@ pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<Se
 pub fn planned_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<convert::Requests, ConvertError> {
     let opts = ConvertOptions { message_stream: msg.stream(), ..opts.clone() };
     convert::requests(&msg.raw, &msg.header.envelope, &opts)
-}
-
-/// A message's requests as delivery takes them: handed over built, or built as they go.
-enum Copies {
-    /// Built at accept time and handed over with the message.
-    Built(std::vec::IntoIter<SendEmailRequest>),
-    /// Built from the converted message one by one.
-    Planned(convert::Requests),
-}
-
-impl Copies {
-    /// How many requests are left.
-    fn len(&self) -> usize {
-        match self {
-            Copies::Built(reqs) => reqs.len(),
-            Copies::Planned(reqs) => reqs.len(),
-        }
-    }
-
-    /// How many converted requests this holds now.
-    #[cfg(test)]
-    fn held(&self) -> usize {
-        match self {
-            Copies::Built(reqs) => reqs.len(),
-            Copies::Planned(reqs) => reqs.held(),
-        }
-    }
-}
-
-impl Iterator for Copies {
-    type Item = SendEmailRequest;
-
-    fn next(&mut self) -> Option<SendEmailRequest> {
-        match self {
-            Copies::Built(reqs) => reqs.next(),
-            Copies::Planned(reqs) => reqs.next(),
-        }
-    }
 }
 
 /// Where and how the API backend sends.
@@ -531,52 +494,6 @@ impl Senders {
             });
         }
         out
-    }
-}
-
-/// The requests of several messages in turn, each with its message's index and its place among
-/// the message's copies, each built when taken.
-struct Taken {
-    pending: std::vec::IntoIter<(usize, Copies)>,
-    current: Option<(usize, usize, Copies)>,
-    /// The next request, built to see whether it fits the batch.
-    peeked: Option<(usize, usize, SendEmailRequest)>,
-}
-
-impl Taken {
-    /// The next request, built but left in place.
-    fn peek(&mut self) -> Option<&(usize, usize, SendEmailRequest)> {
-        if self.peeked.is_none() {
-            self.peeked = self.build();
-        }
-        self.peeked.as_ref()
-    }
-
-    /// The next request, taken.
-    fn next(&mut self) -> Option<(usize, usize, SendEmailRequest)> {
-        self.peeked.take().or_else(|| self.build())
-    }
-
-    fn build(&mut self) -> Option<(usize, usize, SendEmailRequest)> {
-        loop {
-            if let Some((i, k, reqs)) = &mut self.current
-                && let Some(request) = reqs.next()
-            {
-                *k += 1;
-                return Some((*i, *k - 1, request));
-            }
-            let (i, reqs) = self.pending.next()?;
-            self.current = Some((i, 0, reqs));
-        }
-    }
-
-    /// How many converted requests are held, not yet taken.
-    #[cfg(test)]
-    fn held(&self) -> usize {
-        let current = self.current.as_ref().map_or(0, |(_, _, reqs)| reqs.held());
-        usize::from(self.peeked.is_some())
-            + current
-            + self.pending.as_slice().iter().map(|(_, r)| r.held()).sum::<usize>()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod api;
 #[cfg(test)]
 mod api_tests;
 mod backend;
+mod copies;
 pub mod dry_run;
 pub mod handoff;
 mod in_flight;
