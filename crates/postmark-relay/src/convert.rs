@@ -57,6 +57,7 @@ mod flowed;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
@@ -145,6 +146,13 @@ pub fn to_postmark(
     convert(&message, envelope, opts)
 }
 
+/// The requests of one message, built one by one as they are taken (see [`Requests`]).
+pub fn requests(raw: &[u8], envelope: &Envelope, opts: &ConvertOptions) -> Result<Requests, ConvertError> {
+    let message = parse(raw).ok_or(ConvertError::Unparseable)?;
+    let (request, routed, _) = convert_one(&message, envelope, opts, true)?;
+    Ok(plan(request, routed, true))
+}
+
 /// Converts an already parsed message (see [`parse`]).
 ///
 /// Usually one request. Postmark requires `To`; when the message names none of its envelope
@@ -203,36 +211,89 @@ pub fn request_texts(request: &SendEmailRequest) -> impl Iterator<Item = &str> {
 /// documentation), each given a `To` by [`address_to`]. Without `every_copy` (for measuring),
 /// of the copies a group sends one per hidden recipient only the largest is made: they differ
 /// in nothing else, and a thousand hidden recipients then cost no thousand copies.
-fn split(mut request: SendEmailRequest, routed: Routing, every_copy: bool) -> Vec<SendEmailRequest> {
+fn split(request: SendEmailRequest, routed: Routing, every_copy: bool) -> Vec<SendEmailRequest> {
+    plan(request, routed, every_copy).collect()
+}
+
+/// How [`split`] addresses each request, built only when taken (see [`Requests`]).
+fn plan(mut request: SendEmailRequest, routed: Routing, every_copy: bool) -> Requests {
     let Routing { routed, original_to, original_cc } = routed;
+    (request.to, request.cc, request.bcc) = (String::new(), None, None);
+    let mut plan = VecDeque::new();
     let total = routed.to.len() + routed.cc.len() + routed.bcc.len();
     if total <= MAX_RECIPIENTS {
-        request.to = join(&routed.to);
-        request.cc = non_empty(join(&routed.cc));
-        request.bcc = non_empty(routed.bcc.join(", "));
-        return address_to(request, routed.bcc, every_copy);
+        let (to, cc) = (join(&routed.to), non_empty(join(&routed.cc)));
+        address_to(&mut plan, to, cc, routed.bcc, Vec::new(), every_copy);
+        return Requests { base: Some(request), plan };
     }
-    let mut requests = Vec::new();
     let (mut to, mut cc, mut bcc) = (&routed.to[..], &routed.cc[..], &routed.bcc[..]);
     while !(to.is_empty() && cc.is_empty() && bcc.is_empty()) {
         let mut room = MAX_RECIPIENTS;
         let chunk_to = take_up_to(&mut to, &mut room);
         let chunk_cc = take_up_to(&mut cc, &mut room);
         let chunk_bcc = take_up_to(&mut bcc, &mut room).to_vec();
-        let mut copy = request.clone();
-        copy.to = join(chunk_to);
-        copy.cc = non_empty(join(chunk_cc));
-        copy.bcc = non_empty(chunk_bcc.join(", "));
+        let mut headers = Vec::new();
         if !routed.to_shortened && chunk_to.len() < routed.to.len() {
-            copy.headers.push(MessageHeader { name: "X-Relay-Original-To".into(), value: original_to.clone() });
+            headers.push(MessageHeader { name: "X-Relay-Original-To".into(), value: original_to.clone() });
         }
         if !routed.cc_shortened && chunk_cc.len() < routed.cc.len() {
-            copy.headers.push(MessageHeader { name: "X-Relay-Original-Cc".into(), value: original_cc.clone() });
+            headers.push(MessageHeader { name: "X-Relay-Original-Cc".into(), value: original_cc.clone() });
         }
-        requests.extend(address_to(copy, chunk_bcc, every_copy));
+        address_to(&mut plan, join(chunk_to), non_empty(join(chunk_cc)), chunk_bcc, headers, every_copy);
     }
-    requests
+    Requests { base: Some(request), plan }
 }
+
+/// How one request of a message is addressed, and the headers only it carries.
+#[derive(Debug, Clone)]
+struct Addressing {
+    to: String,
+    cc: Option<String>,
+    bcc: Option<String>,
+    headers: Vec<MessageHeader>,
+}
+
+/// A message's requests (see [`convert`]), each built from the converted message when it is
+/// taken: a message to a thousand hidden recipients is a thousand requests, of which delivery
+/// holds only the batch it is sending.
+#[derive(Debug)]
+pub struct Requests {
+    /// The converted message, not addressed; the last request takes it.
+    base: Option<SendEmailRequest>,
+    plan: VecDeque<Addressing>,
+}
+
+impl Requests {
+    /// How many requests are built now: the converted message, until the last is taken.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
+        usize::from(self.base.is_some())
+    }
+}
+
+impl Iterator for Requests {
+    type Item = SendEmailRequest;
+
+    fn next(&mut self) -> Option<SendEmailRequest> {
+        let Addressing { to, cc, bcc, headers } = self.plan.pop_front()?;
+        let mut request = if self.plan.is_empty() { self.base.take()? } else { self.base.clone()? };
+        (request.to, request.cc, request.bcc) = (to, cc, bcc);
+        request.headers.extend(headers);
+        Some(request)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.plan.len(), Some(self.plan.len()))
+    }
+
+    /// Skips `n` requests without building them.
+    fn nth(&mut self, n: usize) -> Option<SendEmailRequest> {
+        self.plan.drain(..n.min(self.plan.len()));
+        self.next()
+    }
+}
+
+impl ExactSizeIterator for Requests {}
 
 /// The first `room` items of `list` (at most), taken off it; `room` shrinks by as many.
 fn take_up_to<'a, T>(list: &mut &'a [T], room: &mut usize) -> &'a [T] {
@@ -265,28 +326,28 @@ pub fn request_recipients(request: &SendEmailRequest, envelope: &Envelope) -> Ve
         .collect()
 }
 
-/// Makes sure every request has a `To` (see [`convert`]); `hidden` are the `Bcc` recipients.
-/// Without `every_copy`, only the copy for the longest hidden address (see [`split`]).
-fn address_to(mut request: SendEmailRequest, mut hidden: Vec<String>, every_copy: bool) -> Vec<SendEmailRequest> {
-    if !request.to.is_empty() {
-        return vec![request];
+/// Adds the requests of one group to `plan`, making sure each has a `To` (see [`convert`]);
+/// `hidden` are the `Bcc` recipients. Without `every_copy`, only the copy for the longest hidden
+/// address (see [`split`]).
+fn address_to(
+    plan: &mut VecDeque<Addressing>,
+    to: String,
+    cc: Option<String>,
+    mut hidden: Vec<String>,
+    headers: Vec<MessageHeader>,
+    every_copy: bool,
+) {
+    let bcc = non_empty(hidden.join(", "));
+    if !to.is_empty() {
+        return plan.push_back(Addressing { to, cc, bcc, headers });
     }
-    if let Some(cc) = request.cc.take() {
-        request.to = cc;
-        return vec![request];
+    if let Some(cc) = cc {
+        return plan.push_back(Addressing { to: cc, cc: None, bcc, headers });
     }
-    request.bcc = None;
     if !every_copy && let Some(longest) = hidden.iter().max_by_key(|a| a.len()).cloned() {
         hidden = vec![longest];
     }
-    hidden
-        .into_iter()
-        .map(|rcpt| {
-            let mut copy = request.clone();
-            copy.to = rcpt;
-            copy
-        })
-        .collect()
+    plan.extend(hidden.into_iter().map(|to| Addressing { to, cc: None, bcc: None, headers: headers.clone() }));
 }
 
 /// The recipients of a request before [`split`]: the envelope rule's result and the original

@@ -20,6 +20,7 @@ use postmark_core::limits::MAX_BATCH_MESSAGES;
 use postmark_server::types::{SendEmailRequest, SendEmailResponse};
 use postmark_server::{ServerClient, ServerClientBuilder, Token};
 
+use super::copies::{Copies, Taken};
 use super::policy::{Class, classify_error_code, classify_http};
 use super::{BackendError, Outcome, RecipientOutcome};
 use crate::convert::{self, ConvertError, ConvertOptions};
@@ -31,7 +32,8 @@ use crate::spool::StoredMessage;
 /// Most raw message bytes in all the requests in flight together: each request carries at most
 /// this divided by `--api-max-in-flight` (at most [`MAX_BATCH_RAW_BYTES`], at least
 /// [`MIN_BATCH_RAW_BYTES`]; one bigger message still goes alone). The relay holds a request's
-/// messages about three times over (raw, converted, JSON), so this bounds what delivery holds
+/// messages about three times over while it is in flight (raw, converted, and the JSON body: the
+/// generated client keeps the requests until the answer), so this bounds what delivery holds
 /// however deep the queue and however slow Postmark is.
 pub const MAX_IN_FLIGHT_RAW_BYTES: usize = 8 * 1024 * 1024;
 
@@ -52,6 +54,12 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 pub fn requests_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<Vec<SendEmailRequest>, ConvertError> {
     let opts = ConvertOptions { message_stream: msg.stream(), ..opts.clone() };
     convert::to_postmark(&msg.raw, &msg.header.envelope, &opts)
+}
+
+/// [`requests_for`], each request built only when taken.
+pub fn planned_for(msg: &StoredMessage, opts: &ConvertOptions) -> Result<convert::Requests, ConvertError> {
+    let opts = ConvertOptions { message_stream: msg.stream(), ..opts.clone() };
+    convert::requests(&msg.raw, &msg.header.envelope, &opts)
 }
 
 /// Where and how the API backend sends.
@@ -99,6 +107,12 @@ struct Senders {
     /// One client per `[[routes]]` entry with a server token of its own.
     routes: BTreeMap<String, ServerClient>,
     convert: ConvertOptions,
+    /// Most messages and raw bytes per request.
+    batch: (usize, usize),
+    /// The most requests one delivery held built at once (tests see that copies are built
+    /// batch by batch).
+    #[cfg(test)]
+    peak_built: std::sync::atomic::AtomicUsize,
     /// Taught which senders Postmark refuses (ErrorCodes 400 and 401).
     verified: Option<Arc<VerifiedSenders>>,
 }
@@ -109,11 +123,17 @@ impl Api {
         let client = client(&settings, token)?;
         let per_request =
             (MAX_IN_FLIGHT_RAW_BYTES / settings.max_in_flight.max(1)).clamp(MIN_BATCH_RAW_BYTES, MAX_BATCH_RAW_BYTES);
-        Ok(Self {
-            senders: Arc::new(Senders { client, routes: BTreeMap::new(), convert, verified: None }),
-            settings,
-            batch: (MAX_BATCH_MESSAGES, per_request),
-        })
+        let batch = (MAX_BATCH_MESSAGES, per_request);
+        let senders = Senders {
+            client,
+            routes: BTreeMap::new(),
+            convert,
+            batch,
+            #[cfg(test)]
+            peak_built: Default::default(),
+            verified: None,
+        };
+        Ok(Self { senders: Arc::new(senders), settings, batch })
     }
 
     /// Teaches `verified` the senders Postmark refuses, so the next message from them is refused
@@ -128,7 +148,14 @@ impl Api {
     #[cfg(test)]
     pub(crate) fn with_batch_limits(mut self, messages: usize, bytes: usize) -> Self {
         self.batch = (messages, bytes);
+        self.replace(|s| s.batch = (messages, bytes));
         self
+    }
+
+    /// The most requests a delivery has held built at once so far.
+    #[cfg(test)]
+    pub(crate) fn peak_built(&self) -> usize {
+        self.senders.peak_built.load(Ordering::Relaxed)
     }
 
     /// Most messages and raw bytes per request.
@@ -148,6 +175,9 @@ impl Api {
             client: old.client.clone(),
             routes: old.routes.clone(),
             convert: old.convert.clone(),
+            batch: old.batch,
+            #[cfg(test)]
+            peak_built: Default::default(),
             verified: old.verified.clone(),
         };
         change(&mut new);
@@ -247,19 +277,20 @@ impl Senders {
         congested: &AtomicBool,
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
-        // Every request with the index of its message; a message sent as one copy per
-        // recipient has several.
-        let mut requests = Vec::new();
-        let mut owner = Vec::new();
+        // Every request with the index of its message and its place among the message's copies
+        // (a message sent as one copy per recipient has several), each copy built only when its
+        // batch is made: what is held is the converted messages and one batch, not every copy.
         let mut copies = vec![0usize; messages.len()];
+        let mut pending: Vec<(usize, Copies)> = Vec::with_capacity(messages.len());
         for ((i, msg), built) in messages.iter().enumerate().zip(built) {
-            match built.map_or_else(|| requests_for(msg, &self.convert), Ok) {
+            let reqs = match built {
+                Some(reqs) => Ok(Copies::Built(reqs.into_iter())),
+                None => planned_for(msg, &self.convert).map(Copies::Planned),
+            };
+            match reqs {
                 Ok(reqs) => {
                     copies[i] = reqs.len();
-                    for req in reqs {
-                        requests.push(req);
-                        owner.push(i);
-                    }
+                    pending.push((i, reqs));
                 }
                 Err(e) => {
                     outcomes[i] =
@@ -267,12 +298,32 @@ impl Senders {
                 }
             }
         }
-        // The recipients of each copy, for a message whose copies may fare differently.
-        let recipients: Vec<Vec<String>> =
-            requests
+        let mut rest = Taken { pending: pending.into_iter(), current: None, peeked: None };
+        // (message, copy, recipients of the copy when the message has several, outcome).
+        let mut results: Vec<(usize, Vec<String>, Outcome)> = Vec::new();
+        let (most, max_bytes) = self.batch;
+        loop {
+            // At most `most` requests and about `max_bytes` of text (the copies of a message to
+            // many recipients would otherwise make one batch of many times its size).
+            let mut chunk: Vec<SendEmailRequest> = Vec::new();
+            let mut from: Vec<(usize, usize)> = Vec::new();
+            let mut bytes = 0;
+            while let Some((_, _, next)) = rest.peek() {
+                let size = super::handoff::heap_bytes(std::slice::from_ref(next));
+                if chunk.len() >= most.max(1) || (!chunk.is_empty() && bytes + size > max_bytes) {
+                    break;
+                }
+                bytes += size;
+                let Some((i, k, request)) = rest.next() else { break };
+                chunk.push(request);
+                from.push((i, k));
+            }
+            #[cfg(test)]
+            self.peak_built.fetch_max(chunk.len() + rest.held(), Ordering::Relaxed);
+            let recipients: Vec<Vec<String>> = chunk
                 .iter()
-                .zip(&owner)
-                .map(|(r, &i)| {
+                .zip(&from)
+                .map(|(r, &(i, _))| {
                     if copies[i] > 1 {
                         convert::request_recipients(r, &messages[i].header.envelope)
                     } else {
@@ -280,34 +331,33 @@ impl Senders {
                     }
                 })
                 .collect();
-        let mut results = Vec::with_capacity(requests.len());
-        let mut rest = requests.into_iter().peekable();
-        loop {
-            // At most MAX_BATCH_MESSAGES, and about MAX_BATCH_RAW_BYTES of text (the copies of a
-            // message to many recipients would otherwise make one batch of many times its size).
-            let mut chunk: Vec<SendEmailRequest> = Vec::new();
-            let mut bytes = 0;
-            while let Some(next) = rest.peek() {
-                let size = super::handoff::heap_bytes(std::slice::from_ref(next));
-                if chunk.len() == MAX_BATCH_MESSAGES || (!chunk.is_empty() && bytes + size > MAX_BATCH_RAW_BYTES) {
-                    break;
-                }
-                bytes += size;
-                chunk.extend(rest.next());
-            }
-            match chunk.len() {
+            let sent = match chunk.len() {
                 0 => break,
                 1 => {
+                    let mut out = Vec::new();
                     for request in chunk {
-                        results.push(self.send_one(client, request, metrics, congested).await);
+                        out.push(self.send_one(client, request, metrics, congested).await);
                     }
+                    out
                 }
-                _ => results.extend(self.send_batch(client, chunk, metrics, congested).await),
+                _ => match self.send_batch(client, chunk, metrics, congested).await {
+                    Ok(out) => out,
+                    // One bad message (or a batch too large) must not sink the others: send
+                    // each on its own and let Postmark judge them one by one.
+                    Err(reason) => {
+                        tracing::warn!(messages = from.len(), error = %reason, "Postmark refused the batch as a whole; sending its messages one by one");
+                        self.send_each(client, messages, &from, metrics, congested).await
+                    }
+                },
+            };
+            for ((&(i, _), rcpt), outcome) in from.iter().zip(recipients).zip(sent) {
+                results.push((i, rcpt, outcome));
             }
         }
+        drop(rest);
         let mut split: Vec<RecipientOutcome> = vec![RecipientOutcome::default(); messages.len()];
         let mut operator: Vec<Option<String>> = vec![None; messages.len()];
-        for ((i, outcome), rcpt) in owner.into_iter().zip(results).zip(recipients) {
+        for (i, rcpt, outcome) in results {
             if copies[i] == 1 {
                 outcomes[i] = Some(outcome);
                 continue;
@@ -374,30 +424,32 @@ impl Senders {
         }
     }
 
+    /// Sends `requests` as one batch: one outcome each, or `Err` with the reason when Postmark
+    /// refused the batch as a whole for good.
     async fn send_batch(
         &self,
         client: &ServerClient,
         requests: Vec<SendEmailRequest>,
         metrics: &Metrics,
         congested: &AtomicBool,
-    ) -> Vec<Outcome> {
+    ) -> Result<Vec<Outcome>, String> {
         let n = requests.len();
-        // Kept for a one-by-one fallback if Postmark refuses the batch as a whole.
-        let copies = requests.clone();
+        // The senders, to learn from the answer; the requests themselves go with the body.
+        let from: Vec<String> = requests.iter().map(|r| r.from.clone()).collect();
         let started = std::time::Instant::now();
         let sent = client.send_email_batch().body(requests).send().await;
         metrics.upstream_latency(Path::Api, started.elapsed());
         match sent {
             Ok(resp) => {
                 let items = resp.into_inner();
-                for (item, request) in items.iter().zip(&copies) {
-                    self.learn(&request.from, item.error_code, &item.message);
+                for (item, from) in items.iter().zip(&from) {
+                    self.learn(from, item.error_code, &item.message);
                 }
                 let mut out: Vec<Outcome> = items.iter().take(n).map(item_outcome).collect();
                 while out.len() < n {
                     out.push(Outcome::Transient("Postmark's batch answer had fewer results than messages".into()));
                 }
-                out
+                Ok(out)
             }
             Err(e) => {
                 let e = postmark_server::Error::from(e);
@@ -405,20 +457,43 @@ impl Senders {
                     congested.store(true, Ordering::Relaxed);
                 }
                 match error_outcome(&e) {
-                    // One bad message (or a batch too large) must not sink the others: send
-                    // each on its own and let Postmark judge them one by one.
-                    Outcome::Permanent(reason) => {
-                        tracing::warn!(messages = n, error = %reason, "Postmark refused the batch as a whole; sending its messages one by one");
-                        let mut out = Vec::with_capacity(n);
-                        for req in copies {
-                            out.push(self.send_one(client, req, metrics, congested).await);
-                        }
-                        out
-                    }
-                    other => vec![other; n],
+                    Outcome::Permanent(reason) => Err(reason),
+                    other => Ok(vec![other; n]),
                 }
             }
         }
+    }
+
+    /// Sends the requests `which` (message, copy) one by one, each built again from its message
+    /// (a batch refused as a whole is rare: keeping a copy of every batch for it would double
+    /// what requests in flight hold).
+    async fn send_each(
+        &self,
+        client: &ServerClient,
+        messages: &[&StoredMessage],
+        which: &[(usize, usize)],
+        metrics: &Metrics,
+        congested: &AtomicBool,
+    ) -> Vec<Outcome> {
+        let mut out = Vec::with_capacity(which.len());
+        // The copies of one message come in order: one conversion serves them all.
+        let mut current: Option<(usize, usize, convert::Requests)> = None;
+        for &(i, k) in which {
+            let reuse = matches!(&current, Some((m, next, _)) if *m == i && *next <= k);
+            if !reuse {
+                current = planned_for(messages[i], &self.convert).ok().map(|reqs| (i, 0, reqs));
+            }
+            let request = current.as_mut().and_then(|(_, next, reqs)| {
+                let skip = k - *next;
+                *next = k + 1;
+                reqs.nth(skip)
+            });
+            out.push(match request {
+                Some(request) => self.send_one(client, request, metrics, congested).await,
+                None => Outcome::Transient("the message could not be converted again".into()),
+            });
+        }
+        out
     }
 }
 

@@ -7,7 +7,10 @@
 //! `queue/<id>.state`; after a restart every pending message is due at once.
 
 pub mod api;
+#[cfg(test)]
+mod api_tests;
 mod backend;
+mod copies;
 pub mod dry_run;
 pub mod handoff;
 mod in_flight;
