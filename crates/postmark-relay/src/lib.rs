@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod convert;
+pub mod delivered;
 pub mod delivery;
 pub mod envelope;
 pub(crate) mod headers;

@@ -177,6 +177,11 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .with_metrics(Arc::clone(&metrics));
     let (credentials_tx, credentials_rx) = watch::channel(Arc::new(config.credentials.clone()));
     let mut worker = worker.with_credential_updates(credentials_rx);
+    // The preview UI lists the messages delivered lately; the worker records them only for it.
+    let delivered = config.ui.as_ref().map(|_| Arc::new(crate::delivered::Delivered::default()));
+    if let Some(d) = &delivered {
+        worker = worker.with_delivered(Arc::clone(d));
+    }
     if let Some(settings) = &config.notify {
         let notifier =
             delivery::notify::Notifier::new(settings.clone(), &config.session.hostname, crate::clock::now_ms());
@@ -232,13 +237,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         Some(settings) => {
             let view = crate::ui::ViewOptions { via: config.mode.via(), convert: config.convert.clone() };
             let dry_run = matches!(config.mode, Mode::DryRun(..));
-            crate::ui::start(crate::ui::Ui::new(
-                Arc::clone(&health_spool),
-                view,
-                settings.clone(),
-                dry_run,
-                shutdown.signal(),
-            ))
+            crate::ui::start(
+                crate::ui::Ui::new(Arc::clone(&health_spool), view, settings.clone(), dry_run, shutdown.signal())
+                    .with_delivered(delivered.clone().unwrap_or_default()),
+            )
             .await?
         }
         None => None,

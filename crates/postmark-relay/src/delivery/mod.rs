@@ -80,6 +80,8 @@ pub struct Worker {
     in_flight_ids: HashMap<tokio::task::Id, Vec<QueueId>>,
     /// How many API requests may be in flight.
     window: window::Window,
+    /// Where each delivery is recorded for the preview UI (see [`crate::delivered`]).
+    delivered: Option<Arc<crate::delivered::Delivered>>,
 }
 
 impl Worker {
@@ -115,6 +117,20 @@ impl Worker {
                 Some(max) => *max,
                 None => 1,
             }),
+            delivered: None,
+        }
+    }
+
+    /// Records every delivery in `delivered` (what the preview UI lists as delivered).
+    pub fn with_delivered(mut self, delivered: Arc<crate::delivered::Delivered>) -> Self {
+        self.delivered = Some(delivered);
+        self
+    }
+
+    /// Notes that `msg` reached `recipients`, with Postmark's `reference`.
+    fn record_delivered(&self, msg: &StoredMessage, recipients: &[String], reference: &str) {
+        if let Some(d) = &self.delivered {
+            d.push(crate::delivered::Record::of(msg, recipients, reference, self.clock.now_ms()));
         }
     }
 
@@ -431,6 +447,7 @@ impl Worker {
                 self.metrics.resume();
                 let path = self.backend.path().label();
                 log::delivered(msg, path, &reference, &msg.header.envelope.rcpt_to, false);
+                self.record_delivered(msg, &msg.header.envelope.rcpt_to, &reference);
             }
             Outcome::Transient(reason) => self.defer(msg, &reason, Deferral::Transient),
             Outcome::Permanent(reason) => self.kill(msg, &reason, Dead::Permanent),

@@ -23,6 +23,7 @@ impl Worker {
         if !r.delivered.is_empty() {
             self.metrics.delivered(self.backend.path());
             log::delivered(msg, self.backend.path().label(), &r.reference, &r.delivered, true);
+            self.record_delivered(msg, &r.delivered, &r.reference);
         }
         if !r.failed.is_empty() {
             let envelope = Envelope { mail_from: msg.header.envelope.mail_from.clone(), rcpt_to: r.failed.clone() };

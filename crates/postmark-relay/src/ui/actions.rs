@@ -40,7 +40,7 @@ pub fn delete(ui: &Ui, id: &QueueId, place: Place) -> Answer {
             Some(_) => Ok(format!("{id}: dead letter deleted")),
             None => Err((404, format!("no message {id}"))),
         },
-        Place::Queue | Place::Journal => Err(neither(id)),
+        Place::Queue | Place::Journal | Place::Delivered => Err(neither(id)),
     }
 }
 
@@ -59,7 +59,7 @@ pub fn release(ui: &Ui, id: &QueueId, place: Place) -> Answer {
                 .into(),
         )),
         Place::DryRun => {
-            let loaded = store::load(&ui.spool, id, place).map_err(|e| (404, e))?;
+            let loaded = store::load(&ui.spool, &ui.delivered, id, place).map_err(|e| (404, e))?;
             let Some(msg) = loaded.message else {
                 return Err((409, format!("{id}: only the JSON was kept, not the message; it cannot be queued")));
             };
@@ -69,6 +69,6 @@ pub fn release(ui: &Ui, id: &QueueId, place: Place) -> Answer {
             remove_dry_run(ui, id).map_err(io)?;
             Ok(format!("{id}: queued for Postmark"))
         }
-        Place::Queue | Place::Journal => Err(neither(id)),
+        Place::Queue | Place::Journal | Place::Delivered => Err(neither(id)),
     }
 }

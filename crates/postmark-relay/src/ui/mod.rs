@@ -2,7 +2,8 @@
 //!
 //! Not the MIME a client sent (mail catchers show that) but the exact `/email` request Postmark
 //! will receive and whether Postmark will take it: a list of the spool's messages (dry-run
-//! output, pending, deferred and dead) and a view of each with its HTML (sandboxed), text,
+//! output, pending, deferred, dead, and the last
+//! messages delivered, of which only what the list shows is kept) and a view of each with its HTML (sandboxed), text,
 //! Postmark JSON, MIME source, the fate of every header, attachments and the verdict of
 //! Postmark's rules. `GET /api/messages` and `/api/messages/{id}` serve the same as JSON.
 //!
@@ -50,6 +51,8 @@ pub struct Ui {
     /// Whether the relay runs in dry-run (a dry-run message cannot be released then).
     dry_run: bool,
     shutdown: ShutdownSignal,
+    /// The messages delivered lately (empty unless the relay's worker records into it).
+    delivered: Arc<crate::delivered::Delivered>,
 }
 
 impl Ui {
@@ -66,7 +69,14 @@ impl Ui {
         } else {
             format!("sending via {}", view.via.as_str().to_uppercase())
         };
-        Self { spool, view, settings, mode, dry_run, shutdown }
+        let delivered = Arc::default();
+        Self { spool, view, settings, mode, dry_run, shutdown, delivered }
+    }
+
+    /// Lists the messages in `delivered` as well (the record the delivery worker keeps).
+    pub fn with_delivered(mut self, delivered: Arc<crate::delivered::Delivered>) -> Self {
+        self.delivered = delivered;
+        self
     }
 }
 

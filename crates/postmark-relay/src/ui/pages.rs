@@ -156,6 +156,9 @@ pub struct TabContent<'a> {
 /// The message view.
 pub fn message(d: &Detail, content: &TabContent<'_>, mode: &str) -> String {
     let s = &d.summary;
+    if let (Some(when), Some(reference)) = (&s.delivered, &s.reference) {
+        return delivered(s, when, reference, mode);
+    }
     let id = esc(&s.id);
     let subject = if s.subject.is_empty() { "(no subject)" } else { &s.subject };
     let failed = d.verdict.iter().filter(|r| r.passed == Some(false)).count();
@@ -201,6 +204,29 @@ pub fn message(d: &Detail, content: &TabContent<'_>, mode: &str) -> String {
              data-url=\"/api/messages/{id}\">Delete</button><span id=\"action-result\" class=\"note\"></span></div>"
         );
     }
+    layout(subject, mode, "", &body)
+}
+
+/// The view of a delivered message: what the relay kept, and that the content is gone.
+fn delivered(s: &Summary, when: &str, reference: &str, mode: &str) -> String {
+    let subject = if s.subject.is_empty() { "(no subject)" } else { &s.subject };
+    let body = format!(
+        "<div class=\"card\"><h1>{subject}</h1><dl class=\"meta\"><dt>From</dt><dd>{from}</dd>\
+         <dt>Delivered to</dt><dd>{to}</dd><dt>Received</dt><dd>{received}</dd><dt>State</dt><dd>{state}</dd>\
+         <dt>Delivered</dt><dd>{when}</dd><dt>Reference</dt><dd><code>{reference}</code></dd><dt>Size</dt>\
+         <dd>{size}</dd><dt>Id</dt><dd>{id}</dd></dl><p class=\"note\">Postmark accepted this message. Its content is \
+         no longer held: once delivered, the relay keeps only what this page shows, in memory, for its last \
+         messages.</p></div>",
+        subject = esc(subject),
+        from = esc(&s.from),
+        to = esc(&s.to.join(", ")),
+        received = esc(&s.received),
+        state = state_badge(&Summary { info: String::new(), ..s.clone() }),
+        when = esc(when),
+        reference = esc(reference),
+        size = size(s.size),
+        id = esc(&s.id),
+    );
     layout(subject, mode, "", &body)
 }
 
@@ -368,7 +394,42 @@ mod tests {
             state: "dead",
             info: "<b>ErrorCode 406</b>".into(),
             error_code: Some(406),
+            delivered: None,
+            reference: None,
         }
+    }
+
+    #[test]
+    fn a_delivered_message_shows_what_is_kept_escaped_and_no_tabs() {
+        let s = Summary {
+            state: "delivered",
+            info: "<i>now</i>; reference <script>r()</script>".into(),
+            error_code: None,
+            delivered: Some("<i>now</i>".into()),
+            reference: Some("<script>r()</script>".into()),
+            ..summary("<script>s()</script>", "<b>f</b>@example.com")
+        };
+        let html = list(std::slice::from_ref(&s), "", None, true, "api");
+        assert!(html.contains("s-delivered") && html.contains("&lt;script&gt;r()&lt;/script&gt;"), "{html}");
+        assert!(!html.contains("<script>") && !html.contains("<i>now") && !html.contains("<b>f"), "{html}");
+        let d = Detail {
+            summary: s,
+            via: "api",
+            requests: vec![],
+            requests_as_written: false,
+            conversion_error: None,
+            headers: vec![],
+            attachments: vec![],
+            verdict: vec![],
+            has_source: false,
+            repairs: vec![],
+        };
+        let c = TabContent { tab: "html", remote: false, source: None, actions: true };
+        let page = message(&d, &c, "api");
+        assert!(page.contains("no longer held") && page.contains("<code>&lt;script&gt;r()&lt;/script&gt;</code>"));
+        assert!(!page.contains("<script>") && !page.contains("<b>f") && !page.contains("<i>now"), "{page}");
+        assert!(!page.contains("class=\"tabs\"") && !page.contains("Release to Postmark"), "{page}");
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;@example.com"));
     }
 
     #[test]

@@ -143,13 +143,13 @@ fn listing(ui: &Ui, query: &ListQuery) -> std::io::Result<Listing> {
     let mut before = query.before.as_deref().and_then(QueueId::parse);
     let (mut messages, mut scanned) = (Vec::new(), 0);
     loop {
-        let batch = store::page(&ui.spool, before.as_ref(), PAGE)?;
+        let batch = store::page(&ui.spool, &ui.delivered, before.as_ref(), PAGE)?;
         let done = batch.len() < PAGE;
         for (id, place) in batch {
             scanned += 1;
             before = Some(id.clone());
             // Loaded one at a time and dropped: at most one message in memory.
-            let Ok(loaded) = store::load(&ui.spool, &id, place) else { continue };
+            let Ok(loaded) = store::load(&ui.spool, &ui.delivered, &id, place) else { continue };
             let (requests, _, _) = super::view::requests(&loaded, &ui.view);
             let summary = super::view::summary(&loaded, &requests);
             if needle.is_empty() || matches(&summary, &needle) {
@@ -209,6 +209,7 @@ async fn events(State(ui): State<Arc<Ui>>) -> impl IntoResponse {
         loop {
             let spool = Arc::clone(&ui.spool);
             let now = tokio::task::spawn_blocking(move || store::fingerprint(&spool)).await.ok()?;
+            let now = format!("{now}{:?}", ui.delivered.newest());
             if last.as_ref().is_some_and(|l| *l != now) {
                 let event = Event::default().event("change").data("spool changed");
                 return Some((Ok::<_, std::convert::Infallible>(event), (ui, Some(now))));
@@ -228,8 +229,9 @@ async fn detail_of(ui: &Arc<Ui>, id: &str) -> Result<(super::view::Detail, Optio
     let Some(id) = QueueId::parse(id) else { return Err((StatusCode::NOT_FOUND, "not a queue id".into())) };
     let ui = Arc::clone(ui);
     blocking(move || {
-        let place = store::locate(&ui.spool, &id).ok_or_else(|| (StatusCode::NOT_FOUND, format!("no message {id}")))?;
-        let loaded = store::load(&ui.spool, &id, place).map_err(|e| (StatusCode::NOT_FOUND, e))?;
+        let place = store::locate(&ui.spool, &ui.delivered, &id)
+            .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no message {id}")))?;
+        let loaded = store::load(&ui.spool, &ui.delivered, &id, place).map_err(|e| (StatusCode::NOT_FOUND, e))?;
         let detail = super::view::detail(&loaded, &ui.view);
         Ok((detail, loaded.message.map(|m| m.raw)))
     })
@@ -383,7 +385,7 @@ async fn api_release(State(ui): State<Arc<Ui>>, Path(id): Path<String>, headers:
 async fn act(ui: Arc<Ui>, id: String, f: fn(&Ui, &QueueId, Place) -> super::actions::Answer) -> Response {
     let Some(id) = QueueId::parse(&id) else { return error(StatusCode::NOT_FOUND, "not a queue id") };
     let done = blocking(move || {
-        let place = store::locate(&ui.spool, &id).ok_or((404, format!("no message {id}")))?;
+        let place = store::locate(&ui.spool, &ui.delivered, &id).ok_or((404, format!("no message {id}")))?;
         f(&ui, &id, place)
     })
     .await;

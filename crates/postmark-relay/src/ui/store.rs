@@ -1,6 +1,7 @@
 //! Where the UI finds messages, through the spool's own functions: the dry-run output
 //! (`<spool>/dry-run/<id>.json`, `.eml`, `.envelope.json`), the queue with its retry state, the
-//! dead letters with their reasons, and what a running relay holds only in its journal.
+//! dead letters with their reasons, what a running relay holds only in its journal, and the
+//! messages it delivered lately ([`crate::delivered`], in memory only).
 //!
 //! Memory stays bounded however large the spool is: a page is chosen while the directories are
 //! read, keeping at most `limit` ids (never the whole listing), and messages are loaded one at a
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
+use crate::delivered::{Delivered, Record};
 use crate::envelope::Envelope;
 use crate::spool::{Area, QueueId, Spool, StoredMessage};
 
@@ -24,6 +26,8 @@ pub enum Place {
     Dead,
     /// Pending, held by the running relay with no file yet (its journal shows it).
     Journal,
+    /// Delivered lately: only the relay's in-memory record of it is left.
+    Delivered,
 }
 
 /// A message's state as the list shows it.
@@ -51,16 +55,24 @@ pub enum State {
         /// Attempts made.
         attempts: u32,
     },
+    /// Accepted by Postmark.
+    Delivered {
+        /// When (ms since the epoch).
+        delivered_ms: u64,
+        /// Postmark's MessageID (API) or SMTP reply.
+        reference: String,
+    },
 }
 
 impl State {
-    /// The one-word name (`dry-run`, `pending`, `deferred`, `dead`).
+    /// The one-word name (`dry-run`, `pending`, `deferred`, `dead`, `delivered`).
     pub fn name(&self) -> &'static str {
         match self {
             State::DryRun => "dry-run",
             State::Pending => "pending",
             State::Deferred { .. } => "deferred",
             State::Dead { .. } => "dead",
+            State::Delivered { .. } => "delivered",
         }
     }
 }
@@ -80,11 +92,19 @@ pub struct Loaded {
     pub message: Option<StoredMessage>,
     /// The dry-run JSON file as written: the exact `/email` body (API-shaped dry-run only).
     pub dry_run_json: Option<Vec<u8>>,
+    /// What is kept of a delivered message (its content is not).
+    pub record: Option<Record>,
 }
 
 /// Up to `limit` messages older than `before` (all when `None`), newest first. Reads the
-/// directories once and keeps at most `limit` ids while doing so.
-pub fn page(spool: &Spool, before: Option<&QueueId>, limit: usize) -> io::Result<Vec<(QueueId, Place)>> {
+/// directories once and keeps at most `limit` ids while doing so. A message both in the spool and
+/// in `delivered` (delivered to some recipients, queued for the rest) is listed from the spool.
+pub fn page(
+    spool: &Spool,
+    delivered: &Delivered,
+    before: Option<&QueueId>,
+    limit: usize,
+) -> io::Result<Vec<(QueueId, Place)>> {
     let mut kept: BTreeMap<QueueId, Place> = BTreeMap::new();
     let mut offer = |id: QueueId, place: Place| {
         if limit == 0 || before.is_some_and(|b| &id >= b) || kept.contains_key(&id) {
@@ -101,6 +121,9 @@ pub fn page(spool: &Spool, before: Option<&QueueId>, limit: usize) -> io::Result
     for_each_id(&spool.dry_run_dir(), "", &mut |id| offer(id, Place::DryRun))?;
     for msg in spool.journal_pending().unwrap_or_default() {
         offer(msg.id, Place::Journal);
+    }
+    for id in delivered.ids() {
+        offer(id, Place::Delivered);
     }
     Ok(kept.into_iter().rev().collect())
 }
@@ -142,7 +165,7 @@ pub fn fingerprint(spool: &Spool) -> String {
 }
 
 /// Where `id` is, if anywhere.
-pub fn locate(spool: &Spool, id: &QueueId) -> Option<Place> {
+pub fn locate(spool: &Spool, delivered: &Delivered, id: &QueueId) -> Option<Place> {
     match spool.locate(id) {
         Some(Area::Dead) => return Some(Place::Dead),
         Some(Area::Queue) => return Some(Place::Queue),
@@ -153,11 +176,14 @@ pub fn locate(spool: &Spool, id: &QueueId) -> Option<Place> {
         return Some(Place::DryRun);
     }
     let journal = spool.journal_pending().unwrap_or_default();
-    journal.iter().any(|m| &m.id == id).then_some(Place::Journal)
+    if journal.iter().any(|m| &m.id == id) {
+        return Some(Place::Journal);
+    }
+    delivered.get(id).map(|_| Place::Delivered)
 }
 
 /// Loads `id` from `place`.
-pub fn load(spool: &Spool, id: &QueueId, place: Place) -> Result<Loaded, String> {
+pub fn load(spool: &Spool, delivered: &Delivered, id: &QueueId, place: Place) -> Result<Loaded, String> {
     let now = crate::clock::now_ms();
     let loaded = |message: Option<StoredMessage>, state: State, dry_run_json: Option<Vec<u8>>| Loaded {
         id: id.clone(),
@@ -166,8 +192,14 @@ pub fn load(spool: &Spool, id: &QueueId, place: Place) -> Result<Loaded, String>
         received_ms: message.as_ref().map_or(id.created_ms(), |m| m.header.received_ms),
         message,
         dry_run_json,
+        record: None,
     };
     match place {
+        Place::Delivered => {
+            let record = delivered.get(id).ok_or_else(|| format!("{id} is no longer in the delivered record"))?;
+            let state = State::Delivered { delivered_ms: record.delivered_ms, reference: record.reference.clone() };
+            Ok(Loaded { received_ms: record.received_ms, record: Some(record), ..loaded(None, state, None) })
+        }
         Place::Queue => {
             let msg = spool.load(id).map_err(|e| e.to_string())?;
             let st = spool.state(id);
@@ -237,26 +269,26 @@ mod tests {
     #[test]
     fn pages_go_newest_first_and_hold_at_most_the_limit() {
         let (_dir, spool, ids) = spool_with(7);
-        let first = page(&spool, None, 3).unwrap();
+        let first = page(&spool, &Delivered::default(), None, 3).unwrap();
         assert_eq!(
             first.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
             vec![ids[6].clone(), ids[5].clone(), ids[4].clone()]
         );
-        let next = page(&spool, Some(&first[2].0), 3).unwrap();
+        let next = page(&spool, &Delivered::default(), Some(&first[2].0), 3).unwrap();
         assert_eq!(
             next.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
             vec![ids[3].clone(), ids[2].clone(), ids[1].clone()]
         );
-        let last = page(&spool, Some(&next[2].0), 3).unwrap();
+        let last = page(&spool, &Delivered::default(), Some(&next[2].0), 3).unwrap();
         assert_eq!(last.len(), 1);
-        assert!(page(&spool, Some(&ids[0]), 3).unwrap().is_empty());
+        assert!(page(&spool, &Delivered::default(), Some(&ids[0]), 3).unwrap().is_empty());
         assert!(first.iter().all(|(_, p)| *p == Place::Queue));
     }
 
     #[test]
     fn a_message_that_failed_is_deferred_with_its_next_attempt() {
         let (_dir, spool, ids) = spool_with(1);
-        assert_eq!(load(&spool, &ids[0], Place::Queue).unwrap().state, State::Pending);
+        assert_eq!(load(&spool, &Delivered::default(), &ids[0], Place::Queue).unwrap().state, State::Pending);
         let next = crate::clock::now_ms() + 60_000;
         let st = crate::spool::RetryState {
             attempts: 2,
@@ -265,7 +297,7 @@ mod tests {
             revived_ms: None,
         };
         spool.save_state(&ids[0], &st).unwrap();
-        let loaded = load(&spool, &ids[0], Place::Queue).unwrap();
+        let loaded = load(&spool, &Delivered::default(), &ids[0], Place::Queue).unwrap();
         let expected =
             State::Deferred { attempts: 2, next_attempt_ms: Some(next), last_error: Some("HTTP 503".into()) };
         assert_eq!(loaded.state, expected);
@@ -293,15 +325,17 @@ mod tests {
             recipients: vec![],
         };
         spool.kill(&ids[0], &reason).unwrap();
-        let dead = load(&spool, &ids[0], locate(&spool, &ids[0]).unwrap()).unwrap();
+        let dead =
+            load(&spool, &Delivered::default(), &ids[0], locate(&spool, &Delivered::default(), &ids[0]).unwrap())
+                .unwrap();
         assert!(matches!(dead.state, State::Dead { error_code: Some(406), .. }), "{:?}", dead.state);
         let id = QueueId::generate();
         spool.write_dry_run(&format!("{id}.json"), br#"{"From":"a@example.com"}"#).unwrap();
-        assert_eq!(locate(&spool, &id), Some(Place::DryRun));
-        let listed = page(&spool, None, 10).unwrap();
+        assert_eq!(locate(&spool, &Delivered::default(), &id), Some(Place::DryRun));
+        let listed = page(&spool, &Delivered::default(), None, 10).unwrap();
         assert_eq!(listed[0], (id.clone(), Place::DryRun));
         assert_eq!(listed.iter().filter(|(_, p)| *p == Place::Dead).count(), 1);
-        let loaded = load(&spool, &id, Place::DryRun).unwrap();
+        let loaded = load(&spool, &Delivered::default(), &id, Place::DryRun).unwrap();
         assert!(loaded.message.is_none() && loaded.dry_run_json.is_some());
         assert_eq!(error_code("no code here"), None);
         assert_eq!(error_code("ErrorCode: 300 bad"), Some(300));

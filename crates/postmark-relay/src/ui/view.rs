@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::store::{Loaded, Place, State};
 use crate::convert::ConvertOptions;
+use crate::delivered::Record;
 use crate::envelope::Via;
 
 /// One row of the list (and of `GET /api/messages`).
@@ -28,12 +29,16 @@ pub struct Summary {
     pub subject: String,
     /// Size of the message in bytes.
     pub size: u64,
-    /// `dry-run`, `pending`, `deferred` or `dead`.
+    /// `dry-run`, `pending`, `deferred`, `dead` or `delivered`.
     pub state: &'static str,
     /// The next attempt (deferred), the reason (dead), or nothing.
     pub info: String,
     /// Postmark's ErrorCode (dead letters).
     pub error_code: Option<i64>,
+    /// When Postmark accepted it (delivered messages, RFC 3339).
+    pub delivered: Option<String>,
+    /// Postmark's MessageID or SMTP reply (delivered messages).
+    pub reference: Option<String>,
 }
 
 /// What happens to one header of the message.
@@ -166,8 +171,31 @@ fn human_ms(ms: u64) -> String {
     }
 }
 
+/// The row of a delivered message: what the relay kept of it.
+fn delivered_summary(r: &Record) -> Summary {
+    let when = human_ms(r.delivered_ms);
+    Summary {
+        id: r.id.to_string(),
+        received: human_ms(r.received_ms),
+        from: r.from.clone(),
+        to: r.recipients.clone(),
+        cc: vec![],
+        bcc: vec![],
+        subject: r.subject.clone(),
+        size: r.size,
+        state: "delivered",
+        info: format!("{when}; reference {}", r.reference),
+        error_code: None,
+        delivered: Some(when),
+        reference: Some(r.reference.clone()),
+    }
+}
+
 /// The list's row for `loaded`, given its requests.
 pub fn summary(loaded: &Loaded, requests: &[Value]) -> Summary {
+    if let Some(r) = &loaded.record {
+        return delivered_summary(r);
+    }
     let first = requests.first().cloned().unwrap_or(Value::Null);
     let field = |key: &str| -> Vec<String> {
         let mut all: Vec<String> = Vec::new();
@@ -198,7 +226,7 @@ pub fn summary(loaded: &Loaded, requests: &[Value]) -> Summary {
         subject = parsed.subject().unwrap_or_default().to_owned();
     }
     let (info, error_code) = match &loaded.state {
-        State::DryRun | State::Pending => (String::new(), None),
+        State::DryRun | State::Pending | State::Delivered { .. } => (String::new(), None),
         State::Deferred { attempts, next_attempt_ms, last_error } => {
             let next = next_attempt_ms.map_or("due now".to_string(), |t| format!("next attempt {}", human_ms(t)));
             let err = last_error.as_deref().map(|e| format!("; last error: {e}")).unwrap_or_default();
@@ -219,6 +247,8 @@ pub fn summary(loaded: &Loaded, requests: &[Value]) -> Summary {
         state: loaded.state.name(),
         info,
         error_code,
+        delivered: None,
+        reference: None,
     }
 }
 
@@ -317,6 +347,21 @@ pub fn decoded(attachment: &Value) -> Option<Vec<u8>> {
 
 /// Builds the whole view of `loaded`.
 pub fn detail(loaded: &Loaded, opts: &ViewOptions) -> Detail {
+    if let Some(r) = &loaded.record {
+        // Delivered: the content is gone, only the row is kept.
+        return Detail {
+            summary: delivered_summary(r),
+            via: opts.via.as_str(),
+            requests: vec![],
+            requests_as_written: false,
+            conversion_error: None,
+            headers: vec![],
+            attachments: vec![],
+            verdict: vec![],
+            has_source: false,
+            repairs: vec![],
+        };
+    }
     let (requests, as_written, conversion_error) = requests(loaded, opts);
     let summary = summary(loaded, &requests);
     // A dry-run file says which path it was shaped for: JSON for the API, MIME alone for SMTP.

@@ -28,3 +28,4 @@ mod smtp;
 mod support;
 mod ui;
 mod ui_browser;
+mod ui_delivered;
