@@ -177,8 +177,10 @@ pub async fn start(config: Config) -> Result<RunningRelay, StartError> {
         .with_metrics(Arc::clone(&metrics));
     let (credentials_tx, credentials_rx) = watch::channel(Arc::new(config.credentials.clone()));
     let mut worker = worker.with_credential_updates(credentials_rx);
-    // The preview UI lists the messages delivered lately; the worker records them only for it.
-    let delivered = config.ui.as_ref().map(|_| Arc::new(crate::delivered::Delivered::default()));
+    // The preview UI lists the messages delivered lately; the worker records them only for it, and
+    // not in dry-run (whose output the UI lists from `dry-run/`).
+    let sends = !matches!(config.mode, Mode::DryRun(..));
+    let delivered = config.ui.as_ref().filter(|_| sends).map(|_| Arc::new(crate::delivered::Delivered::default()));
     if let Some(d) = &delivered {
         worker = worker.with_delivered(Arc::clone(d));
     }

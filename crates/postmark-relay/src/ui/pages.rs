@@ -412,18 +412,7 @@ mod tests {
         let html = list(std::slice::from_ref(&s), "", None, true, "api");
         assert!(html.contains("s-delivered") && html.contains("&lt;script&gt;r()&lt;/script&gt;"), "{html}");
         assert!(!html.contains("<script>") && !html.contains("<i>now") && !html.contains("<b>f"), "{html}");
-        let d = Detail {
-            summary: s,
-            via: "api",
-            requests: vec![],
-            requests_as_written: false,
-            conversion_error: None,
-            headers: vec![],
-            attachments: vec![],
-            verdict: vec![],
-            has_source: false,
-            repairs: vec![],
-        };
+        let d = Detail::without_content(s, "api");
         let c = TabContent { tab: "html", remote: false, source: None, actions: true };
         let page = message(&d, &c, "api");
         assert!(page.contains("no longer held") && page.contains("<code>&lt;script&gt;r()&lt;/script&gt;</code>"));

@@ -99,6 +99,24 @@ pub struct Detail {
     pub repairs: Vec<String>,
 }
 
+impl Detail {
+    /// The view of a message whose content is no longer held (delivered): its row and nothing else.
+    pub fn without_content(summary: Summary, via: &'static str) -> Self {
+        Self {
+            summary,
+            via,
+            requests: vec![],
+            requests_as_written: false,
+            conversion_error: None,
+            headers: vec![],
+            attachments: vec![],
+            verdict: vec![],
+            has_source: false,
+            repairs: vec![],
+        }
+    }
+}
+
 /// Settings the view needs from the relay.
 #[derive(Debug, Clone)]
 pub struct ViewOptions {
@@ -349,18 +367,7 @@ pub fn decoded(attachment: &Value) -> Option<Vec<u8>> {
 pub fn detail(loaded: &Loaded, opts: &ViewOptions) -> Detail {
     if let Some(r) = &loaded.record {
         // Delivered: the content is gone, only the row is kept.
-        return Detail {
-            summary: delivered_summary(r),
-            via: opts.via.as_str(),
-            requests: vec![],
-            requests_as_written: false,
-            conversion_error: None,
-            headers: vec![],
-            attachments: vec![],
-            verdict: vec![],
-            has_source: false,
-            repairs: vec![],
-        };
+        return Detail::without_content(delivered_summary(r), opts.via.as_str());
     }
     let (requests, as_written, conversion_error) = requests(loaded, opts);
     let summary = summary(loaded, &requests);
