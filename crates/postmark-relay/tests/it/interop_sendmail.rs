@@ -122,10 +122,6 @@ fn assert_sent(email: &Value, to: &str, from: &str, subject: &str, text: &str) {
     );
 }
 
-fn header<'a>(email: &'a Value, name: &str) -> Option<&'a str> {
-    email["Headers"].as_array()?.iter().find(|h| h["Name"] == name)?["Value"].as_str()
-}
-
 /// Whether this test may bind-mount the relay's binary over `/usr/sbin/sendmail` in a private
 /// mount namespace (for clients that run that path and no other): as root, with `unshare` and an
 /// MTA's `/usr/sbin/sendmail` to mount over (CI installs msmtp-mta). Else `NOT RUN`, or a failure
@@ -194,7 +190,11 @@ async fn mailutils_mail_to_root() {
     let email = h.email().await;
     // -f <user>@<hostname> is local: it takes local_domain.
     assert_sent(&email, "ops@example.com", &format!("{}@host.example", user()), "backup report", "backup done\r\n");
-    assert_eq!(header(&email, "User-Agent").map(|v| v.starts_with("mail (GNU Mailutils")), Some(true), "{email}");
+    assert_eq!(
+        crate::support::email_header(&email, "User-Agent").map(|v| v.starts_with("mail (GNU Mailutils")),
+        Some(true),
+        "{email}"
+    );
     h.stop().await;
 }
 
@@ -376,6 +376,6 @@ async fn debian_cron_mails_a_jobs_output() {
         "{subject}"
     );
     assert_eq!(email["TextBody"], "backup done\r\n2 files\r\n");
-    assert_eq!(header(&email, "X-Cron-Env"), Some("<SHELL=/bin/sh>"), "{email}");
+    assert_eq!(crate::support::email_header(&email, "X-Cron-Env"), Some("<SHELL=/bin/sh>"), "{email}");
     h.stop().await;
 }

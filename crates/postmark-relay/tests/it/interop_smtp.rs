@@ -120,11 +120,6 @@ fn all_recipients(emails: &[Value]) -> Vec<String> {
     all
 }
 
-fn header<'a>(email: &'a Value, name: &str) -> Option<&'a str> {
-    let headers = email["Headers"].as_array()?;
-    headers.iter().find(|h| h["Name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))?["Value"].as_str()
-}
-
 /// The attachments as (name, content type, decoded content).
 fn attachments(email: &Value) -> Vec<(String, String, Vec<u8>)> {
     email["Attachments"]
@@ -182,7 +177,7 @@ async fn swaks_with_attachments_custom_headers_and_a_long_line() {
     assert_eq!(field(email, "From"), "Swaks Sender <app@example.com>");
     assert_eq!(field(email, "Subject"), "swaks attachments");
     assert_eq!(addresses(email, "To"), ["ann@example.org", "bob@example.org"]);
-    assert_eq!(header(email, "X-Campaign"), Some("interop-42"));
+    assert_eq!(support::email_header(email, "X-Campaign"), Some("interop-42"));
     // The 3,000-octet line reaches Postmark whole.
     let text = field(email, "TextBody");
     assert!(text.contains(&format!("first line\r\n{long_line}\r\nlast line")), "{text}");
@@ -451,7 +446,10 @@ async fn smtplib_sends_sixty_recipients_and_an_smtputf8_message() {
     assert_eq!(field(email, "To"), "Kunde Köln <kunde@xn--bcher-kva.de>");
     assert_eq!(field(email, "Subject"), "Grüße aus Köln");
     assert_eq!(field(email, "TextBody"), "Schöne Grüße\r\n");
-    assert_eq!(header(email, "X-Relay-Original-To"), Some("Kunde Köln <kunde@bücher.de>, jörg@example.com"));
+    assert_eq!(
+        support::email_header(email, "X-Relay-Original-To"),
+        Some("Kunde Köln <kunde@bücher.de>, jörg@example.com")
+    );
     report(
         "Python 3 smtplib (SMTPUTF8)",
         "send_message(msg) to kunde@bücher.de, jörg@example.com",

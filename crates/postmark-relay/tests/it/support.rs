@@ -306,3 +306,10 @@ pub fn real_client(program: &str, test: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// The value of header `name` (case-insensitive, as header names are) in a Postmark `/email`
+/// request's `Headers` list.
+pub fn email_header<'a>(email: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    let headers = email["Headers"].as_array()?;
+    headers.iter().find(|h| h["Name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))?["Value"].as_str()
+}
